@@ -1,0 +1,171 @@
+"""Key/value sampling modules of APNB and AFNB (paper Sec. 3.2, Fig. 4, Table 7).
+
+A sampler turns a projected key or value map (B, C, H, W) into S anchors (B, C, S). It has no
+parameters, so the method and the pyramid sizes of a trained model can be switched at inference
+time. Anchors are ordered level by level, each level row-major: for (1, 3, 6, 8), index 0 is the
+1x1 level, 1..9 the 3x3 level, 10..45 the 6x6 level and 46..109 the 8x8 level.
+
+Methods (Table 7): random, max, average take one size n (S = n^2); their pyramid_ forms take any
+tuple of sizes (S = sum n^2). `identity` keeps all N positions as anchors, which turns APNB into
+the standard non-local block (NB) and AFNB into FNB: one attention code path for all four blocks.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+METHODS = (
+    "identity",
+    "random",
+    "max",
+    "average",
+    "pyramid_random",
+    "pyramid_max",
+    "pyramid_average",
+)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    method: str = "pyramid_average"
+    sizes: tuple[int, ...] = (1, 3, 6, 8)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(
+                f"unknown sampling method {self.method!r}; valid: {', '.join(METHODS)}"
+            )
+        object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
+        if self.method == "identity":
+            return
+        if not self.sizes or any(n < 1 for n in self.sizes):
+            raise ValueError(
+                f"pyramid sizes must be positive integers, got {self.sizes}"
+            )
+        if not self.method.startswith("pyramid_") and len(self.sizes) != 1:
+            raise ValueError(
+                f"{self.method!r} sampling takes one size n (S = n^2), got {self.sizes}"
+            )
+
+    @property
+    def num_anchors(self) -> int | None:
+        """S, or None for identity sampling, where S = N depends on the input."""
+        return None if self.method == "identity" else sum(n * n for n in self.sizes)
+
+    @property
+    def kind(self) -> str:
+        return self.method.removeprefix("pyramid_")
+
+
+@dataclass
+class AnchorGeometry:
+    """Where each anchor comes from, in cells of the feature map that was sampled.
+
+    level: (S,) index into the pyramid sizes; boxes: (S, 4) as (y0, x0, y1, x1), end-exclusive,
+    the exact rectangle the adaptive pooling bin covers (bins overlap when n does not divide H).
+    """
+
+    level: Tensor
+    boxes: Tensor
+    sizes: tuple[int, ...]
+    feature_hw: tuple[int, int]
+
+    def to_pixels(self, image_hw: tuple[int, int]) -> Tensor:
+        """Boxes scaled to an image of size image_hw (float, end-exclusive)."""
+        sy = image_hw[0] / self.feature_hw[0]
+        sx = image_hw[1] / self.feature_hw[1]
+        return self.boxes.float() * torch.tensor([sy, sx, sy, sx])
+
+
+def adaptive_bins(length: int, n: int) -> list[tuple[int, int]]:
+    """The [start, end) bins of torch's adaptive pooling of `length` cells into n outputs."""
+    return [((i * length) // n, -((-(i + 1) * length) // n)) for i in range(n)]
+
+
+class Sampler(nn.Module):
+    """Parameter-free sampling of anchors from a (B, C, H, W) map; see the module docstring."""
+
+    def __init__(self, config: SamplingConfig = SamplingConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self._draws = (
+            0  # random draws made in training mode, so each step samples afresh
+        )
+
+    def extra_repr(self) -> str:
+        return f"method={self.config.method}, sizes={self.config.sizes}, seed={self.config.seed}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        if self.config.method == "identity":
+            return x.flatten(2)  # (B, C, N)
+        if self.config.kind == "random":
+            index = self.random_index(H, W, x.device)
+            return x.flatten(2)[:, :, index]  # (B, C, S)
+        pool = (
+            F.adaptive_avg_pool2d
+            if self.config.kind == "average"
+            else F.adaptive_max_pool2d
+        )
+        return torch.cat(
+            [pool(x, n).flatten(2) for n in self.config.sizes], dim=2
+        )  # (B, C, S)
+
+    def random_index(self, H: int, W: int, device: torch.device) -> Tensor:
+        """n^2 distinct positions per level, as numpy.random.choice in the released code.
+
+        In eval mode the draw depends only on (seed, H, W), so a fixed seed gives a fixed set of
+        anchors for the app; in training mode every call draws anew, still reproducibly.
+        """
+        draw = self._draws if self.training else 0
+        if self.training:
+            self._draws += 1
+        key = f"{self.config.seed},{H},{W},{draw}".encode()
+        generator = torch.Generator().manual_seed(
+            int.from_bytes(hashlib.sha256(key).digest()[:7])
+        )
+        N = H * W
+        if any(n * n > N for n in self.config.sizes):
+            raise ValueError(
+                f"random sampling of sizes {self.config.sizes} needs more than {N} positions"
+            )
+        levels = [
+            torch.randperm(N, generator=generator)[: n * n] for n in self.config.sizes
+        ]
+        return torch.cat(levels).to(device)
+
+    def anchors(self, H: int, W: int) -> AnchorGeometry:
+        """The geometry of the anchors this sampler takes from an H x W map."""
+        if self.config.method == "identity":
+            ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+            ys, xs = ys.flatten(), xs.flatten()
+            boxes = torch.stack([ys, xs, ys + 1, xs + 1], dim=1)
+            return AnchorGeometry(
+                torch.zeros(H * W, dtype=torch.long), boxes, (), (H, W)
+            )
+        if self.config.kind == "random":
+            return self._random_geometry(H, W)
+        levels, boxes = [], []
+        for level, n in enumerate(self.config.sizes):
+            for y0, y1 in adaptive_bins(H, n):
+                for x0, x1 in adaptive_bins(W, n):
+                    levels.append(level)
+                    boxes.append((y0, x0, y1, x1))
+        return AnchorGeometry(
+            torch.tensor(levels), torch.tensor(boxes), self.config.sizes, (H, W)
+        )
+
+    def _random_geometry(self, H: int, W: int) -> AnchorGeometry:
+        was_training, self.training = self.training, False
+        index = self.random_index(H, W, torch.device("cpu"))
+        self.training = was_training
+        ys, xs = index // W, index % W
+        level = torch.cat(
+            [torch.full((n * n,), i) for i, n in enumerate(self.config.sizes)]
+        )
+        boxes = torch.stack([ys, xs, ys + 1, xs + 1], dim=1)
+        return AnchorGeometry(level, boxes, self.config.sizes, (H, W))
