@@ -27,9 +27,7 @@ class Attention:
 
 
 def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-    )
+    return nn.Sequential(nn.Conv2d(cin, cout, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class AsymmetricAttention(nn.Module):
@@ -48,30 +46,20 @@ class AsymmetricAttention(nn.Module):
     ) -> None:
         super().__init__()
         if share_query_key and high_channels != low_channels:
-            raise ValueError(
-                "a shared query/key projection needs equal high and low channels"
-            )
+            raise ValueError("a shared query/key projection needs equal high and low channels")
         self.key_channels = key_channels
         self.key = conv_bn_relu(low_channels, key_channels)
-        self.query = (
-            None if share_query_key else conv_bn_relu(high_channels, key_channels)
-        )
+        self.query = None if share_query_key else conv_bn_relu(high_channels, key_channels)
         self.value = nn.Conv2d(low_channels, value_channels, 1)
         self.W = nn.Conv2d(value_channels, out_channels, 1)
         # zero W: the block adds nothing at initialisation (released code; Wang et al. Sec. 4.1)
         nn.init.zeros_(self.W.weight)
         nn.init.zeros_(self.W.bias)
-        self.W_bn = (
-            nn.BatchNorm2d(out_channels) if bn_after_w else None
-        )  # appendix C option
+        self.W_bn = nn.BatchNorm2d(out_channels) if bn_after_w else None  # appendix C option
         self.sampler = sampler
-        self.use_sdpa = (
-            False  # fused kernel for NB/FNB when no attention map is requested
-        )
+        self.use_sdpa = False  # fused kernel for NB/FNB when no attention map is requested
 
-    def forward(
-        self, high: Tensor, low: Tensor, record: bool = False
-    ) -> tuple[Tensor, Attention | None]:
+    def forward(self, high: Tensor, low: Tensor, record: bool = False) -> tuple[Tensor, Attention | None]:
         B, _, H, W = high.shape
         key_map = self.key(low)  # (B, C^, Hl, Wl)
         query_map = key_map if self.query is None else self.query(high)
@@ -80,18 +68,12 @@ class AsymmetricAttention(nn.Module):
         value = self.sampler(self.value(low)).transpose(1, 2)  # (B, S, Cv)
         if self.use_sdpa and not record:
             scale = self.key_channels**-0.5
-            context = F.scaled_dot_product_attention(
-                query, key.transpose(1, 2), value, scale=scale
-            )
+            context = F.scaled_dot_product_attention(query, key.transpose(1, 2), value, scale=scale)
             weights = None
         else:
-            weights = torch.softmax(
-                query @ key * self.key_channels**-0.5, dim=-1
-            )  # (B, N, S)
+            weights = torch.softmax(query @ key * self.key_channels**-0.5, dim=-1)  # (B, N, S)
             context = weights @ value  # (B, N, Cv)
-        context = self.W(
-            context.transpose(1, 2).reshape(B, -1, H, W)
-        )  # (B, Cout, H, W)
+        context = self.W(context.transpose(1, 2).reshape(B, -1, H, W))  # (B, Cout, H, W)
         if self.W_bn is not None:
             context = self.W_bn(context)
         if not record:
@@ -128,9 +110,7 @@ class APNB(nn.Module):
             nn.Dropout2d(dropout),
         )
 
-    def forward(
-        self, x: Tensor, record: bool = False
-    ) -> tuple[Tensor, Attention | None]:
+    def forward(self, x: Tensor, record: bool = False) -> tuple[Tensor, Attention | None]:
         context, attention = self.attention(x, x, record)
         return self.fuse(torch.cat([context, x], dim=1)), attention
 
@@ -181,9 +161,7 @@ class AFNB(nn.Module):
             response, weights = attention(high, low, record)
             context = context + response
             attentions.append(weights)
-        return self.fuse(
-            torch.cat([context, high], dim=1)
-        ), attentions if record else []
+        return self.fuse(torch.cat([context, high], dim=1)), attentions if record else []
 
 
 class CommonFusion(nn.Module):
@@ -191,9 +169,7 @@ class CommonFusion(nn.Module):
 
     def __init__(self, low_channels: tuple[int, ...], high_channels: int) -> None:
         super().__init__()
-        self.projections = nn.ModuleList(
-            conv_bn_relu(c, high_channels) for c in low_channels
-        )
+        self.projections = nn.ModuleList(conv_bn_relu(c, high_channels) for c in low_channels)
 
     def forward(
         self, high: Tensor, lows: list[Tensor], record: bool = False
@@ -202,8 +178,6 @@ class CommonFusion(nn.Module):
         for projection, low in zip(self.projections, lows, strict=True):
             low = projection(low)
             if low.shape[-2:] != high.shape[-2:]:
-                low = F.interpolate(
-                    low, size=high.shape[-2:], mode="bilinear", align_corners=False
-                )
+                low = F.interpolate(low, size=high.shape[-2:], mode="bilinear", align_corners=False)
             out = out + low
         return out, []

@@ -43,9 +43,7 @@ STAGES = (
 )
 
 
-def same_padding(
-    size: tuple[int, int], kernel_size: int, stride: int
-) -> tuple[int, ...]:
+def same_padding(size: tuple[int, int], kernel_size: int, stride: int) -> tuple[int, ...]:
     """F.pad amounts (left, right, top, bottom) of TF "SAME": the extra pixel goes right/bottom."""
     pads = []
     for n in reversed(size):  # F.pad starts at the last dimension (W)
@@ -105,12 +103,8 @@ class MBConv(nn.Module):
     ):
         super().__init__()
         hidden = in_channels * expand_ratio
-        self.expand = (
-            ConvBN(in_channels, hidden, 1) if expand_ratio != 1 else nn.Identity()
-        )
-        self.depthwise = ConvBN(
-            hidden, hidden, kernel_size, stride, dilation, groups=hidden
-        )
+        self.expand = ConvBN(in_channels, hidden, 1) if expand_ratio != 1 else nn.Identity()
+        self.depthwise = ConvBN(hidden, hidden, kernel_size, stride, dilation, groups=hidden)
         self.project = ConvBN(hidden, out_channels, 1, activation=False)
         self.use_residual = stride == 1 and in_channels == out_channels
 
@@ -175,13 +169,9 @@ class EfficientNetLite0(nn.Module):
 class EfficientNetLite0Classifier(nn.Module):
     """The ImageNet classifier (backbone + 1280-ch head conv + pool + fc); not for segmentation."""
 
-    def __init__(
-        self, backbone: EfficientNetLite0 | None = None, num_classes: int = 1000
-    ):
+    def __init__(self, backbone: EfficientNetLite0 | None = None, num_classes: int = 1000):
         super().__init__()
-        self.backbone = (
-            backbone if backbone is not None else EfficientNetLite0(output_stride=32)
-        )
+        self.backbone = backbone if backbone is not None else EfficientNetLite0(output_stride=32)
         self.head = ConvBN(self.backbone.channels[-1], HEAD_CHANNELS, 1)
         self.dropout = nn.Dropout(0.2)  # Lite0 training dropout
         self.fc = nn.Linear(HEAD_CHANNELS, num_classes)
@@ -191,9 +181,7 @@ class EfficientNetLite0Classifier(nn.Module):
         return self.fc(self.dropout(x.mean(dim=(2, 3))))  # (B, num_classes)
 
 
-def efficientnet_lite0(
-    output_stride: int = 8, pretrained: bool = False
-) -> EfficientNetLite0:
+def efficientnet_lite0(output_stride: int = 8, pretrained: bool = False) -> EfficientNetLite0:
     model = EfficientNetLite0(output_stride)
     if pretrained:
         load_imagenet_weights(model)
@@ -250,9 +238,7 @@ def _block_prefixes() -> list[str]:
     return prefixes
 
 
-def convert_imagenet_state_dict(
-    state: dict[str, Tensor], source: str = ""
-) -> dict[str, Tensor]:
+def convert_imagenet_state_dict(state: dict[str, Tensor], source: str = "") -> dict[str, Tensor]:
     """Renames checkpoint keys to EfficientNetLite0Classifier's; unknown keys raise."""
     block_prefixes = _block_prefixes()
     converted = {}
@@ -266,9 +252,7 @@ def convert_imagenet_state_dict(
         elif len(parts) == 2 and parts[0] in _TOP_LEVEL_NAMES:
             new = f"{_TOP_LEVEL_NAMES[parts[0]]}.{parts[1]}"
         else:
-            raise ValueError(
-                f"{source}: unexpected key {key!r} in EfficientNet-Lite0 weights"
-            )
+            raise ValueError(f"{source}: unexpected key {key!r} in EfficientNet-Lite0 weights")
         converted[new] = value
     return converted
 
@@ -287,12 +271,8 @@ def load_imagenet_weights(
         prefix = "backbone."
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     elif not isinstance(model, EfficientNetLite0Classifier):
-        raise TypeError(
-            f"expected an EfficientNetLite0 or its classifier, got {type(model)}"
-        )
+        raise TypeError(f"expected an EfficientNetLite0 or its classifier, got {type(model)}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise RuntimeError(
-            f"{path} does not fit {type(model).__name__}: {error}"
-        ) from None
+        raise RuntimeError(f"{path} does not fit {type(model).__name__}: {error}") from None

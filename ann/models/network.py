@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ann.models.blocks import AFNB, APNB, AsymmetricAttention, Attention, CommonFusion
 from ann.models.resnet import DilatedResNet
-from ann.models.sampling import SamplingConfig, Sampler
+from ann.models.sampling import Sampler, SamplingConfig
 
 FUSIONS = ("none", "common", "fnb", "afnb")
 CONTEXTS = ("none", "nb", "apnb")
@@ -48,9 +48,7 @@ class ANNConfig:
             object.__setattr__(self, "sampling", SamplingConfig(**self.sampling))
         object.__setattr__(self, "fuse_stages", tuple(int(s) for s in self.fuse_stages))
         if any(s not in (1, 2, 3, 4) for s in self.fuse_stages):
-            raise ValueError(
-                f"fuse_stages must be stages 1..4 fused into Stage5, got {self.fuse_stages}"
-            )
+            raise ValueError(f"fuse_stages must be stages 1..4 fused into Stage5, got {self.fuse_stages}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,9 +58,7 @@ class ANNConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(
-                f"unknown ANNConfig fields {sorted(unknown)}; valid: {sorted(known)}"
-            )
+            raise ValueError(f"unknown ANNConfig fields {sorted(unknown)}; valid: {sorted(known)}")
         return cls(**data)
 
 
@@ -98,9 +94,7 @@ class HeadOutput:
     fused: Tensor  # output of the fusion block (Stage5 if none)
     context_in: Tensor  # input of the context block (after the 3x3 conv)
     context_out: Tensor  # output of the context block
-    attention: dict[
-        str, list[Attention] | Attention
-    ]  # "afnb"/"fnb": one per fused stage; "apnb"/"nb"
+    attention: dict[str, list[Attention] | Attention]  # "afnb"/"fnb": one per fused stage; "apnb"/"nb"
 
 
 class ANN(nn.Module):
@@ -125,9 +119,7 @@ class ANN(nn.Module):
         self.classifier = classifier
         self.aux_head = aux_head
 
-    def forward(
-        self, x: Tensor, with_aux: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, with_aux: bool = False) -> Tensor | tuple[Tensor, Tensor | None]:
         out = self.head(self.backbone(x))
         logits = self.upsample(out.logits, x.shape[-2:])
         if not with_aux:
@@ -151,18 +143,12 @@ class ANN(nn.Module):
             if record:
                 attention[self.config.context] = apnb
         aux = self.aux_head(stages[3]) if self.aux_head is not None else None
-        return HeadOutput(
-            self.classifier(context_out), aux, fused, context_in, context_out, attention
-        )
+        return HeadOutput(self.classifier(context_out), aux, fused, context_in, context_out, attention)
 
     def upsample(self, logits: Tensor, size) -> Tensor:
-        return F.interpolate(
-            logits, size=size, mode="bilinear", align_corners=self.config.align_corners
-        )
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.config.align_corners)
 
-    def set_sampling(
-        self, sampling: SamplingConfig, blocks: tuple[str, ...] | None = None
-    ) -> None:
+    def set_sampling(self, sampling: SamplingConfig, blocks: tuple[str, ...] | None = None) -> None:
         """Switch the sampling of the attention blocks in place, keeping all weights.
 
         By default only the asymmetric blocks (AFNB as "fusion", APNB as "context") switch; NB and
@@ -207,9 +193,7 @@ def build_backbone(config: ANNConfig) -> nn.Module:
         from ann.models.efficientnet import efficientnet_lite0
 
         return efficientnet_lite0(config.output_stride, pretrained=config.pretrained)
-    raise ValueError(
-        f"unknown backbone {config.backbone!r}; valid: {', '.join(BACKBONES)}"
-    )
+    raise ValueError(f"unknown backbone {config.backbone!r}; valid: {', '.join(BACKBONES)}")
 
 
 def build_network(config: ANNConfig) -> ANN:
@@ -223,12 +207,8 @@ def build_network(config: ANNConfig) -> ANN:
     fusion = {
         "none": lambda: None,
         "common": lambda: CommonFusion(lows, high),
-        "fnb": lambda: AFNB(
-            lows, high, K, C, identity, config.dropout, config.afnb_bn_after_w
-        ),
-        "afnb": lambda: AFNB(
-            lows, high, K, C, pyramid, config.dropout, config.afnb_bn_after_w
-        ),
+        "fnb": lambda: AFNB(lows, high, K, C, identity, config.dropout, config.afnb_bn_after_w),
+        "afnb": lambda: AFNB(lows, high, K, C, pyramid, config.dropout, config.afnb_bn_after_w),
     }[config.fusion]()
     head = config.head_channels
     bottleneck = nn.Sequential(

@@ -17,13 +17,9 @@ DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(
-        self, inplanes: int, planes: int, stride: int, dilation: int, downsample
-    ) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int, dilation: int, downsample) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(
-            inplanes, planes, 3, stride, dilation, dilation, bias=False
-        )
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, dilation, dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, dilation, dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -39,16 +35,12 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(
-        self, inplanes: int, planes: int, stride: int, dilation: int, downsample
-    ) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int, dilation: int, downsample) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         # the stride sits on the 3x3 conv, as in the released (torchcv) ResNet
-        self.conv2 = nn.Conv2d(
-            planes, planes, 3, stride, dilation, dilation, bias=False
-        )
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, dilation, dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
@@ -64,9 +56,7 @@ class Bottleneck(nn.Module):
 
 def deep_stem() -> nn.Sequential:
     layers = []
-    for name, (cin, cout, stride) in zip(
-        "123", [(3, 64, 2), (64, 64, 1), (64, 128, 1)]
-    ):
+    for name, (cin, cout, stride) in zip("123", [(3, 64, 2), (64, 64, 1), (64, 128, 1)], strict=True):
         layers += [
             (f"conv{name}", nn.Conv2d(cin, cout, 3, stride, 1, bias=False)),
             (f"bn{name}", nn.BatchNorm2d(cout)),
@@ -88,20 +78,14 @@ def plain_stem() -> nn.Sequential:
 class DilatedResNet(nn.Module):
     """ResNet returning the five stage outputs [Stage1, ..., Stage5]."""
 
-    def __init__(
-        self, depth: int = 101, output_stride: int = 8, stem: str = "deep"
-    ) -> None:
+    def __init__(self, depth: int = 101, output_stride: int = 8, stem: str = "deep") -> None:
         super().__init__()
         if depth not in DEPTHS:
-            raise ValueError(
-                f"ResNet depth {depth} not supported; valid: {sorted(DEPTHS)}"
-            )
+            raise ValueError(f"ResNet depth {depth} not supported; valid: {sorted(DEPTHS)}")
         # (stride, dilation) of layer3 and layer4 for each output stride
         dilations = {8: ((1, 2), (1, 4)), 16: ((2, 1), (1, 2)), 32: ((2, 1), (2, 1))}
         if output_stride not in dilations:
-            raise ValueError(
-                f"output stride {output_stride} not supported; valid: 8, 16, 32"
-            )
+            raise ValueError(f"output stride {output_stride} not supported; valid: 8, 16, 32")
         if stem not in ("deep", "plain"):
             raise ValueError(f"unknown stem {stem!r}; valid: deep, plain")
         block = BasicBlock if depth < 50 else Bottleneck
@@ -112,12 +96,8 @@ class DilatedResNet(nn.Module):
         blocks = DEPTHS[depth]
         self.layer1 = self._make_layer(block, 64, blocks[0], 1, 1)
         self.layer2 = self._make_layer(block, 128, blocks[1], 2, 1)
-        self.layer3 = self._make_layer(
-            block, 256, blocks[2], *dilations[output_stride][0]
-        )
-        self.layer4 = self._make_layer(
-            block, 512, blocks[3], *dilations[output_stride][1]
-        )
+        self.layer3 = self._make_layer(block, 256, blocks[2], *dilations[output_stride][0])
+        self.layer4 = self._make_layer(block, 512, blocks[3], *dilations[output_stride][1])
         stem_channels = self.stem[-2].num_features
         self.channels = (
             stem_channels,
@@ -127,24 +107,18 @@ class DilatedResNet(nn.Module):
             512 * block.expansion,
         )
 
-    def _make_layer(
-        self, block, planes: int, blocks: int, stride: int, dilation: int
-    ) -> nn.Sequential:
+    def _make_layer(self, block, planes: int, blocks: int, stride: int, dilation: int) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(
-                nn.Conv2d(
-                    self.inplanes, planes * block.expansion, 1, stride, bias=False
-                ),
+                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
                 nn.BatchNorm2d(planes * block.expansion),
             )
         # first block of a dilated layer uses half the dilation (released convention)
         first_dilation = max(1, dilation // 2)
         layers = [block(self.inplanes, planes, stride, first_dilation, downsample)]
         self.inplanes = planes * block.expansion
-        layers += [
-            block(self.inplanes, planes, 1, dilation, None) for _ in range(1, blocks)
-        ]
+        layers += [block(self.inplanes, planes, 1, dilation, None) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> list[Tensor]:

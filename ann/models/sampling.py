@@ -36,20 +36,14 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(
-                f"unknown sampling method {self.method!r}; valid: {', '.join(METHODS)}"
-            )
+            raise ValueError(f"unknown sampling method {self.method!r}; valid: {', '.join(METHODS)}")
         object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
         if self.method == "identity":
             return
         if not self.sizes or any(n < 1 for n in self.sizes):
-            raise ValueError(
-                f"pyramid sizes must be positive integers, got {self.sizes}"
-            )
+            raise ValueError(f"pyramid sizes must be positive integers, got {self.sizes}")
         if not self.method.startswith("pyramid_") and len(self.sizes) != 1:
-            raise ValueError(
-                f"{self.method!r} sampling takes one size n (S = n^2), got {self.sizes}"
-            )
+            raise ValueError(f"{self.method!r} sampling takes one size n (S = n^2), got {self.sizes}")
 
     @property
     def num_anchors(self) -> int | None:
@@ -92,28 +86,20 @@ class Sampler(nn.Module):
     def __init__(self, config: SamplingConfig = SamplingConfig()) -> None:
         super().__init__()
         self.config = config
-        self._draws = (
-            0  # random draws made in training mode, so each step samples afresh
-        )
+        self._draws = 0  # random draws made in training mode, so each step samples afresh
 
     def extra_repr(self) -> str:
         return f"method={self.config.method}, sizes={self.config.sizes}, seed={self.config.seed}"
 
     def forward(self, x: Tensor) -> Tensor:
-        B, C, H, W = x.shape
+        H, W = x.shape[-2:]
         if self.config.method == "identity":
             return x.flatten(2)  # (B, C, N)
         if self.config.kind == "random":
             index = self.random_index(H, W, x.device)
             return x.flatten(2)[:, :, index]  # (B, C, S)
-        pool = (
-            F.adaptive_avg_pool2d
-            if self.config.kind == "average"
-            else F.adaptive_max_pool2d
-        )
-        return torch.cat(
-            [pool(x, n).flatten(2) for n in self.config.sizes], dim=2
-        )  # (B, C, S)
+        pool = F.adaptive_avg_pool2d if self.config.kind == "average" else F.adaptive_max_pool2d
+        return torch.cat([pool(x, n).flatten(2) for n in self.config.sizes], dim=2)  # (B, C, S)
 
     def random_index(self, H: int, W: int, device: torch.device) -> Tensor:
         """n^2 distinct positions per level, as numpy.random.choice in the released code.
@@ -125,17 +111,11 @@ class Sampler(nn.Module):
         if self.training:
             self._draws += 1
         key = f"{self.config.seed},{H},{W},{draw}".encode()
-        generator = torch.Generator().manual_seed(
-            int.from_bytes(hashlib.sha256(key).digest()[:7])
-        )
+        generator = torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(key).digest()[:7]))
         N = H * W
         if any(n * n > N for n in self.config.sizes):
-            raise ValueError(
-                f"random sampling of sizes {self.config.sizes} needs more than {N} positions"
-            )
-        levels = [
-            torch.randperm(N, generator=generator)[: n * n] for n in self.config.sizes
-        ]
+            raise ValueError(f"random sampling of sizes {self.config.sizes} needs more than {N} positions")
+        levels = [torch.randperm(N, generator=generator)[: n * n] for n in self.config.sizes]
         return torch.cat(levels).to(device)
 
     def anchors(self, H: int, W: int) -> AnchorGeometry:
@@ -144,9 +124,7 @@ class Sampler(nn.Module):
             ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
             ys, xs = ys.flatten(), xs.flatten()
             boxes = torch.stack([ys, xs, ys + 1, xs + 1], dim=1)
-            return AnchorGeometry(
-                torch.zeros(H * W, dtype=torch.long), boxes, (), (H, W)
-            )
+            return AnchorGeometry(torch.zeros(H * W, dtype=torch.long), boxes, (), (H, W))
         if self.config.kind == "random":
             return self._random_geometry(H, W)
         levels, boxes = [], []
@@ -155,17 +133,13 @@ class Sampler(nn.Module):
                 for x0, x1 in adaptive_bins(W, n):
                     levels.append(level)
                     boxes.append((y0, x0, y1, x1))
-        return AnchorGeometry(
-            torch.tensor(levels), torch.tensor(boxes), self.config.sizes, (H, W)
-        )
+        return AnchorGeometry(torch.tensor(levels), torch.tensor(boxes), self.config.sizes, (H, W))
 
     def _random_geometry(self, H: int, W: int) -> AnchorGeometry:
         was_training, self.training = self.training, False
         index = self.random_index(H, W, torch.device("cpu"))
         self.training = was_training
         ys, xs = index // W, index % W
-        level = torch.cat(
-            [torch.full((n * n,), i) for i, n in enumerate(self.config.sizes)]
-        )
+        level = torch.cat([torch.full((n * n,), i) for i, n in enumerate(self.config.sizes)])
         boxes = torch.stack([ys, xs, ys + 1, xs + 1], dim=1)
         return AnchorGeometry(level, boxes, self.config.sizes, (H, W))
