@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Inception-style: pixel values in 0..scale, x = (pixel - mean) / std, i.e. [-1, 1). The TF lite
+# Inception-style: pixel values in 0..scale, x = (pixel - mean) / std, about [-1, 1]. The TF lite
 # builder uses it ("edge models use inception-style mean and stddev for better post-quantization").
 IMAGENET_NORMALIZATION = {
     "mean": [127.0, 127.0, 127.0],
