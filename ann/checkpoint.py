@@ -1,0 +1,151 @@
+"""The one checkpoint format: a safetensors file (fp16 or fp32) whose metadata carries everything
+needed to rebuild and use the network. Loading never unpickles.
+
+Metadata keys (JSON strings): format, config (ANNConfig), classes, palette, normalization
+({"mean", "std", "scale", "channel_order"}), provenance (command, git commit, data, iterations,
+metrics, ...).
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ann.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from ann.models.network import ANN, ANNConfig, build_network
+
+FORMAT = "ann-checkpoint/1"
+# ImageNet statistics of the torchvision-style ResNets, on RGB in 0..1.
+IMAGENET_NORMALIZATION = {
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "scale": 255.0,
+    "channel_order": "RGB",
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded; the message says what is wrong."""
+
+
+@dataclass
+class CheckpointMeta:
+    config: ANNConfig
+    classes: list[str] = field(default_factory=lambda: list(CITYSCAPES_CLASSES))
+    palette: list[list[int]] = field(default_factory=lambda: [list(c) for c in CITYSCAPES_PALETTE])
+    normalization: dict = field(default_factory=lambda: dict(IMAGENET_NORMALIZATION))
+    provenance: dict = field(default_factory=dict)
+    sha256: str = ""  # of the file it was loaded from
+
+    def to_metadata(self) -> dict[str, str]:
+        return {
+            "format": FORMAT,
+            "config": json.dumps(self.config.to_dict()),
+            "classes": json.dumps(self.classes),
+            "palette": json.dumps(self.palette),
+            "normalization": json.dumps(self.normalization),
+            "provenance": json.dumps(self.provenance),
+        }
+
+
+def save(model: ANN, path: str | Path, meta: CheckpointMeta, dtype: torch.dtype = torch.float16) -> Path:
+    """Write model weights and meta atomically (temp file + rename)."""
+    if len(meta.classes) != model.config.num_classes or len(meta.palette) != len(meta.classes):
+        raise CheckpointError(
+            f"{len(meta.classes)} class names and {len(meta.palette)} colours for a "
+            f"{model.config.num_classes}-class network"
+        )
+    meta = replace(meta, config=model.config)
+    tensors = {
+        name: (t.to(dtype) if t.is_floating_point() else t).detach().cpu().contiguous()
+        for name, t in model.state_dict().items()
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta.to_metadata())
+    os.replace(tmp, path)
+    return path
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_meta(path: str | Path) -> CheckpointMeta:
+    """The metadata of a checkpoint, without reading its tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from error
+    if raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: metadata 'format' is {raw.get('format')!r}, expected {FORMAT!r}")
+    try:
+        parsed = {key: json.loads(raw[key]) for key in ("config", "classes", "palette", "normalization")}
+        provenance = json.loads(raw.get("provenance", "{}"))
+        config = ANNConfig.from_dict(parsed["config"])
+    except KeyError as error:
+        raise CheckpointError(f"{path}: metadata lacks {error}") from error
+    except (json.JSONDecodeError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: bad metadata ({error})") from error
+    return CheckpointMeta(config, parsed["classes"], parsed["palette"], parsed["normalization"], provenance)
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> ANN:
+    """The network of a checkpoint in eval mode, in fp32, with `.meta` (CheckpointMeta) attached."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    meta = read_meta(path)
+    # weights come from the file; never fetch backbone ImageNet weights here
+    model = build_network(replace(meta.config, pretrained=False))
+    if len(meta.classes) != meta.config.num_classes:
+        raise CheckpointError(
+            f"{path}: {len(meta.classes)} class names for {meta.config.num_classes} classes"
+        )
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: truncated or corrupt tensor data ({error})") from error
+    load_state(model, tensors, str(path))
+    meta.sha256 = file_sha256(path)
+    model.meta = meta
+    return model.to(device).eval()
+
+
+def load_state(model: ANN, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Copy tensors into the model, refusing missing, extra or mis-shaped entries by name."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    wrong = [
+        f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {short_list(missing)}")
+    if extra:
+        problems.append(f"unexpected tensors {short_list(extra)}")
+    if wrong:
+        problems.append(f"shape mismatch {short_list(wrong)}")
+    if problems:
+        raise CheckpointError(f"{source}: config does not match tensors: " + "; ".join(problems))
+    model.load_state_dict({k: t.to(expected[k].dtype) for k, t in tensors.items()})
+
+
+def short_list(items: list[str], limit: int = 5) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more

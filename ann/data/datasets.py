@@ -1,0 +1,199 @@
+"""One generic reader for the dataset layouts of ann/data/layouts.py (paper Sec. 4.1, appendix A).
+
+Pairing images with labels is checked when the dataset is built (a listing, cheap); sizes, label
+values and readability are checked when a sample is loaded, since that needs reading every file.
+"""
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.io
+import torch.utils.data
+from PIL import Image
+
+from ann.data.layouts import INVALID, LAYOUTS, DatasetLayout, LabelFormat
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[np.ndarray, np.ndarray], Any]
+
+
+class DatasetError(ValueError):
+    """A dataset file or folder is missing, unreadable or inconsistent; the message names it."""
+
+
+class SegmentationFolder(torch.utils.data.Dataset):
+    """Image/label pairs of one split of a dataset stored as `layout` under `root`.
+
+    Items are `transform(image, label)`, or `(image, label)` without a transform: image uint8
+    (H, W, 3) RGB, label uint8 (H, W) of train ids with 255 = ignore. `names[i]` is the image stem
+    of item i, for saving predictions. With `skip_bad`, a sample that fails to load is logged and
+    the next loadable one is returned instead.
+    """
+
+    def __init__(
+        self,
+        layout: DatasetLayout,
+        root: str | Path,
+        split: str,
+        transform: Transform | None = None,
+        skip_bad: bool = False,
+    ) -> None:
+        if split not in layout.splits:
+            raise ValueError(f"unknown split {split!r} for {layout.name}; valid: {sorted(layout.splits)}")
+        self.layout = layout
+        self.root = Path(root)
+        self.split = split
+        self.transform = transform
+        self.skip_bad = skip_bad
+        self.bad: set[int] = set()
+        if not self.root.is_dir():
+            raise DatasetError(f"{layout.name}: dataset root {self.root} is not a folder")
+        self.samples = pair_files(layout, self.root, layout.splits[split])
+        self.names = [name for name, _, _ in self.samples]
+
+    @property
+    def num_classes(self) -> int:
+        return self.layout.num_classes
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.layout.class_names
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Any:
+        image, label = self.load(index) if not self.skip_bad else self._load_skipping(index)
+        if self.transform is None:
+            return image, label
+        return self.transform(image, label)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The raw (image, label) of item `index`, checked; raises DatasetError naming the file."""
+        _, image_path, (label_path, label_format) = self.samples[index]
+        image = read_image(image_path)
+        label = read_label(label_path, label_format, self.layout)
+        if image.shape[:2] != label.shape:
+            raise DatasetError(
+                f"size mismatch: image {image_path} is {image.shape[1]}x{image.shape[0]} but "
+                f"label {label_path} is {label.shape[1]}x{label.shape[0]} (width x height)"
+            )
+        return image, label
+
+    def _load_skipping(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        # Walk forward so a bad sample is replaced by a deterministic neighbour, not a random one.
+        for step in range(len(self)):
+            candidate = (index + step) % len(self)
+            if candidate in self.bad:
+                continue
+            try:
+                return self.load(candidate)
+            except DatasetError as error:
+                self.bad.add(candidate)
+                log.warning("skipping bad sample %d: %s", candidate, error)
+        raise DatasetError(f"{self.layout.name} {self.split}: no sample under {self.root} loads")
+
+
+def pair_files(
+    layout: DatasetLayout, root: Path, split_folder: str
+) -> list[tuple[str, Path, tuple[Path, LabelFormat]]]:
+    """(name, image path, (label path, label format)) for every image of the split, in order."""
+    image_dir = root / layout.image_dir.format(split=split_folder)
+    label_dir = root / layout.label_dir.format(split=split_folder)
+    for folder in (image_dir, label_dir):
+        if not folder.is_dir():
+            raise DatasetError(f"{layout.name}: missing folder {folder}")
+    if layout.split_list is None:
+        relative_stems = _stems_in_folder(layout, image_dir)
+    else:
+        relative_stems = _stems_in_list(layout, root / layout.split_list.format(split=split_folder))
+    samples = []
+    for stem in relative_stems:
+        image_path = image_dir / (stem + layout.image_suffix)
+        if not image_path.is_file():
+            raise DatasetError(f"{layout.name}: missing image {image_path}")
+        label = _find_label(layout, label_dir / stem, image_path)
+        samples.append((Path(stem).name, image_path, label))
+    return samples
+
+
+def _stems_in_folder(layout: DatasetLayout, image_dir: Path) -> list[str]:
+    # rglob: Cityscapes keeps one sub-folder per city, the other layouts are flat.
+    paths = sorted(image_dir.rglob("*" + layout.image_suffix))
+    if not paths:
+        raise DatasetError(f"{layout.name}: no *{layout.image_suffix} images under {image_dir}")
+    return [str(p.relative_to(image_dir))[: -len(layout.image_suffix)] for p in paths]
+
+
+def _stems_in_list(layout: DatasetLayout, list_path: Path) -> list[str]:
+    if not list_path.is_file():
+        raise DatasetError(f"{layout.name}: missing split list {list_path}")
+    stems = [line.strip() for line in list_path.read_text().splitlines() if line.strip()]
+    if not stems:
+        raise DatasetError(f"{layout.name}: split list {list_path} is empty")
+    return stems
+
+
+def _find_label(layout: DatasetLayout, label_stem: Path, image_path: Path) -> tuple[Path, LabelFormat]:
+    for label_format in layout.label_formats:
+        path = label_stem.parent / (label_stem.name + label_format.suffix)
+        if path.is_file():
+            return path, label_format
+    tried = ", ".join(str(label_stem) + f.suffix for f in layout.label_formats)
+    raise DatasetError(f"{layout.name}: no label for image {image_path} (looked for {tried})")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """uint8 (H, W, 3) RGB; grayscale images (a few in ADE20K and COCO) are expanded."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DatasetError(f"unreadable image {path}: {error}") from error
+
+
+def read_label(path: Path, label_format: LabelFormat, layout: DatasetLayout) -> np.ndarray:
+    """uint8 (H, W) train ids, 255 = ignore, mapped through the format's lookup table."""
+    raw = _read_raw_label(path, layout.mat_key)
+    if raw.ndim != 2:
+        raise DatasetError(f"label {path} has shape {raw.shape}; expected one channel (H, W)")
+    if raw.size and (raw.min() < 0 or raw.max() > 255):
+        raise DatasetError(f"label {path} has values outside 0..255 ({raw.min()}..{raw.max()})")
+    mapped = label_format.lut[raw.astype(np.intp)]
+    if (mapped == INVALID).any():
+        bad = np.unique(raw[mapped == INVALID])[:10].tolist()
+        raise DatasetError(
+            f"label {path} has values {bad} outside the {layout.num_classes} classes of "
+            f"{layout.name} (and 255 = ignore)"
+        )
+    return mapped.astype(np.uint8)
+
+
+def _read_raw_label(path: Path, mat_key: str) -> np.ndarray:
+    try:
+        if path.suffix == ".mat":
+            return np.asarray(scipy.io.loadmat(path)[mat_key])
+        with Image.open(path) as label:
+            # mode "P" labels (palette PNGs) store class ids as palette indices: read them as is.
+            return np.asarray(label)
+    except KeyError as error:
+        raise DatasetError(f"label {path} has no variable {mat_key!r}") from error
+    except (OSError, ValueError, SyntaxError, scipy.io.matlab.MatReadError) as error:
+        raise DatasetError(f"unreadable label {path}: {error}") from error
+
+
+def build_dataset(
+    name: str,
+    root: str | Path,
+    split: str,
+    transform: Transform | None = None,
+    skip_bad: bool = False,
+) -> SegmentationFolder:
+    """The `split` of dataset `name` stored under `root` (layouts in docs/datasets.md)."""
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown dataset {name!r}; valid: {sorted(LAYOUTS)}")
+    return SegmentationFolder(LAYOUTS[name], root, split, transform, skip_bad)
