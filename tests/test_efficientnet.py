@@ -35,7 +35,7 @@ def photo_batch(name: str, size: int = 224) -> torch.Tensor:
     image = image[..., top : top + crop, left : left + crop]  # RGB, 0..255
     image = F.interpolate(image, size=(size, size), mode="bilinear", antialias=True)
     assert IMAGENET_NORMALIZATION["channel_order"] == "RGB"
-    assert IMAGENET_NORMALIZATION["scale"] == 255.0
+    image = image / IMAGENET_NORMALIZATION["scale"]  # same convention as ann.inference.preprocess
     mean = torch.tensor(IMAGENET_NORMALIZATION["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_NORMALIZATION["std"]).view(1, 3, 1, 1)
     return (image - mean) / std

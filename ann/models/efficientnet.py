@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Inception-style: pixel values in 0..scale, x = (pixel - mean) / std, about [-1, 1]. The TF lite
+# Inception-style on 0..255 pixels (scale 1): x = (pixel - 127) / 128, about [-1, 1]. The TF lite
 # builder uses it ("edge models use inception-style mean and stddev for better post-quantization").
 IMAGENET_NORMALIZATION = {
     "mean": [127.0, 127.0, 127.0],
     "std": [128.0, 128.0, 128.0],
-    "scale": 255.0,
+    "scale": 1.0,
     "channel_order": "RGB",
 }
 

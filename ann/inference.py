@@ -1,0 +1,100 @@
+"""Inference as the paper evaluates (Sec. 4.2 "Inference Settings"): single-scale whole image,
+sliding window, and multi-scale + flip. Shared by the evaluator and the app.
+
+Logits of overlapping windows are averaged; the passes of multi-scale + flip are summed after
+softmax-free resizing to the input size, as the released test protocol sums logits.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+DEFAULT_SCALES = (0.75, 1.0, 1.25)
+
+
+def preprocess(image: np.ndarray, normalization: dict) -> Tensor:
+    """uint8 (H, W, 3) RGB -> normalised float (1, 3, H, W) by a checkpoint's normalization dict."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 H x W x 3 RGB image, got {image.dtype} {image.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    if normalization.get("channel_order", "RGB") == "BGR":
+        x = x.flip(0)
+    x = x / float(normalization.get("scale", 255.0))
+    mean = torch.tensor(normalization["mean"], dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(normalization["std"], dtype=torch.float32).view(3, 1, 1)
+    return ((x - mean) / std).unsqueeze(0)
+
+
+@torch.no_grad()
+def predict_whole(model: nn.Module, x: Tensor) -> Tensor:
+    return model(x)
+
+
+@torch.no_grad()
+def predict_slide(model: nn.Module, x: Tensor, crop: tuple[int, int], stride: tuple[int, int]) -> Tensor:
+    """Logits averaged over crop windows placed every `stride` (last window flush with the border);
+    an image smaller than the crop is padded with zeros (the normalised mean)."""
+    B, _, H, W = x.shape
+    ch, cw = crop
+    sh, sw = stride
+    if sh <= 0 or sw <= 0 or ch <= 0 or cw <= 0:
+        raise ValueError(f"crop {crop} and stride {stride} must be positive")
+    padded = F.pad(x, (0, max(cw - W, 0), 0, max(ch - H, 0)))
+    PH, PW = padded.shape[-2:]
+    logits = counts = None
+    for y0 in window_starts(PH, ch, sh):
+        for x0 in window_starts(PW, cw, sw):
+            out = model(padded[:, :, y0 : y0 + ch, x0 : x0 + cw])
+            if logits is None:
+                logits = x.new_zeros(B, out.shape[1], PH, PW)
+                counts = x.new_zeros(1, 1, PH, PW)
+            logits[:, :, y0 : y0 + ch, x0 : x0 + cw] += out
+            counts[:, :, y0 : y0 + ch, x0 : x0 + cw] += 1
+    return (logits / counts)[:, :, :H, :W]
+
+
+def window_starts(length: int, crop: int, stride: int) -> list[int]:
+    starts = list(range(0, max(length - crop, 0) + 1, stride))
+    if starts[-1] + crop < length:
+        starts.append(length - crop)
+    return starts
+
+
+@torch.no_grad()
+def predict_msflip(
+    model: nn.Module,
+    x: Tensor,
+    scales: tuple[float, ...] = DEFAULT_SCALES,
+    flip: bool = True,
+    crop: tuple[int, int] | None = None,
+    stride: tuple[int, int] | None = None,
+    align_corners: bool = True,
+) -> Tensor:
+    """Sum of logits over scales x {image, flipped}, each resized back to the input size; with a
+    crop, each pass is a sliding-window pass (the Cityscapes test-server protocol)."""
+    H, W = x.shape[-2:]
+    total = None
+    for scale in scales:
+        size = (max(int(H * scale + 0.5), 1), max(int(W * scale + 0.5), 1))
+        scaled = F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+        for flipped in (False, True) if flip else (False,):
+            inp = scaled.flip(-1) if flipped else scaled
+            out = (
+                predict_whole(model, inp) if crop is None else predict_slide(model, inp, crop, stride or crop)
+            )
+            out = out.flip(-1) if flipped else out
+            out = F.interpolate(out, size=(H, W), mode="bilinear", align_corners=align_corners)
+            total = out if total is None else total + out
+    return total
+
+
+def predict(model: nn.Module, x: Tensor, mode: str = "whole", **options) -> Tensor:
+    """Logits (B, K, H, W) for mode whole | slide | msflip."""
+    if mode == "whole":
+        return predict_whole(model, x)
+    if mode == "slide":
+        return predict_slide(model, x, options["crop"], options.get("stride") or options["crop"])
+    if mode == "msflip":
+        return predict_msflip(model, x, **options)
+    raise ValueError(f"unknown inference mode {mode!r}; valid: whole, slide, msflip")
