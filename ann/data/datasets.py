@@ -63,6 +63,10 @@ class SegmentationFolder(torch.utils.data.Dataset):
     def class_names(self) -> tuple[str, ...]:
         return self.layout.class_names
 
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        return self.layout.palette
+
     def __len__(self) -> int:
         return len(self.samples)
 

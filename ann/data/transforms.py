@@ -17,6 +17,7 @@ from PIL import Image
 from ann.data.labels import IGNORE_INDEX
 
 CHANNEL_ORDERS = ("RGB", "BGR")
+Array = np.ndarray
 
 
 class Compose:
@@ -33,7 +34,7 @@ class Compose:
         self.rng = np.random.default_rng(seed)
         self._worker_seed: int | None = None
 
-    def __call__(self, image: np.ndarray, label: np.ndarray):
+    def __call__(self, image: Array, label: Array):
         self._follow_worker_seed()
         for transform in self.transforms:
             image, label = transform(image, label, self.rng)
@@ -46,7 +47,7 @@ class Compose:
             self.rng = np.random.default_rng([self.seed, info.seed])
 
 
-def resize(image: np.ndarray, label: np.ndarray, height: int, width: int):
+def resize(image: Array, label: Array, height: int, width: int) -> tuple[Array, Array]:
     """Bilinear for the image, nearest for the label (class ids must not be blended)."""
     image = Image.fromarray(np.ascontiguousarray(image)).resize((width, height), Image.BILINEAR)
     label = Image.fromarray(np.ascontiguousarray(label)).resize((width, height), Image.NEAREST)
@@ -56,18 +57,20 @@ def resize(image: np.ndarray, label: np.ndarray, height: int, width: int):
 class RandomScale:
     """Scale by s ~ U(min, max) with aspect a ~ U(jitter): width by s*sqrt(a), height by s/sqrt(a)."""
 
-    def __init__(self, scale_range=(0.5, 2.0), aspect_range=(0.9, 1.1)) -> None:
+    def __init__(
+        self, scale_range: tuple[float, float] = (0.5, 2.0), aspect_range: tuple[float, float] = (0.9, 1.1)
+    ) -> None:
         self.scale_range = scale_range
         self.aspect_range = aspect_range
 
-    def __call__(self, image, label, rng: np.random.Generator):
+    def __call__(self, image: Array, label: Array, rng: np.random.Generator) -> tuple[Array, Array]:
         scale = rng.uniform(*self.scale_range)
         aspect = np.sqrt(rng.uniform(*self.aspect_range))
         H, W = label.shape
         return resize(image, label, max(1, round(H * scale / aspect)), max(1, round(W * scale * aspect)))
 
 
-def pad_to(image, label, height: int, width: int, fill: Sequence[int]):
+def pad_to(image: Array, label: Array, height: int, width: int, fill: Sequence[int]) -> tuple[Array, Array]:
     """Pad bottom/right up to (height, width): image with `fill` (RGB), label with ignore."""
     H, W = label.shape
     pad_h, pad_w = max(height - H, 0), max(width - W, 0)
@@ -87,7 +90,7 @@ class RandomCrop:
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.fill = tuple(fill)
 
-    def __call__(self, image, label, rng: np.random.Generator):
+    def __call__(self, image: Array, label: Array, rng: np.random.Generator) -> tuple[Array, Array]:
         height, width = self.size
         image, label = pad_to(image, label, height, width, self.fill)
         H, W = label.shape
@@ -100,7 +103,7 @@ class RandomHorizontalFlip:
     def __init__(self, prob: float = 0.5) -> None:
         self.prob = prob
 
-    def __call__(self, image, label, rng: np.random.Generator):
+    def __call__(self, image: Array, label: Array, rng: np.random.Generator) -> tuple[Array, Array]:
         if rng.random() < self.prob:
             return image[:, ::-1], label[:, ::-1]
         return image, label
@@ -112,7 +115,7 @@ class RandomBrightness:
     def __init__(self, delta: float = 10.0) -> None:
         self.delta = delta
 
-    def __call__(self, image, label, rng: np.random.Generator):
+    def __call__(self, image: Array, label: Array, rng: np.random.Generator) -> tuple[Array, Array]:
         shift = rng.uniform(-self.delta, self.delta)
         return np.clip(np.rint(image + shift), 0, 255).astype(np.uint8), label
 
@@ -131,7 +134,9 @@ class Normalize:
         self.scale = float(normalization["scale"])
         self.bgr = normalization["channel_order"] == "BGR"
 
-    def __call__(self, image, label, rng: np.random.Generator | None = None):
+    def __call__(
+        self, image: Array, label: Array, rng: np.random.Generator | None = None
+    ) -> tuple[Array, Array]:
         image = image.astype(np.float32) / self.scale
         if self.bgr:
             image = image[..., ::-1]
@@ -160,7 +165,9 @@ def mean_fill(normalization: dict) -> tuple[int, int, int]:
 class ToTensor:
     """Image float32 (C, H, W), label int64 (H, W) with 255 kept as the ignore index."""
 
-    def __call__(self, image, label, rng: np.random.Generator | None = None):
+    def __call__(
+        self, image: Array, label: Array, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
         return image, torch.from_numpy(label.astype(np.int64))
 
