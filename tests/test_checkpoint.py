@@ -1,0 +1,126 @@
+"""The safetensors checkpoint format: exact round trip, metadata, and refusals that name the problem."""
+
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import ann
+from ann.checkpoint import CheckpointError, CheckpointMeta, read_meta
+
+SMALL = dict(
+    backbone="resnet18", num_classes=3, head_channels=8, key_channels=4, value_channels=4, aux_channels=4
+)
+CLASSES = ["road", "car", "sky"]
+PALETTE = [[128, 64, 128], [0, 0, 142], [70, 130, 180]]
+
+
+def trained_like(**overrides) -> ann.models.ANN:
+    torch.manual_seed(0)
+    model = ann.build_network(ann.variant("full", **{**SMALL, **overrides}))
+    for p in model.parameters():
+        p.data.normal_(0, 0.1)  # non-zero W, so the attention branches matter
+    return model.eval()
+
+
+def meta(model) -> CheckpointMeta:
+    return CheckpointMeta(model.config, CLASSES, PALETTE, provenance={"command": "pytest", "iterations": 3})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_round_trip_is_exact(tmp_path, dtype):
+    model = trained_like(sampling=ann.SamplingConfig("pyramid_max", (1, 2, 3, 6)))
+    path = ann.save(model, tmp_path / "m.safetensors", meta(model), dtype=dtype)
+    loaded = ann.load(path)
+    assert not loaded.training and loaded.config == model.config
+    expected = {
+        k: (v.to(dtype).float() if v.is_floating_point() else v) for k, v in model.state_dict().items()
+    }
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items())
+    if dtype == torch.float32:
+        x = torch.randn(1, 3, 32, 32)
+        with torch.no_grad():
+            assert torch.equal(loaded(x), model(x))
+    assert loaded.meta.classes == CLASSES and loaded.meta.provenance["iterations"] == 3
+    assert len(loaded.meta.sha256) == 64
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_fp16_file_is_about_half_the_size(tmp_path):
+    model = trained_like()
+    a = ann.save(model, tmp_path / "a.safetensors", meta(model), dtype=torch.float32).stat().st_size
+    b = ann.save(model, tmp_path / "b.safetensors", meta(model), dtype=torch.float16).stat().st_size
+    assert b < 0.55 * a
+
+
+def test_metadata_readable_without_tensors(tmp_path):
+    model = trained_like()
+    path = ann.save(model, tmp_path / "m.safetensors", meta(model))
+    info = read_meta(path)
+    assert info.config.fusion == "afnb" and info.palette == PALETTE
+    assert info.normalization["channel_order"] == "RGB"
+
+
+def test_mismatched_class_names_refused(tmp_path):
+    model = trained_like()
+    with pytest.raises(CheckpointError, match="2 class names"):
+        ann.save(model, tmp_path / "m.safetensors", CheckpointMeta(model.config, CLASSES[:2], PALETTE[:2]))
+
+
+def rewrite(tmp_path, model, tensors, metadata=None):
+    path = tmp_path / "edited.safetensors"
+    save_file(tensors, str(path), metadata=metadata or meta(model).to_metadata())
+    return path
+
+
+def test_missing_and_extra_tensors_are_named(tmp_path):
+    model = trained_like()
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    del tensors["classifier.weight"]
+    tensors["extra.weight"] = torch.zeros(2)
+    with pytest.raises(
+        CheckpointError, match=r"missing tensors classifier\.weight.*unexpected tensors extra\.weight"
+    ):
+        ann.load(rewrite(tmp_path, model, tensors))
+
+
+def test_config_that_does_not_match_tensors_is_refused(tmp_path):
+    model = trained_like()
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    other = ann.variant("full", **{**SMALL, "head_channels": 16})
+    metadata = {**meta(model).to_metadata(), "config": json.dumps(other.to_dict())}
+    with pytest.raises(CheckpointError, match="shape mismatch bottleneck.0.weight"):
+        ann.load(rewrite(tmp_path, model, tensors, metadata))
+
+
+def test_truncated_file_is_refused(tmp_path):
+    model = trained_like()
+    path = ann.save(model, tmp_path / "m.safetensors", meta(model))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="m.safetensors"):
+        ann.load(path)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickle_is_never_unpickled(tmp_path, capsys):
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps({"state_dict": Exploit()}))
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        ann.load(path)
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_foreign_safetensors_is_refused(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match="format"):
+        ann.load(path)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        ann.load(tmp_path / "absent.safetensors")

@@ -1,0 +1,72 @@
+"""OHEM cross-entropy + 0.4 x auxiliary CE (Eq. 18), against a brute-force reading of the rule."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ann.losses import OhemCrossEntropy, SegmentationLoss, ohem_keep_mask
+
+
+def brute_force_keep(logits, target, threshold, min_kept):
+    probs = logits.softmax(0)
+    valid = [(y, x) for y in range(target.shape[0]) for x in range(target.shape[1]) if target[y, x] != 255]
+    p = sorted(float(probs[target[y, x], y, x]) for y, x in valid)
+    cut = max(p[min(min_kept, len(p) - 1)], threshold)
+    keep = torch.zeros_like(target, dtype=torch.bool)
+    for y, x in valid:
+        keep[y, x] = float(probs[target[y, x], y, x]) < cut
+    return keep
+
+
+@pytest.mark.parametrize("min_kept, threshold", [(5, 0.7), (40, 0.7), (0, 0.3), (1000, 0.7)])
+def test_keep_mask_matches_the_rule(min_kept, threshold):
+    torch.manual_seed(min_kept)
+    logits = torch.randn(4, 6, 7) * 3
+    target = torch.randint(0, 4, (6, 7))
+    target[0, :3] = 255
+    expected = brute_force_keep(logits, target, threshold, min_kept)
+    assert torch.equal(ohem_keep_mask(logits, target, threshold, min_kept), expected)
+
+
+def test_min_kept_is_per_image():
+    """A confident image and a hard image each keep their own hardest pixels."""
+    target = torch.zeros(2, 4, 4, dtype=torch.long)
+    logits = torch.zeros(2, 2, 4, 4)
+    logits[0, 0] = torch.linspace(5, 10, 16).view(4, 4)  # image 0: every pixel confidently right
+    logits[1, 0] = torch.linspace(-2, 2, 16).view(4, 4)
+    loss = OhemCrossEntropy(threshold=0.7, min_kept=4)
+    keep0 = ohem_keep_mask(logits[0], target[0], 0.7, 4)
+    keep1 = ohem_keep_mask(logits[1], target[1], 0.7, 4)
+    assert keep0.sum() == 4  # only min_kept pixels, though all are above the 0.7 threshold
+    assert keep1.sum() > 4  # the hard image keeps everything below 0.7
+    per_pixel = F.cross_entropy(logits, target, reduction="none")
+    expected = per_pixel[torch.stack([keep0, keep1])].mean()
+    assert torch.allclose(loss(logits, target), expected)
+
+
+def test_total_is_main_plus_0_4_aux_and_ignore_is_ignored():
+    torch.manual_seed(0)
+    logits, aux = torch.randn(2, 3, 5, 5, requires_grad=True), torch.randn(2, 3, 5, 5)
+    target = torch.randint(0, 3, (2, 5, 5))
+    target[:, 0] = 255
+    losses = SegmentationLoss(ohem=False)(logits, aux, target)
+    expected_aux = F.cross_entropy(aux, target, ignore_index=255)
+    assert torch.allclose(losses["aux"], expected_aux)
+    assert torch.allclose(losses["total"], losses["main"] + 0.4 * expected_aux)
+    losses["total"].backward()
+    assert logits.grad[:, :, 0].abs().sum() == 0  # ignored row gets no gradient
+
+
+def test_class_weights_apply_to_both_terms():
+    logits, target = torch.randn(1, 2, 3, 3), torch.randint(0, 2, (1, 3, 3))
+    plain = SegmentationLoss(ohem=False)(logits, logits, target)
+    weighted = SegmentationLoss(ohem=False, class_weights=(1.0, 3.0))(logits, logits, target)
+    assert not torch.allclose(plain["main"], weighted["main"])
+    assert not torch.allclose(plain["aux"], weighted["aux"])
+
+
+def test_all_ignored_batch_gives_zero_with_a_graph():
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    loss = OhemCrossEntropy(min_kept=2)(logits, torch.full((1, 4, 4), 255))
+    loss.backward()
+    assert loss.item() == 0 and logits.grad is not None

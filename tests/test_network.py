@@ -1,0 +1,150 @@
+"""The network and its Table 6 / Table 9 variants, on tiny shapes."""
+
+import pytest
+import torch
+
+from ann.models.network import VARIANTS, ANNConfig, build_network, variant
+from ann.models.sampling import SamplingConfig
+
+SMALL = dict(num_classes=5, head_channels=16, key_channels=8, value_channels=8, aux_channels=8)
+
+
+def small(name: str, **overrides):
+    return build_network(variant(name, **{"backbone": "resnet18", **SMALL, **overrides}))
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_variant_gives_logits_at_input_size(name):
+    model = small(name).eval()
+    with torch.no_grad():
+        logits, aux = model(torch.randn(2, 3, 40, 56), with_aux=True)
+    assert logits.shape == aux.shape == (2, 5, 40, 56)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(
+    "backbone, channels",
+    [
+        ("resnet18", (128, 64, 128, 256, 512)),
+        ("resnet34", (128, 64, 128, 256, 512)),
+        ("resnet50", (128, 256, 512, 1024, 2048)),
+        ("resnet101", (128, 256, 512, 1024, 2048)),
+        ("efficientnet_lite0", (16, 24, 40, 112, 320)),
+    ],
+)
+def test_every_backbone_gives_five_stages(backbone, channels):
+    model = small("full", backbone=backbone).eval()
+    with torch.no_grad():
+        stages = model.backbone(torch.randn(1, 3, 33, 33))
+        logits = model(torch.randn(1, 3, 33, 33))
+    assert tuple(s.shape[1] for s in stages) == channels
+    assert stages[4].shape[-2:] == stages[3].shape[-2:] == stages[2].shape[-2:]  # output stride 8
+    assert logits.shape == (1, 5, 33, 33)
+
+
+def test_released_feature_size_with_ceil_mode():
+    """A 1024x2048 input gives 129x257 features at output stride 8 (ANN-REFERENCE.md)."""
+    with torch.device("meta"):  # shapes only, no compute
+        model = build_network(variant("full", **SMALL))
+        stages = model.backbone(torch.empty(1, 3, 1024, 2048))
+    assert [tuple(s.shape[-2:]) for s in stages] == [(512, 1024), (257, 513)] + [(129, 257)] * 3
+
+
+def test_plain_stem():
+    model = small("baseline", stem="plain")
+    assert model.backbone.channels[0] == 64 and model.backbone.stem.conv1.kernel_size == (7, 7)
+
+
+def test_output_stride_16():
+    model = small("full", output_stride=16).eval()
+    with torch.no_grad():
+        stages = model.backbone(torch.randn(1, 3, 64, 64))
+    assert [s.shape[-1] for s in stages] == [32, 17, 9, 5, 5]
+
+
+@pytest.mark.parametrize("stages", [(4,), (3, 4), (2, 3, 4)])
+@pytest.mark.parametrize("fusion", ["afnb", "common"])
+def test_table_9_fused_stages(stages, fusion):
+    model = small("full", fusion=fusion, fuse_stages=stages).eval()
+    with torch.no_grad():
+        out = model.head(model.backbone(torch.randn(1, 3, 48, 48)), record=True)
+    assert out.logits.shape == (1, 5, 7, 7)
+    if fusion == "afnb":
+        assert len(out.attention["afnb"]) == len(stages)
+        assert out.attention["afnb"][0].anchors.feature_hw == {2: (13, 13), 3: (7, 7), 4: (7, 7)}[stages[0]]
+
+
+def test_gradients_reach_every_parameter():
+    model = small("full").train()
+    # W starts at zero, so the projections before it get no gradient in the first step; give W
+    # a value so the test sees every path
+    for attention in [model.fusion.attentions[0], model.context.attention]:
+        torch.nn.init.normal_(attention.W.weight, std=0.1)
+    logits, aux = model(torch.randn(2, 3, 32, 32), with_aux=True)
+    (logits.square().mean() + aux.square().mean()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
+
+
+def test_recorded_forward_is_the_prediction_forward():
+    model = small("full").eval()
+    x = torch.randn(1, 3, 40, 40)
+    with torch.no_grad():
+        stages = model.backbone(x)
+        recorded = model.head(stages, record=True)
+        plain = model(x)
+    assert torch.equal(model.upsample(recorded.logits, x.shape[-2:]), plain)
+    assert recorded.attention["apnb"].weights.shape == (1, 36, 110)
+    assert recorded.attention["afnb"][0].weights.shape == (1, 36, 110)
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [SamplingConfig("pyramid_max", (1, 2, 3, 6)), SamplingConfig("random", (3,), seed=3),
+     SamplingConfig("pyramid_average", (1, 4, 8, 12)), SamplingConfig("average", (4,))],
+)  # fmt: skip
+def test_switching_sampling_keeps_weights_and_finite_outputs(sampling):
+    model = small("full").eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.set_sampling(sampling)
+    with torch.no_grad():
+        out = model.head(model.backbone(torch.randn(1, 3, 64, 64)), record=True)
+    assert torch.isfinite(out.logits).all()
+    assert out.attention["apnb"].weights.shape[-1] == sampling.num_anchors
+    assert model.samplings() == {"fusion": sampling, "context": sampling}
+    assert model.config.sampling == SamplingConfig()  # the training config is kept
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_nb_is_not_switched_unless_asked():
+    model = small("fnb_nb")
+    model.set_sampling(SamplingConfig())
+    assert model.samplings()["context"].method == "identity"
+    model.set_sampling(SamplingConfig(), blocks=("context",))
+    assert model.samplings()["context"].method == "pyramid_average"
+
+
+def test_paper_parameter_counts():
+    """Head about 20.3 M + 4.7 M auxiliary (ANN-REFERENCE.md) on ResNet-101, 19 classes."""
+    model = build_network(ANNConfig())
+    count = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
+    head = count(model) - count(model.backbone) - count(model.aux_head)
+    assert abs(head - 20.3) < 0.05 and abs(count(model.aux_head) - 4.7) < 0.05
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [(dict(fusion="psp"), "valid: none, common, fnb, afnb"), (dict(context="ocr"), "valid: none, nb, apnb"),
+     (dict(backbone="vgg16"), "valid: resnet18"), (dict(fuse_stages=(5,)), "stages 1..4")],
+)  # fmt: skip
+def test_bad_config_names_the_valid_choices(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        ANNConfig(**overrides)
+
+
+def test_config_round_trips_through_dict():
+    config = variant("fnb_nb", backbone="resnet50", sampling=SamplingConfig("pyramid_max", (1, 2)))
+    assert ANNConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown ANNConfig fields"):
+        ANNConfig.from_dict({**config.to_dict(), "colour": 1})
