@@ -1,0 +1,1 @@
+"""Gradio app for exploring an ANN checkpoint; all model logic lives in ann/ (ann.explore)."""
