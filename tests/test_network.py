@@ -18,7 +18,8 @@ def test_every_variant_gives_logits_at_input_size(name):
     model = small(name).eval()
     with torch.no_grad():
         logits, aux = model(torch.randn(2, 3, 40, 56), with_aux=True)
-    assert logits.shape == aux.shape == (2, 5, 40, 56)
+    assert logits.shape == (2, 5, 40, 56)
+    assert aux is None if name == "local" else aux.shape == logits.shape
     assert torch.isfinite(logits).all()
 
 
@@ -148,3 +149,12 @@ def test_config_round_trips_through_dict():
     assert ANNConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown ANNConfig fields"):
         ANNConfig.from_dict({**config.to_dict(), "colour": 1})
+
+
+def test_local_control_sees_only_a_9x9_window():
+    """The gradient of one output pixel reaches exactly the 9x9 input window around it."""
+    model = build_network(variant("local", num_classes=3)).eval()
+    x = torch.randn(1, 3, 21, 21, requires_grad=True)
+    model(x)[0, :, 10, 10].sum().backward()
+    support = (x.grad.abs().sum(1)[0] > 0).nonzero()
+    assert support.min(0).values.tolist() == [6, 6] and support.max(0).values.tolist() == [14, 14]

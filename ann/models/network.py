@@ -17,7 +17,7 @@ from ann.models.sampling import Sampler, SamplingConfig
 
 FUSIONS = ("none", "common", "fnb", "afnb")
 CONTEXTS = ("none", "nb", "apnb")
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0", "local9")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class ANNConfig:
     context: str = "apnb"  # none | nb | apnb
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     head_channels: int = 512  # 3x3 conv after fusion: 2048 -> 512
+    bottleneck_kernel: int = 3  # 1 for the local9 control, whose receptive field must stay 9x9
     key_channels: int = 256
     value_channels: int = 256
     aux: bool = True  # auxiliary Stage4 head (loss weight 0.4)
@@ -49,6 +50,8 @@ class ANNConfig:
         object.__setattr__(self, "fuse_stages", tuple(int(s) for s in self.fuse_stages))
         if any(s not in (1, 2, 3, 4) for s in self.fuse_stages):
             raise ValueError(f"fuse_stages must be stages 1..4 fused into Stage5, got {self.fuse_stages}")
+        if self.bottleneck_kernel not in (1, 3):
+            raise ValueError(f"bottleneck_kernel must be 1 or 3, got {self.bottleneck_kernel}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +70,8 @@ def check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
 
 
-# Table 6 rows as (fusion, context); "full" is the paper's network.
+# Table 6 rows as (fusion, context); "full" is the paper's network. "local" is not a paper row: the
+# 9x9-receptive-field control that SynthCity's context claim is measured against.
 VARIANTS = {
     "baseline": dict(fusion="none", context="none"),
     "nb": dict(fusion="none", context="nb"),
@@ -78,6 +82,7 @@ VARIANTS = {
     "common_fusion_nb": dict(fusion="common", context="nb"),
     "fnb_nb": dict(fusion="fnb", context="nb"),
     "full": dict(fusion="afnb", context="apnb"),
+    "local": dict(backbone="local9", fusion="none", context="none", bottleneck_kernel=1, aux=False),
 }
 
 
@@ -189,6 +194,10 @@ def build_backbone(config: ANNConfig) -> nn.Module:
             config.output_stride,
             config.stem,
         )
+    if config.backbone == "local9":
+        from ann.models.local import LocalNet
+
+        return LocalNet()
     if config.backbone == "efficientnet_lite0":
         from ann.models.efficientnet import efficientnet_lite0
 
@@ -211,8 +220,9 @@ def build_network(config: ANNConfig) -> ANN:
         "afnb": lambda: AFNB(lows, high, K, C, pyramid, config.dropout, config.afnb_bn_after_w),
     }[config.fusion]()
     head = config.head_channels
+    k = config.bottleneck_kernel
     bottleneck = nn.Sequential(
-        nn.Conv2d(high, head, 3, padding=1), nn.BatchNorm2d(head), nn.ReLU(inplace=True)
+        nn.Conv2d(high, head, k, padding=k // 2), nn.BatchNorm2d(head), nn.ReLU(inplace=True)
     )
     context = {
         "none": lambda: None,

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh machine and runs it:
+# Python packages (CPU torch 2.13.0 pinned), Debian's Chromium for the browser tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+# default run: everything but the slow marker (browser tests included)
+python -m pytest -m "not slow" -q "$@"
