@@ -1,0 +1,195 @@
+"""Evaluate a checkpoint on a split: per-class IoU, mIoU and pixel accuracy (paper Sec. 4.1-4.2).
+
+    python -m ann.evaluate model.safetensors --data DIR --split val [--mode whole|slide|msflip]
+        [--json OUT] [--save-predictions DIR] [--sampling pyramid_max --sizes 1,2,3,6 --seed 0]
+
+`--data synthcity` evaluates on the procedural SynthCity split without any folder. `evaluate()`
+is also the trainer's periodic validation.
+"""
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from ann.inference import DEFAULT_SCALES, predict
+from ann.metrics import ConfusionMatrix
+
+Prediction = Callable[[torch.Tensor, torch.Tensor, int], None]  # (pred HxW, image HxWx3, index)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader,
+    num_classes: int,
+    mode: str = "whole",
+    options: dict | None = None,
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+    progress: bool = False,
+    on_prediction: Prediction | None = None,
+) -> ConfusionMatrix:
+    """Confusion matrix of `model` over the (x, label, image, index) batches of `loader`."""
+    matrix = ConfusionMatrix(num_classes)
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    autocast = torch.autocast("cuda", torch.bfloat16) if amp and device.type == "cuda" else None
+    try:
+        for x, target, image, index in tqdm(loader, desc="eval", disable=not progress, leave=False):
+            with autocast or contextlib.nullcontext():
+                logits = predict(model, x.to(device, non_blocking=True), mode, **(options or {}))
+            pred = logits.float().argmax(1).cpu()  # (B, H, W)
+            matrix.update(pred, target)
+            if on_prediction is not None:
+                for b in range(len(pred)):
+                    on_prediction(pred[b], image[b], int(index[b]))
+    finally:
+        model.train(was_training)
+    return matrix
+
+
+def mode_options(mode: str, crop=None, stride=None, scales=DEFAULT_SCALES, flip=True, align=True) -> dict:
+    """The keyword options of ann.inference.predict for a mode."""
+    if mode == "whole":
+        return {}
+    if mode == "slide":
+        if crop is None:
+            raise ValueError("slide mode needs --crop H,W")
+        return {"crop": tuple(crop), "stride": tuple(stride or crop)}
+    if mode == "msflip":
+        return {
+            "scales": tuple(scales),
+            "flip": flip,
+            "crop": tuple(crop) if crop else None,
+            "stride": tuple(stride) if stride else None,
+            "align_corners": align,
+        }
+    raise ValueError(f"unknown mode {mode!r}; valid: whole, slide, msflip")
+
+
+class PredictionWriter:
+    """Writes `<name>.png` (trainIds, 255 nowhere) and `<name>_overlay.png` (colours on the image)."""
+
+    def __init__(self, folder: Path, names: Callable[[int], str], palette) -> None:
+        self.folder, self.names = folder, names
+        self.palette = np.asarray(palette, dtype=np.uint8)
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, pred: torch.Tensor, image: torch.Tensor, index: int) -> None:
+        name = self.names(index)
+        label = pred.numpy().astype(np.uint8)
+        Image.fromarray(label).save(self.folder / f"{name}.png")
+        colours = self.palette[label]
+        overlay = (0.5 * image.numpy() + 0.5 * colours).round().astype(np.uint8)
+        Image.fromarray(overlay).save(self.folder / f"{name}_overlay.png")
+
+
+def format_table(summary: dict) -> str:
+    rows = [f"{'class':<16} IoU"]
+    for name, value in summary["per_class_iou"].items():
+        rows.append(f"{name:<16} {'  n/a' if value is None else f'{100 * value:5.1f}'}")
+    rows.append(f"{'mIoU':<16} {100 * summary['miou']:5.1f}")
+    rows.append(f"{'pixel accuracy':<16} {100 * summary['pixel_acc']:5.1f}")
+    return "\n".join(rows)
+
+
+def numbers(text: str, kind: type = int) -> tuple:
+    try:
+        return tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from error
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ann.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--data", required=True, help="dataset folder, or 'synthcity' for the procedural split")
+    p.add_argument("--dataset", help="layout name (cityscapes, ade20k, ...); default: from the checkpoint")
+    p.add_argument("--split", default="val")
+    p.add_argument("--mode", default="whole", choices=("whole", "slide", "msflip"))
+    p.add_argument("--crop", type=numbers, help="H,W of sliding windows (slide, or msflip with windows)")
+    p.add_argument("--stride", type=numbers, help="H,W between windows (default: the crop)")
+    p.add_argument("--scales", type=lambda t: numbers(t, float), default=DEFAULT_SCALES)
+    p.add_argument("--no-flip", action="store_true", help="msflip without the flipped passes")
+    p.add_argument("--sampling", help="switch the sampling method of AFNB/APNB (Table 7 at inference)")
+    p.add_argument("--sizes", type=numbers, help="pyramid sizes for --sampling, e.g. 1,2,3,6")
+    p.add_argument("--seed", type=int, default=0, help="seed of random sampling")
+    p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
+    p.add_argument("--synthcity-seed", type=int, default=0)
+    p.add_argument("--synthcity-size", type=numbers, default=(512, 1024), help="H,W of SynthCity images")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--json", type=Path, help="write miou, pixel_acc and per_class_iou here")
+    p.add_argument("--save-predictions", type=Path, help="folder for trainId PNGs and overlays")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Load, optionally switch sampling, evaluate; the summary dict of ConfusionMatrix.summary."""
+    from ann.checkpoint import load
+    from ann.models.sampling import SamplingConfig
+    from ann.training.config import DataConfig
+    from ann.training.data import eval_loader, open_split
+
+    model = load(args.checkpoint, args.device)
+    meta = model.meta
+    if args.sampling:
+        model.set_sampling(
+            SamplingConfig(args.sampling, args.sizes or model.config.sampling.sizes, args.seed)
+        )
+    elif args.sizes:
+        raise ValueError("--sizes needs --sampling (e.g. --sampling pyramid_average --sizes 1,2,3,6)")
+    if args.data == "synthcity":
+        data = DataConfig(synthcity_seed=args.synthcity_seed, synthcity_size=tuple(args.synthcity_size))
+    else:
+        dataset = args.dataset or meta.provenance.get("data", {}).get("dataset", "cityscapes")
+        data = DataConfig(dataset="cityscapes" if dataset == "synthcity" else dataset, root=args.data)
+    split = open_split(data, args.split)
+    if len(split.class_names) != model.config.num_classes:
+        raise ValueError(
+            f"{args.checkpoint} predicts {model.config.num_classes} classes but {data.dataset} "
+            f"has {len(split.class_names)}; pass the right --dataset"
+        )
+    pin = torch.device(args.device).type == "cuda"
+    loader = eval_loader(split, meta.normalization, args.limit, 0, 1, args.workers, pin)
+    writer = (
+        PredictionWriter(args.save_predictions, split.name, meta.palette) if args.save_predictions else None
+    )
+    options = mode_options(
+        args.mode, args.crop, args.stride, args.scales, not args.no_flip, model.config.align_corners
+    )
+    progress = not args.no_progress
+    matrix = evaluate(
+        model, loader, model.config.num_classes, args.mode, options, args.device, args.amp, progress, writer
+    )
+    return matrix.summary(meta.classes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        summary = run(args)
+    except (ValueError, OSError) as error:  # CheckpointError, DatasetError, ConfigError
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_table(summary))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Train an ANN network from a config (paper Sec. 4.2).
+
+    python -m ann.train CONFIG --out DIR [--set section.field=value ...] [--resume]
+    python -m ann.train --list-configs
+    torchrun --nproc_per_node 8 -m ann.train cityscapes_r101 --out runs/cs   # many GPUs
+
+CONFIG is a bundled config name (ann/configs/*.toml) or a path to a TOML file. See docs/training.md.
+"""
+
+import argparse
+import shlex
+import sys
+import tomllib
+from pathlib import Path
+
+from ann.training.config import ConfigError, config_path, list_configs, load_config
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ann.train", description=__doc__.split("\n")[0])
+    p.add_argument("config", nargs="?", help="bundled config name or path to a .toml file")
+    p.add_argument("--out", type=Path, help="run folder (checkpoints, logs, exported model)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set optim.lr=0.02 (repeatable)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.pt")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable samples (data.skip_bad)")
+    p.add_argument("--list-configs", action="store_true", help="list the bundled configs and exit")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    args = p.parse_args(argv)
+    if not args.list_configs and (args.config is None or (args.out is None and not args.print_config)):
+        p.error("CONFIG and --out are required (or --list-configs)")
+    return args
+
+
+def print_configs() -> None:
+    for name in list_configs():
+        description = tomllib.loads(config_path(name).read_text()).get("description", "")
+        print(f"{name:<32} {description}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list_configs:
+        print_configs()
+        return 0
+    overrides = list(args.overrides) + (["data.skip_bad=true"] if args.skip_bad else [])
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        from ann.training.config import to_toml
+
+        print(to_toml(config), end="")
+        return 0
+    from ann.training.loop import train
+
+    command = shlex.join([sys.executable, "-m", "ann.train", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        train(config, args.out, resume=args.resume, command=command)
+    except (ValueError, RuntimeError, OSError) as error:  # TrainingError, DatasetError, ConfigError
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"done: {args.out / 'model.safetensors'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""Run configuration of the trainer: one flat TOML file per experiment, no inheritance.
+
+Sections: [model] (the ANNConfig fields, [model.sampling] its SamplingConfig), [data], [optim],
+[loss], [train]. Every field can be overridden from the command line as `section.field=value`
+(`model.sampling.sizes=1,2,3,6`); values are checked against the dataclass field types, and an
+unknown key is refused with the list of valid ones.
+"""
+
+import json
+import tomllib
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ann.models.network import ANNConfig
+from ann.models.sampling import SamplingConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DATASETS = ("synthcity", "cityscapes", "ade20k", "pascal_context", "coco_stuff10k", "nyud_v2")
+NORMALIZATIONS = ("auto", "imagenet", "efficientnet", "caffe_bgr")
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "synthcity"  # synthcity (procedural, no folder) or a dataset layout name
+    root: str = ""  # dataset folder; unused for synthcity
+    train_split: str = "train"
+    val_split: str = "val"
+    synthcity_seed: int = 0  # which procedural city
+    synthcity_size: tuple[int, int] = (512, 1024)  # rendered (height, width)
+    crop_size: tuple[int, int] = (769, 769)  # (height, width)
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    aspect_range: tuple[float, float] = (0.9, 1.1)
+    brightness: float = 10.0
+    normalization: str = "auto"  # auto: the backbone's ImageNet statistics
+    val_limit: int = 0  # validate on the first N images only; 0 = whole split
+    workers: int = 4
+    skip_bad: bool = False  # dataset skip_bad: replace unreadable samples by the next one
+
+    def __post_init__(self) -> None:
+        check_choice("data.dataset", self.dataset, DATASETS)
+        check_choice("data.normalization", self.normalization, NORMALIZATIONS)
+        check_positive("data.crop_size", *self.crop_size)
+        check_positive("data.synthcity_size", *self.synthcity_size)
+        if self.val_limit < 0 or self.workers < 0:
+            raise ConfigError("data.val_limit and data.workers must be >= 0")
+        if self.dataset != "synthcity" and not self.root:
+            raise ConfigError(f"data.root: dataset {self.dataset!r} needs a folder (--set data.root=DIR)")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 0.01  # same for backbone and head, as released
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9  # lr * (1 - it / iterations) ** power, per iteration
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive("optim.lr", self.lr)
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0 or self.poly_power < 0:
+            raise ConfigError("optim: need 0 <= momentum < 1, weight_decay >= 0, poly_power >= 0")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    aux_weight: float = 0.4  # Eq. 18
+    ohem: bool = True
+    ohem_threshold: float = 0.7
+    ohem_min_kept: int = 100_000  # per image
+    class_weights: str = "none"  # none | cityscapes (the released weights)
+
+    def __post_init__(self) -> None:
+        check_choice("loss.class_weights", self.class_weights, ("none", "cityscapes"))
+        if self.aux_weight < 0 or not 0 < self.ohem_threshold <= 1 or self.ohem_min_kept < 0:
+            raise ConfigError("loss: need aux_weight >= 0, 0 < ohem_threshold <= 1, ohem_min_kept >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 60_000
+    batch_size: int = 8  # global: split evenly over the processes
+    seed: int = 0  # model init, data order, augmentation and random sampling
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "bf16"  # bf16 autocast on CUDA (ignored on CPU) | none
+    channels_last: bool = True  # on CUDA
+    compile: bool = False  # torch.compile the network
+    checkpoint_every: int = 1000  # iterations between resumable checkpoints
+    log_every: int = 20
+    val_every: int = 5000  # 0 = only at the end
+    val_mode: str = "whole"  # whole | slide | msflip
+    progress: bool = True  # tqdm bar on rank 0
+    export_dtype: str = "float16"  # float16 | float32 for the final safetensors file
+
+    def __post_init__(self) -> None:
+        check_positive("train.iterations", self.iterations)
+        check_positive("train.batch_size", self.batch_size)
+        check_positive("train.checkpoint_every", self.checkpoint_every)
+        check_positive("train.log_every", self.log_every)
+        if self.val_every < 0:
+            raise ConfigError("train.val_every must be >= 0")
+        check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("train.amp", self.amp, ("bf16", "none"))
+        check_choice("train.val_mode", self.val_mode, ("whole", "slide", "msflip"))
+        check_choice("train.export_dtype", self.export_dtype, ("float16", "float32"))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str
+    description: str = ""
+    model: ANNConfig = field(default_factory=ANNConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_choice(key: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{key}: unknown value {value!r}; valid: {', '.join(valid)}")
+
+
+def check_positive(key: str, *values: float) -> None:
+    if any(v <= 0 for v in values):
+        raise ConfigError(f"{key} must be positive, got {values if len(values) > 1 else values[0]}")
+
+
+def list_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+
+
+def config_path(name_or_path: str) -> Path:
+    """A bundled config by name (`smoke`) or a path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        return path
+    bundled = CONFIG_DIR / f"{name_or_path}.toml"
+    if not bundled.is_file():
+        raise ConfigError(f"unknown config {name_or_path!r}; bundled: {', '.join(list_configs())}")
+    return bundled
+
+
+def load_config(name_or_path: str, overrides: list[str] = ()) -> RunConfig:
+    """Read a TOML config and apply `section.field=value` overrides."""
+    path = config_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from error
+    raw.setdefault("name", path.stem)
+    for text in overrides:
+        key, value = parse_override(text)
+        set_nested(raw, key, value, RunConfig)
+    try:
+        return build(RunConfig, raw, "")
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from error
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`optim.lr=0.02` -> ("optim.lr", 0.02); values are TOML literals or bare strings/lists."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form section.field=value")
+    value = value.strip()
+    try:
+        return key.strip(), tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    if "," in value:  # 1,2,3,6 -> [1, 2, 3, 6]
+        return key.strip(), [parse_override(f"v={item}")[1] for item in value.split(",")]
+    return key.strip(), value  # a bare string such as resnet18
+
+
+def set_nested(raw: dict, key: str, value: Any, cls: type) -> None:
+    """Set raw[a][b]... = value after checking that the path names a field of `cls`."""
+    parts = key.split(".")
+    node, owner = raw, cls
+    for i, part in enumerate(parts):
+        hints = typing.get_type_hints(owner)
+        if part not in hints:
+            where = ".".join(parts[:i]) or "the config"
+            raise ConfigError(f"override {key!r}: {where} has no field {part!r}; valid: {', '.join(hints)}")
+        if i == len(parts) - 1:
+            node[part] = value
+            return
+        owner = hints[part]
+        if not is_dataclass(owner):
+            raise ConfigError(f"override {key!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
+        node = node.setdefault(part, {})
+
+
+def build(cls: type, raw: Any, where: str) -> Any:
+    """An instance of dataclass `cls` from a dict, every value checked against the field type."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'} must be a table, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(raw) - set(hints))
+    if unknown:
+        raise ConfigError(f"[{where or 'top level'}] unknown keys {unknown}; valid: {', '.join(hints)}")
+    values = {}
+    for f in fields(cls):
+        key = f"{where}.{f.name}" if where else f.name
+        if f.name in raw:
+            values[f.name] = coerce(raw[f.name], hints[f.name], key)
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ConfigError(f"missing required key {key!r}")
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"[{where}] {error}") from error
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    if is_dataclass(hint):
+        return build(hint, value, key)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            value = [value]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {list(value)}")
+        return tuple(coerce(v, a, key) for v, a in zip(value, args, strict=True))
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+        return value.lower() in ("true", "yes")
+    if hint in (int, bool, str) and type(value) is hint:
+        return value
+    raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def to_toml(config: RunConfig) -> str:
+    """The resolved config as TOML that `load_config` reads back to an equal RunConfig."""
+    data = config.to_dict()
+    lines = [f"name = {json.dumps(data.pop('name'))}", f"description = {json.dumps(data.pop('description'))}"]
+    for section, table in data.items():
+        nested = {k: v for k, v in table.items() if isinstance(v, dict)}
+        lines += ["", f"[{section}]"] + [
+            f"{k} = {toml_value(v)}" for k, v in table.items() if k not in nested
+        ]
+        for name, sub in nested.items():
+            lines += ["", f"[{section}.{name}]"] + [f"{k} = {toml_value(v)}" for k, v in sub.items()]
+    return "\n".join(lines) + "\n"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)  # ints, floats and strings have the same literal in TOML
+
+
+def config_differences(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+    """`section.field: a -> b` for every field that differs, except those under `ignore`."""
+    flat_a, flat_b = flatten(a.to_dict()), flatten(b.to_dict())
+    return [
+        f"{key}: {flat_a.get(key)!r} -> {flat_b.get(key)!r}"
+        for key in sorted(set(flat_a) | set(flat_b))
+        if flat_a.get(key) != flat_b.get(key) and not key.startswith(ignore)
+    ]
+
+
+def flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def with_sampling(config: RunConfig, sampling: SamplingConfig) -> RunConfig:
+    return replace(config, model=replace(config.model, sampling=sampling))

@@ -1,0 +1,185 @@
+"""Data of a run: a deterministic training stream and evaluation splits.
+
+Training sample k of a run (k = iteration * global batch + rank * local batch + j) is fully
+determined by (seed, k): which image (SynthCity renders image k of its unbounded train split; a
+dataset folder is read in a fresh seeded permutation per epoch) and its augmentation (a numpy
+Generator seeded with (seed, k)). So the batch of an iteration does not depend on workers, on
+the number of processes that came before, or on whether the run was resumed.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.utils.data
+
+from ann.checkpoint import IMAGENET_NORMALIZATION
+from ann.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from ann.data.transforms import Normalize, ToTensor, train_transform
+from ann.training.config import ConfigError, DataConfig, RunConfig
+
+# The authors' Caffe-style input of the released ResNet-101 (ANN-REFERENCE.md).
+CAFFE_BGR_NORMALIZATION = {
+    "mean": [102.98, 115.95, 122.77],
+    "std": [1.0, 1.0, 1.0],
+    "scale": 1.0,
+    "channel_order": "BGR",
+}
+
+
+def normalization(config: RunConfig) -> dict:
+    name = config.data.normalization
+    if name == "auto":
+        name = "efficientnet" if config.model.backbone.startswith("efficientnet") else "imagenet"
+    if name == "efficientnet":
+        from ann.models.efficientnet import IMAGENET_NORMALIZATION as EFFICIENTNET
+
+        return dict(EFFICIENTNET)
+    return dict(CAFFE_BGR_NORMALIZATION if name == "caffe_bgr" else IMAGENET_NORMALIZATION)
+
+
+@dataclass
+class Split:
+    """Raw (image uint8 HxWx3 RGB, label uint8 HxW trainIds) by index; length None = unbounded."""
+
+    load: Callable[[int], tuple[np.ndarray, np.ndarray]]
+    length: int | None
+    name: Callable[[int], str]
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+
+
+class SynthCityImages:
+    """Picklable loader of one SynthCity split (DataLoader workers receive a copy)."""
+
+    def __init__(self, seed: int, split: str, size_hw: tuple[int, int]) -> None:
+        self.seed, self.split, self.size_hw = seed, split, size_hw
+
+    def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        from ann.data.synthcity import render
+
+        height, width = self.size_hw
+        return render(self.seed, self.split, index, size=(width, height))
+
+    def name(self, index: int) -> str:
+        return f"synthcity_{self.seed}_{self.split}_{index:05d}"
+
+
+def open_split(data: DataConfig, split: str) -> Split:
+    """The `split` of the configured data; a missing folder raises DatasetError naming it."""
+    if data.dataset == "synthcity":
+        from ann.data.synthcity import SPLITS
+
+        if split not in SPLITS:
+            raise ConfigError(f"unknown SynthCity split {split!r}; valid: {', '.join(SPLITS)}")
+        images = SynthCityImages(data.synthcity_seed, split, data.synthcity_size)
+        length = SPLITS[split]  # None: train is an unbounded stream
+        return Split(images, length, images.name, CITYSCAPES_CLASSES, CITYSCAPES_PALETTE)
+    from ann.data.datasets import build_dataset
+
+    dataset = build_dataset(data.dataset, Path(data.root), split, None, skip_bad=data.skip_bad)
+    return Split(
+        dataset.__getitem__,
+        len(dataset),
+        dataset.names.__getitem__,
+        tuple(dataset.class_names),
+        tuple(dataset.layout.palette),
+    )
+
+
+class TrainStream(torch.utils.data.Dataset):
+    """Item k = training sample k of the run, augmented with a generator seeded by (seed, k)."""
+
+    def __init__(self, split: Split, config: RunConfig) -> None:
+        self.split = split
+        self.seed = config.train.seed
+        data = config.data
+        self.transforms = train_transform(
+            data.crop_size, normalization(config), data.scale_range, data.aspect_range, data.brightness
+        ).transforms
+        self._epoch, self._order = -1, None
+
+    def image_index(self, k: int) -> int:
+        if self.split.length is None:
+            return k
+        epoch, position = divmod(k, self.split.length)
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.seed, epoch, 0x5EED])
+            self._epoch, self._order = epoch, rng.permutation(self.split.length)
+        return int(self._order[position])
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.split.load(self.image_index(k))
+        rng = np.random.default_rng([self.seed, k])
+        for transform in self.transforms:
+            image, label = transform(image, label, rng)
+        return image, label
+
+    def __len__(self) -> int:
+        return 2**62  # indices come from StepBatches, never from a length
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Batches of sample indices of iterations start..iterations-1 for one process (rank)."""
+
+    def __init__(self, start: int, iterations: int, batch_size: int, rank: int, world: int) -> None:
+        if batch_size % world:
+            raise ConfigError(f"train.batch_size {batch_size} is not divisible by {world} processes")
+        self.start, self.iterations = start, iterations
+        self.global_batch, self.local = batch_size, batch_size // world
+        self.rank = rank
+
+    def __iter__(self):
+        for iteration in range(self.start, self.iterations):
+            first = iteration * self.global_batch + self.rank * self.local
+            yield list(range(first, first + self.local))
+
+    def __len__(self) -> int:
+        return self.iterations - self.start
+
+
+def train_loader(split: Split, config: RunConfig, start: int, rank: int, world: int, pin: bool):
+    batches = StepBatches(start, config.train.iterations, config.train.batch_size, rank, world)
+    workers = config.data.workers
+    return torch.utils.data.DataLoader(
+        TrainStream(split, config),
+        batch_sampler=batches,
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+        # own generator: creating the iterator must not draw from the global torch RNG (resume)
+        generator=torch.Generator().manual_seed(config.train.seed),
+    )
+
+
+class EvalItems(torch.utils.data.Dataset):
+    """(normalised image (3,H,W), label int64 (H,W), image uint8 (H,W,3), index) of a split."""
+
+    def __init__(self, split: Split, norm: dict, indices: list[int]) -> None:
+        self.split, self.indices = split, indices
+        self.normalize, self.to_tensor = Normalize(norm), ToTensor()
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        index = self.indices[i]
+        image, label = self.split.load(index)
+        x, target = self.to_tensor(*self.normalize(image, label))
+        return x, target, torch.from_numpy(np.array(image)), index
+
+
+def eval_loader(split: Split, norm: dict, limit: int, rank: int, world: int, workers: int, pin: bool):
+    """Batch-1 loader (images may differ in size) over this process's share of the split."""
+    total = split.length if not limit else min(limit, split.length)
+    dataset = EvalItems(split, norm, list(range(total))[rank::world])
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=1,
+        num_workers=workers,
+        pin_memory=pin,
+        generator=torch.Generator().manual_seed(0),
+    )

@@ -1,0 +1,67 @@
+"""Processes of a run: one, or many started by torchrun (env RANK, WORLD_SIZE, LOCAL_RANK).
+
+CUDA processes talk over NCCL, CPU processes over gloo (what the two-process test uses).
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from ann.training.state import TrainingError
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str) -> Processes:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device is 'cuda' but torch sees no GPU (use --set train.device=cpu)")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    chosen = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(chosen)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", device_id=chosen if use_cuda else None)
+    return Processes(rank, world, local_rank, chosen)
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast_error(message: str | None, processes: Processes) -> None:
+    """Rank 0 says whether it could prepare the run; every process raises the same error."""
+    if processes.world > 1:
+        box = [message]
+        dist.broadcast_object_list(box, src=0)
+        message = box[0]
+    if message:
+        raise TrainingError(message)
+
+
+def mean_over_processes(values: list[float], device: torch.device) -> list[float]:
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return (tensor / dist.get_world_size()).tolist()

@@ -1,0 +1,84 @@
+"""The end of a run: the final model in the library's safetensors format with its provenance, the
+training-curve PNG and the model card."""
+
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from ann.checkpoint import CheckpointMeta, save
+from ann.training.card import model_card, write_card
+from ann.training.data import Split, normalization
+from ann.training.logging import plot_curve
+
+MODEL_FILE = "model.safetensors"
+
+
+def git_commit() -> str:
+    """HEAD of the checkout the trainer runs from, `+dirty` with uncommitted changes."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo, capture_output=True, text=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def provenance(run, command: str) -> dict:
+    config, data = run.config, run.config.data
+    return {
+        "command": command,
+        "git_commit": git_commit(),
+        "config": config.name,
+        "data": {
+            "dataset": data.dataset,
+            "root": data.root if data.dataset != "synthcity" else "",
+            "train_split": data.train_split,
+            "val_split": data.val_split,
+            "synthcity_seed": data.synthcity_seed,
+            "synthcity_size": list(data.synthcity_size),
+        },
+        "iterations": run.iteration,
+        "batch_size": config.train.batch_size,
+        "metrics": run.summary or {},
+        "best_miou": None if run.best_miou != run.best_miou else run.best_miou,
+        "seed": config.train.seed,
+        "wall_time_s": round(run.wall_time, 1),
+        "device": device_name(run.processes.device),
+        "world_size": run.processes.world,
+        "torch": torch.__version__,
+    }
+
+
+def export(run, val_split: Split, command: str) -> Path:
+    """Write model.safetensors, training_curve.png and model_card.md into the run folder."""
+    import time
+
+    run.wall_time += time.perf_counter() - run.started
+    run.started = time.perf_counter()
+    info = provenance(run, command)
+    meta = CheckpointMeta(
+        run.net.config,
+        list(val_split.class_names),
+        [list(c) for c in val_split.palette],
+        normalization(run.config),
+        info,
+    )
+    dtype = torch.float16 if run.config.train.export_dtype == "float16" else torch.float32
+    path = save(run.net, run.out / MODEL_FILE, meta, dtype=dtype)
+    curve = plot_curve(run.out, run.out / "training_curve.png")
+    write_card(run.out / "model_card.md", model_card(run.config, info, run.summary, curve.name))
+    return path

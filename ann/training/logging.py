@@ -1,0 +1,98 @@
+"""What a run shows while it trains: a tqdm bar, metrics.jsonl, TensorBoard events, and the
+training-curve PNG at the end. Only rank 0 creates a `RunLog`; other ranks log nothing."""
+
+import json
+import math
+from pathlib import Path
+
+from tqdm import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    path = folder / METRICS_FILE
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line torn by a kill: everything after it is gone too
+    return records
+
+
+def truncate_metrics(folder: Path, iteration: int) -> None:
+    """Drop records after `iteration`: a resumed run logs those iterations again."""
+    records = [r for r in read_metrics(folder) if r["iteration"] <= iteration]
+    path = folder / METRICS_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tmp.replace(path)
+
+
+class RunLog:
+    def __init__(self, folder: Path, start: int, total: int, progress: bool) -> None:
+        self.folder = folder
+        truncate_metrics(folder, start)
+        self.file = open(folder / METRICS_FILE, "a")
+        self.tensorboard = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step hides events a killed run wrote after its last checkpoint
+            self.tensorboard = SummaryWriter(str(folder / "tensorboard"), purge_step=start + 1)
+        except ImportError:
+            pass
+        self.bar = tqdm(total=total, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
+
+    def step(self, iteration: int, loss: float, lr: float) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+
+    def record(self, record: dict) -> None:
+        """One JSONL line (flushed) and the same scalars in TensorBoard."""
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if key != "iteration" and isinstance(value, int | float) and math.isfinite(value):
+                    self.tensorboard.add_scalar(key, value, record["iteration"])
+            self.tensorboard.flush()
+
+    def message(self, text: str) -> None:
+        self.bar.write(text)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def plot_curve(folder: Path, path: Path) -> Path:
+    """Training loss (and validation mIoU on a second axis) against iterations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(folder)
+    train = [r for r in records if "loss" in r]
+    val = [r for r in records if "val_miou" in r]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot([r["iteration"] for r in train], [r["loss"] for r in train], color="tab:blue", lw=1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training loss", color="tab:blue")
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot([r["iteration"] for r in val], [100 * r["val_miou"] for r in val], "o-", color="tab:red")
+        ax2.set_ylabel("val mIoU (%)", color="tab:red")
+    ax.set_title(folder.name)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,306 @@
+"""The training loop of Sec. 4.2: SGD with poly decay per iteration on the Eq. 18 loss.
+
+`train(config, out)` prepares the run folder (lock, resolved config), builds or restores the run,
+trains to `train.iterations` with periodic logging, validation and atomic checkpoints, and exports
+the final model. A resumed run replays the uninterrupted one exactly on CPU: model, optimizer,
+scheduler, RNG states and sampler counters are restored, and the data of every iteration depends
+only on (seed, iteration, rank) (ann/training/data.py).
+"""
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ann.checkpoint import CheckpointError, load_state
+from ann.evaluate import evaluate, mode_options
+from ann.losses import CITYSCAPES_CLASS_WEIGHTS, SegmentationLoss
+from ann.models.network import ANN, build_network
+from ann.training import distributed
+from ann.training.config import RunConfig, config_differences, load_config, to_toml
+from ann.training.data import Split, eval_loader, normalization, open_split, train_loader
+from ann.training.distributed import Processes
+from ann.training.logging import RunLog
+from ann.training.state import (
+    RunLock,
+    TrainingError,
+    atomic_write,
+    load_checkpoint,
+    rng_states,
+    sampler_draws,
+    save_checkpoint,
+    set_rng_states,
+    set_sampler_draws,
+)
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+# Fields that may change on --resume without changing what is computed.
+RESUMABLE_CHANGES = (
+    "description", "train.progress", "train.log_every", "train.device", "train.compile",
+    "train.val_every", "data.workers", "data.root", "data.skip_bad",
+)  # fmt: skip
+
+
+@dataclass
+class Run:
+    config: RunConfig
+    out: Path
+    processes: Processes
+    net: ANN  # the network itself: checkpoints, validation, export
+    model: nn.Module  # what the step calls: net, or its DDP / compiled wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    criterion: nn.Module
+    iteration: int = 0
+    best_miou: float = float("nan")
+    wall_time: float = 0.0  # seconds, summed over resumed sessions
+    summary: dict | None = None  # last validation
+    lr: float = 0.0  # of the last step
+    started: float = field(default_factory=time.perf_counter)
+
+
+def train(config: RunConfig, out: Path, resume: bool = False, command: str = "") -> Run:
+    processes = distributed.setup(config.train.device)
+    lock = RunLock(out)
+    try:
+        train_split = open_split(config.data, config.data.train_split)
+        val_split = open_split(config.data, config.data.val_split)
+        check_classes(config, val_split)
+        error = prepare_folder(config, out, resume, lock) if processes.main else None
+        distributed.broadcast_error(error, processes)
+        run = build_run(config, out, processes)
+        if resume and (out / CHECKPOINT).exists():
+            restore(run, load_checkpoint(out / CHECKPOINT))
+        train_to_end(run, train_split, val_split)
+        if processes.main:
+            from ann.training.export import export
+
+            export(run, val_split, command)
+        distributed.barrier()
+        return run
+    finally:
+        lock.release()
+        distributed.teardown()
+
+
+def check_classes(config: RunConfig, split: Split) -> None:
+    if len(split.class_names) != config.model.num_classes:
+        raise TrainingError(
+            f"model.num_classes is {config.model.num_classes} but {config.data.dataset} has "
+            f"{len(split.class_names)} classes"
+        )
+
+
+def prepare_folder(config: RunConfig, out: Path, resume: bool, lock: RunLock) -> str | None:
+    """Lock the folder and save the resolved config; an error message instead of raising."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+        saved = out / "config.toml"
+        if not resume and ((out / CHECKPOINT).exists() or (out / "model.safetensors").exists()):
+            raise TrainingError(
+                f"{out} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        if resume and saved.exists():
+            differences = config_differences(load_config(str(saved)), config, RESUMABLE_CHANGES)
+            if differences:
+                raise TrainingError(
+                    f"--resume with a different config than {saved}: " + "; ".join(differences)
+                )
+        (out / CHECKPOINT).parent.mkdir(exist_ok=True)
+        atomic_write(saved, to_toml(config).encode())
+    except (TrainingError, ValueError, OSError) as error:
+        lock.release()
+        return str(error)
+    return None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_run(config: RunConfig, out: Path, processes: Processes) -> Run:
+    seed_everything(config.train.seed)  # same initial weights on every process
+    net = build_network(config.model).to(processes.device)
+    cuda = processes.device.type == "cuda"
+    if cuda and config.train.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    model: nn.Module = net
+    if processes.world > 1:
+        if cuda:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            net = model
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[processes.device] if cuda else None)
+    if config.train.compile:
+        model = torch.compile(model)
+    optim = config.optim
+    optimizer = torch.optim.SGD(
+        net.parameters(),
+        optim.lr,
+        momentum=optim.momentum,
+        weight_decay=optim.weight_decay,
+        nesterov=optim.nesterov,
+    )
+    scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, config.train.iterations, optim.poly_power)
+    loss = config.loss
+    weights = CITYSCAPES_CLASS_WEIGHTS if loss.class_weights == "cityscapes" else None
+    criterion = SegmentationLoss(loss.aux_weight, loss.ohem, loss.ohem_threshold, loss.ohem_min_kept, weights)
+    # dropout masks differ per process; the weights start equal (DDP also broadcasts them)
+    seed_everything(config.train.seed * 1000 + processes.rank + 1)
+    return Run(config, out, processes, net, model, optimizer, scheduler, criterion.to(processes.device))
+
+
+def checkpoint_state(run: Run) -> dict:
+    return {
+        "format": "ann-train-state/1",
+        "config": run.config.to_dict(),
+        "iteration": run.iteration,
+        "model": {k: v.detach().cpu() for k, v in run.net.state_dict().items()},
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "rng": rng_states(),
+        "sampler_draws": sampler_draws(run.net),
+        "best_miou": run.best_miou,
+        "summary": run.summary,
+        "wall_time": run.wall_time + time.perf_counter() - run.started,
+    }
+
+
+def restore(run: Run, state: dict) -> None:
+    source = str(run.out / CHECKPOINT)
+    if state.get("format") != "ann-train-state/1":
+        raise TrainingError(f"{source}: not a training checkpoint of this trainer")
+    try:
+        load_state(run.net, state["model"], source)
+        run.optimizer.load_state_dict(state["optimizer"])
+    except (CheckpointError, ValueError) as error:
+        raise TrainingError(f"--resume: checkpoint does not match the model: {error}") from error
+    run.scheduler.load_state_dict(state["scheduler"])
+    set_sampler_draws(run.net, state["sampler_draws"])
+    set_rng_states(state["rng"])
+    run.iteration, run.best_miou = state["iteration"], state["best_miou"]
+    run.summary, run.wall_time = state["summary"], state["wall_time"]
+    run.started = time.perf_counter()
+
+
+def autocast(run: Run):
+    if run.processes.device.type == "cuda" and run.config.train.amp == "bf16":
+        return torch.autocast("cuda", torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    run.lr = run.optimizer.param_groups[0]["lr"]
+    with autocast(run):
+        logits, aux = run.model(images, with_aux=True)
+    # the loss (softmax, OHEM sort) in fp32 whatever the autocast dtype
+    losses = run.criterion(logits.float(), None if aux is None else aux.float(), labels)
+    run.optimizer.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    run.optimizer.step()
+    run.scheduler.step()
+    return losses
+
+
+def train_to_end(run: Run, train_split: Split, val_split: Split) -> None:
+    cfg, processes = run.config.train, run.processes
+    cuda = processes.device.type == "cuda"
+    log = RunLog(run.out, run.iteration, cfg.iterations, cfg.progress) if processes.main else None
+    loader = train_loader(train_split, run.config, run.iteration, processes.rank, processes.world, cuda)
+    meter = Meter()
+    try:
+        for images, labels in meter.timed(loader):
+            images = images.to(processes.device, non_blocking=True)
+            if cuda and cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            losses = train_step(run, images, labels.to(processes.device, non_blocking=True))
+            run.iteration += 1
+            meter.images += len(images) * processes.world
+            if log:
+                log.bar.update(1)
+            end = run.iteration == cfg.iterations
+            if run.iteration % cfg.log_every == 0 or end:
+                log_training(run, losses, meter, log)
+            if (cfg.val_every and run.iteration % cfg.val_every == 0) or end:
+                validate(run, val_split, log)
+                meter.read()  # validation time is not training throughput
+            if run.iteration % cfg.checkpoint_every == 0 or end:
+                if processes.main:
+                    save_checkpoint(run.out / CHECKPOINT, checkpoint_state(run))
+                distributed.barrier()
+    finally:
+        if log:
+            log.close()
+
+
+class Meter:
+    """Images/s and the share of wall time spent waiting for the next batch, per log window."""
+
+    def __init__(self) -> None:
+        self.images, self.waiting = 0, 0.0
+        self.since = time.perf_counter()
+
+    def timed(self, loader):
+        iterator = iter(loader)
+        while True:
+            begin = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            self.waiting += time.perf_counter() - begin
+            yield batch
+
+    def read(self) -> tuple[float, float]:
+        elapsed = max(time.perf_counter() - self.since, 1e-9)
+        rates = self.images / elapsed, self.waiting / elapsed
+        self.images, self.waiting, self.since = 0, 0.0, time.perf_counter()
+        return rates
+
+
+def log_training(run: Run, losses: dict, meter: Meter, log: RunLog | None) -> None:
+    names = sorted(losses)
+    values = distributed.mean_over_processes([float(losses[k].detach()) for k in names], run.processes.device)
+    if not all(math.isfinite(v) for v in values):
+        raise TrainingError(f"loss is not finite at iteration {run.iteration}; try a lower optim.lr")
+    images_per_s, data_wait = meter.read()
+    if log is None:
+        return
+    lr = run.lr
+    record = {"iteration": run.iteration, "loss": values[names.index("total")], "lr": lr}
+    record.update({f"loss_{k}": v for k, v in zip(names, values, strict=True) if k != "total"})
+    record.update(images_per_s=images_per_s, data_wait=data_wait)
+    log.record(record)
+    log.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.1f}")
+
+
+def validate(run: Run, split: Split, log: RunLog | None) -> dict:
+    """mIoU over the val split, each process evaluating its share, matrices summed."""
+    processes, data = run.processes, run.config.data
+    cuda = processes.device.type == "cuda"
+    loader = eval_loader(
+        split, normalization(run.config), data.val_limit, processes.rank, processes.world, data.workers, cuda
+    )
+    options = mode_options(
+        run.config.train.val_mode, crop=data.crop_size, align=run.config.model.align_corners
+    )
+    amp = run.config.train.amp == "bf16"
+    matrix = evaluate(run.net, loader, run.config.model.num_classes, run.config.train.val_mode, options,
+                      processes.device, amp)  # fmt: skip
+    matrix.all_reduce()
+    run.summary = matrix.summary(split.class_names)
+    miou = run.summary["miou"]
+    if not math.isnan(miou) and (math.isnan(run.best_miou) or miou > run.best_miou):
+        run.best_miou = miou
+    if log:
+        log.record({"iteration": run.iteration, "val_miou": miou, "val_pixel_acc": run.summary["pixel_acc"]})
+        log.message(f"iteration {run.iteration}: val mIoU {100 * miou:.2f}")
+    return run.summary
