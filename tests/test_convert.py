@@ -1,0 +1,260 @@
+"""ann.convert on a random checkpoint with every name and shape of the authors' release.
+
+The original forward is re-written here in plain functional ops over *their* names (openseg's
+ANN as ANN-REFERENCE.md describes it), independently of ann.models, and compared with our
+network holding the converted weights, in float64.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ann
+from ann.checkpoint import file_sha256, read_meta
+from ann.convert import ORIGINAL_NORMALIZATION, ConvertError, convert_state, main, read_original, rename
+from ann.data.labels import CITYSCAPES_CLASSES
+
+TSV = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "ann_original_r101_keys.tsv"
+
+
+@pytest.fixture(scope="module")
+def entries() -> list[tuple[str, tuple[int, ...]]]:
+    if not TSV.is_file():
+        pytest.skip(f"the released key list {TSV} is absent")
+    rows = [line.split("\t") for line in TSV.read_text().splitlines() if line.strip()]
+    return [(name, tuple(int(d) for d in shape.strip("()").split(",") if d.strip())) for name, shape in rows]
+
+
+@pytest.fixture(scope="module")
+def original(entries) -> dict[str, torch.Tensor]:
+    """Random tensors of the released shapes, scaled so a forward stays finite; f_query is f_key."""
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for name, shape in entries:
+        if name.endswith("num_batches_tracked"):
+            state[name] = torch.tensor(60000)
+        elif name.endswith("running_var") or (name.endswith(".weight") and len(shape) == 1):
+            state[name] = 0.5 + torch.rand(shape, generator=generator)  # BN scale, variance
+        elif len(shape) == 4:
+            fan_in = math.prod(shape[1:])
+            state[name] = torch.randn(shape, generator=generator) / math.sqrt(fan_in)
+        else:
+            state[name] = 0.1 * torch.randn(shape, generator=generator)  # biases, means
+    for name in list(state):
+        if name.startswith("context.2.stages.0.f_query."):  # one module registered twice
+            state[name] = state[name.replace("f_query", "f_key")]
+    return state
+
+
+@pytest.fixture(scope="module")
+def converted(original, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("convert")
+    source = folder / "ann_cityscapes_r101.pth"
+    wrapped = {k if i % 2 else "module." + k: v for i, (k, v) in enumerate(original.items())}
+    runner_state = {"iters": 60000, "max_performance": 0.799}
+    torch.save({"config_dict": {"network": {"model_name": "asymmetric_non_local_net"}},
+                "state_dict": wrapped, "runner_state": runner_state}, source)  # fmt: skip
+    out = folder / "ann.safetensors"
+    main(["--from", "original", str(source), "--out", str(out)])
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(converted):
+    return ann.load(converted)
+
+
+def test_every_entry_lands_where_the_table_says(original, model, entries):
+    ours = model.state_dict()
+    used = set()
+    for name, shape in entries:
+        target = rename(name)
+        if target is None:  # the shared APNB query/key, kept once as context.attention.key
+            continue
+        assert tuple(ours[target].shape) == shape, name
+        assert torch.equal(ours[target], original[name].to(ours[target].dtype)), name
+        used.add(target)
+    assert used == set(ours)  # nothing of ours is left at its initial value
+
+
+def test_metadata_records_their_input_convention(converted):
+    meta = read_meta(converted)
+    assert meta.normalization == ORIGINAL_NORMALIZATION
+    assert meta.config.align_corners and meta.config.stem == "deep" and meta.config.output_stride == 8
+    assert (meta.config.backbone, meta.config.fusion, meta.config.context) == ("resnet101", "afnb", "apnb")
+    assert meta.classes == list(CITYSCAPES_CLASSES)
+    source = converted.with_name("ann_cityscapes_r101.pth")
+    assert meta.provenance["source"] == source.name
+    assert meta.provenance["source_sha256"] == file_sha256(source)
+    assert meta.provenance["runner_state"]["iters"] == 60000
+    with open(converted, "rb") as f:  # fp32 by default: the safetensors header lists dtypes
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {"F32", "I64"}
+
+
+# ---- the original network, functionally, over their names ----------------------------------
+
+
+def conv(x, sd, prefix, stride=1, padding=0, dilation=1):
+    return F.conv2d(x, sd[prefix + "weight"], sd.get(prefix + "bias"), stride, padding, dilation)
+
+
+def bn(x, sd, prefix):
+    return F.batch_norm(x, sd[prefix + "running_mean"], sd[prefix + "running_var"],
+                        sd[prefix + "weight"], sd[prefix + "bias"], False, 0.0, 1e-5)  # fmt: skip
+
+
+def psp(x):
+    """Their PSPModule for keys/values: adaptive average pools (1, 3, 6, 8), concatenated."""
+    return torch.cat([F.adaptive_avg_pool2d(x, n).flatten(2) for n in (1, 3, 6, 8)], dim=-1)
+
+
+def their_attention(sd, prefix, high, low):
+    """_SelfAttentionBlock / AFNB stage: query from high, pooled key and value from low."""
+    B, _, H, W = high.shape
+    query = F.relu(bn(conv(high, sd, prefix + "f_query.0."), sd, prefix + "f_query.1.0."))
+    key = psp(F.relu(bn(conv(low, sd, prefix + "f_key.0."), sd, prefix + "f_key.1.0.")))
+    value = psp(conv(low, sd, prefix + "f_value.")).permute(0, 2, 1)
+    query = query.view(B, query.shape[1], -1).permute(0, 2, 1)
+    sim = torch.softmax(torch.matmul(query, key) * query.shape[-1] ** -0.5, dim=-1)
+    context = torch.matmul(sim, value).permute(0, 2, 1).reshape(B, -1, H, W)
+    return conv(context, sd, prefix + "W.")
+
+
+def their_head(sd, stage4, stage5):
+    """fusion (AFNB) -> context (3x3 conv, BNReLU, APNB) -> cls; dsn on Stage4."""
+    aux = conv(F.relu(bn(conv(stage4, sd, "dsn.0.", padding=1), sd, "dsn.1.0.")), sd, "dsn.3.")
+    context = their_attention(sd, "fusion.stages.0.", stage5, stage4)
+    x = torch.cat([context, stage5], 1)
+    x = bn(conv(x, sd, "fusion.conv_bn_dropout.0."), sd, "fusion.conv_bn_dropout.1.")  # no ReLU
+    x = F.relu(bn(conv(x, sd, "context.0.", padding=1), sd, "context.1.0."))
+    context = their_attention(sd, "context.2.stages.0.", x, x)
+    x = torch.cat([context, x], 1)
+    x = F.relu(bn(conv(x, sd, "context.2.conv_bn_dropout.0."), sd, "context.2.conv_bn_dropout.1.0."))
+    return conv(x, sd, "cls."), aux
+
+
+def their_backbone(sd, x):
+    """Deep stem + dilated ResNet-101 (layer3 dilation 2, layer4 4, first block half)."""
+    for i in "123":
+        x = F.relu(
+            bn(
+                conv(x, sd, f"backbone.prefix.conv{i}.", 2 if i == "1" else 1, 1),
+                sd,
+                f"backbone.prefix.bn{i}.",
+            )
+        )
+    x = F.max_pool2d(x, 3, 2, 1, ceil_mode=True)
+    stages = []
+    for layer, blocks, stride, dilation in ((1, 3, 1, 1), (2, 4, 2, 1), (3, 23, 1, 2), (4, 3, 1, 4)):
+        for b in range(blocks):
+            p = f"backbone.layer{layer}.{b}."
+            s, d = (stride, max(1, dilation // 2)) if b == 0 else (1, dilation)
+            out = F.relu(bn(conv(x, sd, p + "conv1."), sd, p + "bn1."))
+            out = F.relu(bn(conv(out, sd, p + "conv2.", s, d, d), sd, p + "bn2."))
+            out = bn(conv(out, sd, p + "conv3."), sd, p + "bn3.")
+            down = p + "downsample.0.weight" in sd
+            identity = bn(conv(x, sd, p + "downsample.0.", s), sd, p + "downsample.1.") if down else x
+            x = F.relu(out + identity)
+        stages.append(x)
+    return stages  # layer1..layer4
+
+
+@pytest.fixture(scope="module")
+def original64(original):
+    return {k: v.double() if v.is_floating_point() else v for k, v in original.items()}
+
+
+def test_head_computes_the_original_function(original64, model):
+    generator = torch.Generator().manual_seed(1)
+    stage4 = torch.randn(1, 1024, 9, 11, generator=generator, dtype=torch.float64)
+    stage5 = torch.randn(1, 2048, 9, 11, generator=generator, dtype=torch.float64)
+    logits, aux = their_head(original64, stage4, stage5)
+    with torch.no_grad():
+        out = model.double().head([None, None, None, stage4, stage5])
+    torch.testing.assert_close(out.logits, logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.aux, aux, rtol=1e-5, atol=1e-5)
+
+
+def test_network_computes_the_original_function(original64, model):
+    """End to end on a BGR-mean-subtracted image: backbone, head, align_corners upsampling."""
+    generator = torch.Generator().manual_seed(2)
+    bgr = torch.randint(0, 256, (1, 3, 41, 57), generator=generator).double()
+    x = bgr - torch.tensor(ORIGINAL_NORMALIZATION["mean"], dtype=torch.float64).view(1, 3, 1, 1)
+    stages = their_backbone(original64, x)
+    logits, aux = their_head(original64, stages[2], stages[3])
+    logits = F.interpolate(logits, size=(41, 57), mode="bilinear", align_corners=True)
+    aux = F.interpolate(aux, size=(41, 57), mode="bilinear", align_corners=True)
+    with torch.no_grad():
+        ours, ours_aux = model.double()(x, with_aux=True)
+    torch.testing.assert_close(ours, logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours_aux, aux, rtol=1e-5, atol=1e-5)
+
+
+# ---- refusals --------------------------------------------------------------------------------
+
+
+def test_missing_entry_is_named(original):
+    state = {k: v for k, v in original.items() if k != "fusion.stages.0.W.weight"}
+    with pytest.raises(ConvertError, match=r"missing 1 entries: fusion\.stages\.0\.W\.weight"):
+        convert_state(state, "their.pth")
+
+
+def test_unexpected_and_misshaped_entries_are_named(original):
+    state = dict(original, **{"head.extra.weight": torch.zeros(3), "dsn.3.bias": torch.zeros(20)})
+    with pytest.raises(ConvertError) as error:
+        convert_state(state, "their.pth")
+    assert "unexpected 1 entries: head.extra.weight" in str(error.value)
+    assert "mis-shaped 1 entries: dsn.3.bias (20,) != (19,)" in str(error.value)
+
+
+def test_shared_query_key_must_be_identical(original):
+    name = "context.2.stages.0.f_query.0.bias"
+    state = dict(original, **{name: original[name] + 1})
+    with pytest.raises(ConvertError, match="f_query.0.bias differs from .*f_key.0.bias"):
+        convert_state(state, "their.pth")
+
+
+def test_bare_state_dict_and_module_prefix(tmp_path):
+    path = tmp_path / "bare.pth"
+    torch.save({"module.cls.weight": torch.ones(19, 512, 1, 1), "cls.bias": torch.ones(19)}, path)
+    state, runner_state = read_original(path)
+    assert sorted(state) == ["cls.bias", "cls.weight"] and runner_state == {}
+    with pytest.raises(ConvertError, match=r"missing \d+ entries: backbone\.layer1\.0\.bn1\.bias"):
+        convert_state(state, str(path))
+
+
+class RunsCode:
+    """A pickle that would create a folder when unpickled without weights_only."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.makedirs, (str(self.marker),)
+
+
+def test_refuses_a_pickle_that_runs_code(tmp_path):
+    path, marker = tmp_path / "evil.pth", tmp_path / "was_run"
+    torch.save({"state_dict": {"cls.weight": torch.zeros(1)}, "hook": RunsCode(marker)}, path)
+    with pytest.raises(ConvertError, match=r"evil\.pth: refused: torch\.load\(weights_only=True\)"):
+        read_original(path)
+    assert not marker.exists()
+
+
+def test_refuses_files_that_are_not_checkpoints(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConvertError, match="junk.pth: not a readable torch checkpoint"):
+        read_original(junk)
+    listed = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], listed)
+    with pytest.raises(ConvertError, match="list.pth: expected a state dict"):
+        read_original(listed)
+    with pytest.raises(ConvertError, match="missing.pth: no such file"):
+        read_original(tmp_path / "missing.pth")
