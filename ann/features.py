@@ -104,23 +104,27 @@ def map_range(reduced: Tensor, symmetric: bool) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def normalize_maps(maps: dict[str, Tensor], shared: bool = True) -> dict[str, Tensor]:
-    """Maps from reduce_channels scaled to [0, 1], clipped.
+def value_ranges(maps: dict[str, Tensor], shared: bool = True) -> dict[str, tuple[float, float]]:
+    """The (low, high) each map is scaled by in normalize_maps.
 
     shared=True: one range for the whole gallery, the envelope of each map's 1st-99th percentile
     range, so every map fits and equal values get equal colours across stages and models.
     PCA maps (3, H, W) are centred, so their range is symmetric about 0 (0 -> grey 0.5).
     """
-    if not maps:
-        return {}
     symmetric = {name: m.dim() == 3 for name, m in maps.items()}
     if len(set(symmetric.values())) > 1:
         raise ValueError("cannot share one normalisation between PCA and single-channel maps")
     ranges = {name: map_range(m, symmetric[name]) for name, m in maps.items()}
-    if shared:
+    if shared and ranges:
         low = min(r[0] for r in ranges.values())
         high = max(r[1] for r in ranges.values())
         ranges = dict.fromkeys(maps, (low, high))
+    return ranges
+
+
+def normalize_maps(maps: dict[str, Tensor], shared: bool = True) -> dict[str, Tensor]:
+    """Maps from reduce_channels scaled to [0, 1] by value_ranges, clipped."""
+    ranges = value_ranges(maps, shared)
     return {name: scale_to_unit(m, *ranges[name]) for name, m in maps.items()}
 
 

@@ -1,0 +1,198 @@
+"""Stage features tab: Stage1..Stage5 and the AFNB/APNB outputs of the segmented image, reduced to
+one image per map (ann.features), under one normalisation; cosine similarity from a clicked pixel;
+a second model side by side (paper Fig. 7: the ImageNet backbone before vs after training)."""
+
+import hashlib
+from functools import partial
+
+import gradio as gr
+import numpy as np
+import torch
+
+from ann import features
+from ann.inference import preprocess
+from app.session import MODEL_QUEUE, ModelStore, Session, require
+from app.tabs import colorize, display_size, mark_point, resize
+
+IMAGENET = "EfficientNet-Lite0 with ImageNet weights (before segmentation training)"
+NO_COMPARISON = "none"
+REDUCTION_LABELS = {
+    "mean over channels": "mean",
+    "max over channels": "max",
+    "PCA to RGB (3 principal components)": "pca",
+}
+_imagenet = {}  # the ImageNet backbone, loaded once on first use
+
+
+def imagenet_features(image: np.ndarray) -> dict[str, torch.Tensor]:
+    if not _imagenet:
+        _imagenet["backbone"], _imagenet["normalization"] = features.imagenet_backbone()
+    x = preprocess(image, _imagenet["normalization"])
+    return features.named_features(features.backbone_stages(_imagenet["backbone"], x))
+
+
+def image_key(image: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape)
+
+
+def comparison_features(store: ModelStore, name: str, image: np.ndarray, cache: dict | None):
+    """Features of the second model on the same image; reused while model and image stay the same."""
+    key = (name, image_key(image))
+    if cache and cache.get("key") == key:
+        return cache["features"], cache
+    try:
+        if name == IMAGENET:
+            found = imagenet_features(image)
+        else:
+            explorer = store.get(name)
+            result = explorer.run(image)
+            found = features.named_features(explorer.stages, result.head, explorer.model.config)
+    except (ValueError, FileNotFoundError) as error:
+        raise gr.Error(f"cannot run the comparison model {name!r}: {error}") from error
+    found = {k: v.detach() for k, v in found.items()}
+    return found, {"key": key, "features": found}
+
+
+def feature_groups(session: Session, compare: str, cache: dict | None, store: ModelStore):
+    """{"": maps} for the session's model alone, {"A": ..., "B": ...} with a second model."""
+    explorer = session.explorer
+    own = features.named_features(explorer.stages, explorer.result.head, explorer.model.config)
+    if not compare or compare == NO_COMPARISON:
+        return {"": own}, cache
+    other, cache = comparison_features(store, compare, session.image, cache)
+    return {"A": own, "B": other}, cache
+
+
+def caption(label: str, name: str, feature: torch.Tensor, value_range: tuple[float, float] | None) -> str:
+    C, h, w = feature.shape[-3:]
+    prefix = f"{label}: " if label else ""
+    scale = "" if value_range is None else f" · range [{value_range[0]:.3g}, {value_range[1]:.3g}]"
+    return f"{prefix}{name} · {C} ch · {h}x{w}{scale}"
+
+
+def stage_features(
+    session: Session | None,
+    reduction: str,
+    shared: bool,
+    cmap: str,
+    compare: str,
+    cache: dict | None,
+    store: ModelStore,
+):
+    """Galleries of the current model's maps and, if chosen, the second model's maps."""
+    session = require(session)
+    method = REDUCTION_LABELS.get(reduction, reduction)
+    if method not in features.REDUCTIONS:
+        raise gr.Error(f"unknown reduction {reduction!r}; valid: {', '.join(REDUCTION_LABELS)}")
+    groups, cache = feature_groups(session, compare, cache, store)
+    keys = [(label, name) for label, found in groups.items() for name in found]
+    maps = {key: features.reduce_channels(groups[key[0]][key[1]], method) for key in keys}
+    # one range across both models too: equal value, equal colour
+    ranges = features.value_ranges(maps, shared)
+    units = features.normalize_maps(maps, shared)
+    size = display_size(session.image.shape[:2])
+    galleries = {"": [], "A": [], "B": []}
+    for label, name in keys:
+        rgb = resize(colorize(units[label, name], cmap), size)
+        text = caption(label, name, groups[label][name], None if shared else ranges[label, name])
+        galleries[label].append((rgb, text))
+    if shared and ranges:
+        low, high = next(iter(ranges.values()))
+        scope = f"one range shared by all {len(maps)} maps, [{low:.3g}, {high:.3g}]"
+    else:
+        scope = "each map scaled to its own range (in its caption)"
+    status = f"{reduction}; {scope}, from 1st-99th percentiles. Model A: {session.checkpoint}"
+    if "B" in groups:
+        status += f"; model B: {compare}"
+    return galleries[""] or galleries["A"], galleries["B"], status, cache
+
+
+def cosine(
+    session: Session | None,
+    x: float | None,
+    y: float | None,
+    compare: str,
+    cache: dict | None,
+    cmap: str,
+    store: ModelStore,
+):
+    """Cosine similarity of every position of every map to the clicked pixel (x right, y down)."""
+    session = require(session)
+    H, W = session.image.shape[:2]
+    if x is None or y is None or not (0 <= x < W and 0 <= y < H):
+        raise gr.Error(f"click the image, or give a pixel inside it (x in 0..{W - 1}, y in 0..{H - 1})")
+    point = (int(y), int(x))
+    groups, cache = feature_groups(session, compare, cache, store)
+    size = display_size((H, W))
+    marker = (point[0] * size[0] / H, point[1] * size[1] / W)
+    galleries = {"": [], "A": [], "B": []}
+    for label, found in groups.items():
+        # the ImageNet backbone has no upsampling convention of its own: its cells tile the image
+        if label == "B" and compare == IMAGENET:
+            align = False
+        else:
+            align = (session.explorer.model if label != "B" else store.model(compare)).config.align_corners
+        for name, (similarity, cell) in features.cosine_maps(found, point, (H, W), align).items():
+            rgb = mark_point(resize(colorize((similarity + 1) / 2, cmap), size), marker)
+            prefix = f"{label}: " if label else ""
+            galleries[label].append((rgb, f"{prefix}{name} · cell (row, col) {cell}"))
+    status = (
+        f"cosine similarity to pixel (x={int(x)}, y={int(y)}) of the {W}x{H} image; "
+        f"{cmap}: darkest -1, brightest +1"
+    )
+    return galleries[""] or galleries["A"], galleries["B"], status, cache
+
+
+def pick_point(event: gr.SelectData):
+    """A click on the image -> (x, y) in image pixels."""
+    return event.index[0], event.index[1]
+
+
+def show_image(session: Session | None):
+    return None if session is None else session.image
+
+
+def features_tab(state: gr.State, store: ModelStore) -> None:
+    """Builds the tab's UI in the caller's `with gr.Tab(...)` and registers its listeners."""
+    gr.Markdown(
+        "Feature maps of the segmented image: **Stage1-Stage5** of the backbone and the outputs of "
+        "the **AFNB** (fusion) and **APNB** (context) blocks. Each map is reduced to one image; with "
+        "*shared normalisation* one value range (the envelope of every map's 1st-99th percentile) "
+        "serves the whole gallery, both models included, so colours compare across stages. Click "
+        "the image for the cosine similarity of every position to that pixel."
+    )
+    cache = gr.State(None)
+    with gr.Row():
+        reduction = gr.Radio(list(REDUCTION_LABELS), value="mean over channels", label="channel reduction")
+        shared = gr.Checkbox(value=True, label="shared normalisation")
+        cmap = gr.Dropdown(["viridis", "cividis", "magma"], value="viridis", label="colormap")
+    compare = gr.Dropdown(
+        [NO_COMPARISON, IMAGENET, *store.names()],
+        value=NO_COMPARISON,
+        label="second model, side by side (Fig. 7: ImageNet backbone vs trained; or any checkpoint)",
+    )
+    show = gr.Button("Show feature maps", variant="primary")
+    status = gr.Markdown()
+    with gr.Row():
+        first = gr.Gallery(label="model A (this session's model)", columns=4, height="auto")
+        second = gr.Gallery(label="model B", columns=4, height="auto")
+    with gr.Row():
+        image = gr.Image(label="click a pixel", interactive=False, type="numpy")
+        with gr.Column():
+            x = gr.Number(label="x (pixels, to the right)", precision=0)
+            y = gr.Number(label="y (pixels, down)", precision=0)
+            similar = gr.Button("Cosine similarity at (x, y)")
+    show.click(
+        partial(stage_features, store=store),
+        [state, reduction, shared, cmap, compare, cache],
+        [first, second, status, cache],
+        api_name="stage_features",
+        **MODEL_QUEUE,
+    ).then(show_image, state, image, api_visibility="private")
+    inputs = [state, x, y, compare, cache, cmap]
+    outputs = [first, second, status, cache]
+    run_cosine = partial(cosine, store=store)
+    similar.click(run_cosine, inputs, outputs, api_name="cosine", **MODEL_QUEUE)
+    image.select(pick_point, None, [x, y], api_visibility="private").then(
+        run_cosine, inputs, outputs, api_visibility="private", **MODEL_QUEUE
+    )
