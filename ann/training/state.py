@@ -2,8 +2,8 @@
 
 A checkpoint is written to a temp file in the same folder, flushed and fsynced, then renamed over
 the previous one: a process killed at any moment leaves either the old or the new complete file,
-never a torn one. `ANN_TEST_CHECKPOINT_PAUSE=seconds` (test hook) pauses halfway through the write
-so a test can SIGKILL the trainer there.
+never a torn one. Test hook: with `ANN_TEST_CHECKPOINT_PAUSE=seconds`, checkpoint writes after the
+first `ANN_TEST_CHECKPOINT_PAUSE_AFTER` (default 0) pause halfway, so a test can SIGKILL there.
 """
 
 import errno
@@ -21,20 +21,21 @@ import torch
 from ann.models.sampling import Sampler
 
 PAUSE_ENV = "ANN_TEST_CHECKPOINT_PAUSE"
+PAUSE_AFTER_ENV = "ANN_TEST_CHECKPOINT_PAUSE_AFTER"
+_checkpoints_written = 0
 
 
 class TrainingError(RuntimeError):
     """A run that cannot start or continue; the message says why and what to do."""
 
 
-def atomic_write(path: Path, payload: bytes) -> None:
+def atomic_write(path: Path, payload: bytes, pause: float = 0.0) -> None:
     """Write `payload` to `path` via temp file + fsync + rename; on failure remove the temp file."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
             half = len(payload) // 2
             f.write(payload[:half])
-            pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
             if pause > 0:
                 f.flush()
                 print(f"ANN_TEST: paused writing {tmp}", flush=True)
@@ -65,9 +66,14 @@ def fsync_dir(folder: Path) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
+    global _checkpoints_written
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write(path, buffer.getvalue())
+    pause = float(os.environ.get(PAUSE_ENV) or 0)
+    if _checkpoints_written < int(os.environ.get(PAUSE_AFTER_ENV) or 0):
+        pause = 0.0
+    atomic_write(path, buffer.getvalue(), pause)
+    _checkpoints_written += 1
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -1,0 +1,113 @@
+"""Run configs: every bundled config loads, the paper's recipe is what ANN-REFERENCE.md says,
+and `--set section.field=value` overrides are type-checked against the dataclasses."""
+
+import pytest
+
+from ann.training.config import ConfigError, list_configs, load_config, parse_override, to_toml
+
+
+@pytest.mark.parametrize("name", list_configs())
+def test_bundled_config_loads_and_round_trips(name, tmp_path):
+    config = load_config(name)
+    assert config.name == name and config.description
+    saved = tmp_path / "config.toml"
+    saved.write_text(to_toml(config))
+    assert load_config(str(saved)) == config
+
+
+def test_expected_configs_are_bundled():
+    names = set(list_configs())
+    paper = {"smoke", "cityscapes_r101", "ade20k_r101", "pascal_context_r101"}
+    shipped = {"ann-r18-synthcity", "fcn-r18-synthcity", "apnb-r18-synthcity", "nb-r18-synthcity"}
+    assert paper | shipped | {"ann-effl0-synthcity"} <= names
+    assert sum(name.startswith("ann-r18-synthcity-") for name in names) >= 7  # Table 7 rows
+
+
+def test_cityscapes_recipe_is_the_paper():
+    c = load_config("cityscapes_r101")
+    assert (c.optim.lr, c.optim.momentum, c.optim.weight_decay, c.optim.poly_power) == (0.01, 0.9, 5e-4, 0.9)
+    assert (c.train.batch_size, c.data.crop_size, c.train.iterations) == (8, (769, 769), 60_000)
+    assert (c.loss.ohem, c.loss.ohem_threshold, c.loss.ohem_min_kept, c.loss.aux_weight) == (
+        True,
+        0.7,
+        100_000,
+        0.4,
+    )
+    assert (c.model.backbone, c.model.stem, c.model.fusion, c.model.context) == (
+        "resnet101",
+        "deep",
+        "afnb",
+        "apnb",
+    )
+    assert c.model.sampling.sizes == (1, 3, 6, 8) and c.model.sampling.num_anchors == 110
+    assert load_config("ade20k_r101").optim.lr == 0.02
+    assert load_config("pascal_context_r101").data.crop_size == (480, 480)
+
+
+def test_table7_single_level_configs_have_225_anchors():
+    for method in ("average", "max", "random"):
+        sampling = load_config(f"ann-r18-synthcity-{method}-15").model.sampling
+        assert (sampling.method, sampling.num_anchors) == (method, 225)
+
+
+@pytest.mark.parametrize(
+    "text, key, value",
+    [
+        ("optim.lr=0.02", "optim.lr", 0.02),
+        ("model.sampling.sizes=1,2,3,6", "model.sampling.sizes", [1, 2, 3, 6]),
+        ("model.sampling.sizes=[1, 4]", "model.sampling.sizes", [1, 4]),
+        ("model.backbone=resnet18", "model.backbone", "resnet18"),
+        ("train.compile=true", "train.compile", True),
+        ('data.root="a b"', "data.root", "a b"),
+        ("data.crop_size=512,1024", "data.crop_size", [512, 1024]),
+    ],
+)
+def test_parse_override(text, key, value):
+    assert parse_override(text) == (key, value)
+
+
+def test_overrides_are_applied_with_types():
+    c = load_config("smoke", ["optim.lr=1", "model.sampling.sizes=1,2,3,6", "train.compile=yes",
+                              "model.sampling.method=pyramid_max", "data.crop_size=16,32"])  # fmt: skip
+    assert c.optim.lr == 1.0 and isinstance(c.optim.lr, float)
+    assert c.model.sampling.sizes == (1, 2, 3, 6) and c.model.sampling.method == "pyramid_max"
+    assert c.train.compile is True and c.data.crop_size == (16, 32)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.learning_rate=0.1", "optim has no field 'learning_rate'; valid: lr, momentum"),
+        ("optimizer.lr=0.1", "the config has no field 'optimizer'"),
+        ("train.iterations=many", "train.iterations: expected int, got 'many'"),
+        ("train.iterations=1.5", "train.iterations: expected int"),
+        ("data.crop_size=1,2,3", "data.crop_size: expected 2 values"),
+        ("optim.lr.x=1", "optim.lr is a value, not a section"),
+        ("model.fusion=magic", "unknown fusion 'magic'; valid: none, common, fnb, afnb"),
+        ("train.amp=fp8", "train.amp: unknown value 'fp8'; valid: bf16, none"),
+        ("optim.lr=-1", "optim.lr must be positive"),
+        ("noequals", "section.field=value"),
+    ],
+)
+def test_bad_overrides_are_named(override, message):
+    with pytest.raises(ConfigError, match=None) as error:
+        load_config("smoke", [override])
+    assert message in str(error.value)
+
+
+def test_bad_file_is_named(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\n[optim]\nlr = "fast"\n')
+    with pytest.raises(ConfigError, match=r"bad.toml: optim.lr: expected float, got 'fast'"):
+        load_config(str(path))
+    path.write_text("[model\n")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_config(str(path))
+    path.write_text('name = "x"\n[train]\nepochs = 3\n')
+    with pytest.raises(ConfigError, match=r"\[train\] unknown keys \['epochs'\]; valid: iterations"):
+        load_config(str(path))
+
+
+def test_unknown_config_lists_bundled():
+    with pytest.raises(ConfigError, match="unknown config 'nope'; bundled: .*smoke"):
+        load_config("nope")

@@ -1,0 +1,127 @@
+"""The trainer on the smoke config: it learns, is reproducible, exports a loadable model with its
+provenance and card, and refuses what would clobber or half-write a run folder."""
+
+import errno
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import ann
+from ann.train import main
+from ann.training.config import load_config
+from ann.training.loop import CHECKPOINT, train
+from ann.training.state import RunLock, TrainingError, atomic_write
+
+FAST = ["train.progress=false", "data.val_limit=2"]
+
+
+def smoke(*overrides: str):
+    return load_config("smoke", [*FAST, *overrides])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("smoke")
+    train(smoke(), out, command="test")
+    return out
+
+
+def losses(folder: Path) -> list[float]:
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in records if "loss" in r]
+
+
+def test_smoke_run_learns_and_exports(run_dir):
+    curve = losses(run_dir)
+    assert len(curve) == 20
+    assert sum(curve[-5:]) / 5 < sum(curve[:5]) / 5 - 0.3
+    model = ann.load(run_dir / "model.safetensors")
+    provenance = model.meta.provenance
+    assert provenance["iterations"] == 20 and provenance["seed"] == 0 and provenance["command"] == "test"
+    assert {"git_commit", "data", "metrics", "wall_time_s", "device", "torch"} <= set(provenance)
+    assert set(provenance["metrics"]["per_class_iou"]) == set(model.meta.classes)
+    assert model.config == smoke().model
+    card = (run_dir / "model_card.md").read_text()
+    assert "| road |" in card and "training_curve.png" in card and "iterations = 20" in card
+    assert (run_dir / "training_curve.png").stat().st_size > 1000
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert load_config(str(run_dir / "config.toml")) == smoke()
+    assert not (run_dir / "train.lock").exists()
+
+
+def test_same_seed_same_losses(run_dir, tmp_path):
+    train(smoke("train.val_every=0"), tmp_path)
+    assert losses(tmp_path) == pytest.approx(losses(run_dir), abs=1e-6)
+
+
+def test_metrics_record_throughput(run_dir):
+    record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[3])
+    assert record["images_per_s"] > 0 and 0 <= record["data_wait"] < 1
+    assert {"loss_main", "loss_aux", "lr"} <= set(record)
+
+
+def test_refuses_existing_run_without_resume(run_dir):
+    with pytest.raises(TrainingError, match="--resume"):
+        train(smoke(), run_dir)
+
+
+def test_resume_with_different_config_is_refused(run_dir):
+    with pytest.raises(TrainingError, match="optim.lr: 0.01 -> 0.02"):
+        train(smoke("optim.lr=0.02"), run_dir, resume=True)
+
+
+def test_missing_data_folder_leaves_nothing(tmp_path):
+    out = tmp_path / "run"
+    assert main(["smoke", "--out", str(out), "--set", "data.dataset=cityscapes", "--set",
+                 f"data.root={tmp_path / 'nowhere'}", "--set", "model.num_classes=19"]) == 2  # fmt: skip
+    assert not out.exists()
+
+
+def test_bad_config_value_is_named(tmp_path, capsys):
+    assert main(["smoke", "--out", str(tmp_path / "run"), "--set", "train.iterations=0"]) == 2
+    assert "train.iterations must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_skip_bad_passes_through(capsys):
+    assert main(["smoke", "--print-config", "--skip-bad"]) == 0
+    assert "skip_bad = true" in capsys.readouterr().out
+
+
+def test_lock_refuses_live_pid_and_takes_over_dead_one(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(TrainingError, match="in use by another trainer"):
+            RunLock(tmp_path).acquire()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = os.uname().nodename
+    (tmp_path / "train.lock").write_text(f"{host} {dead.pid}\n")
+    lock = RunLock(tmp_path)
+    lock.acquire()
+    assert (tmp_path / "train.lock").read_text().split()[1] == str(os.getpid())
+    lock.release()
+
+
+def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_write(path, b"old")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(TrainingError, match="disk full"):
+        atomic_write(path, b"new checkpoint")
+    assert path.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_resume_completed_run_is_a_no_op(run_dir):
+    before = torch.load(run_dir / CHECKPOINT, weights_only=True)["model"]
+    train(smoke(), run_dir, resume=True)
+    after = torch.load(run_dir / CHECKPOINT, weights_only=True)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
