@@ -31,7 +31,7 @@ from ann.data.labels import IGNORE_INDEX
 from ann.inference import preprocess
 from ann.models.blocks import APNB, Attention
 from ann.models.network import ANN, HeadOutput
-from ann.models.sampling import AnchorGeometry, SamplingConfig
+from ann.models.sampling import AnchorGeometry, SamplingConfig, adaptive_bins
 
 BLOCK_OF_KIND = {"afnb": "fusion", "fnb": "fusion", "apnb": "context", "nb": "context"}
 
@@ -253,6 +253,42 @@ def describe(sampling: SamplingConfig) -> str:
         return "identity (all positions, S = N)"
     seed = f", seed {sampling.seed}" if "random" in sampling.method else ""
     return f"{sampling.method} {sampling.sizes} (S = {sampling.num_anchors}{seed})"
+
+
+def anchor_position(geometry: AnchorGeometry, index: int) -> tuple[int, int, int, int, bool]:
+    """(level, n, row, col, on_grid) of an anchor.
+
+    Pooled methods: (row, col) is the anchor's cell of its level's n x n grid (sampling.py order)
+    and on_grid is True. Random sampling and identity take single positions: (row, col) is the
+    feature cell it was taken from and on_grid is False.
+    """
+    S = len(geometry.level)
+    if not 0 <= index < S:
+        raise ValueError(f"anchor index {index} out of range 0..{S - 1}")
+    level = int(geometry.level[index])
+    y0, x0, y1, x1 = (int(v) for v in geometry.boxes[index])
+    if not geometry.sizes:
+        return 0, 0, y0, x0, False
+    n = geometry.sizes[level]
+    local = index - int((geometry.level < level).sum())
+    row, col = local // n, local % n
+    H, W = geometry.feature_hw
+    if (y0, y1) == adaptive_bins(H, n)[row] and (x0, x1) == adaptive_bins(W, n)[col]:
+        return level, n, row, col, True
+    return level, n, y0, x0, False
+
+
+def anchor_at(geometry: AnchorGeometry, level: int, x: float, y: float) -> int:
+    """The anchor of `level` whose bin contains feature-map point (x, y), in feature cells."""
+    index = np.flatnonzero(geometry.level.numpy() == level)
+    if index.size == 0:
+        raise ValueError(f"no pyramid level {level}; levels 0..{int(geometry.level.max())}")
+    boxes = geometry.boxes[index].float().numpy()
+    inside = (boxes[:, 0] <= y) & (y < boxes[:, 2]) & (boxes[:, 1] <= x) & (x < boxes[:, 3])
+    if not inside.any():  # random sampling: the nearest sampled cell of the level
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        return int(index[np.argmin(((centres - [y, x]) ** 2).sum(1))])
+    return int(index[np.flatnonzero(inside)[0]])
 
 
 def image_to_feature(p: float, image_len: int, feature_len: int, align_corners: bool) -> int:

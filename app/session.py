@@ -20,6 +20,7 @@ network. Explorer takes the model lock itself too, so direct calls from tests ar
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,10 +81,10 @@ class ModelStore:
         names = self.names()
         return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT in names else names[0]
 
-    def add_file(self, path: str | Path) -> str:
+    def add_file(self, path: str | Path, uploaded: bool = True) -> str:
         """Register a checkpoint file (ours, or an authors' .pth via ann.convert); its name."""
         path = Path(path)
-        name = f"{path.name} (uploaded)"
+        name = f"{path.name} (uploaded)" if uploaded else path.name
         if path.suffix in (".pth", ".pt"):
             model = convert_original(path)
             self._register(name, path, model)
@@ -152,7 +153,8 @@ def convert_original(path: Path) -> ANN:
         raise ValueError(
             f"{path.name}: converting original .pth files needs ann.convert ({error})"
         ) from error
-    return convert.load_original(path)
+    folder = Path(tempfile.mkdtemp(prefix="ann-converted-"))
+    return load(convert.convert(path, folder / (path.stem + ".safetensors")))
 
 
 def require(session: Session | None) -> Session:

@@ -1,0 +1,109 @@
+"""Attention handlers: a pixel's weights over the S anchors, and the reverse view of one anchor.
+
+Everything shown comes from the attention recorded in the forward pass that produced the current
+segmentation (Explorer.result); no model work happens here, so a click costs only drawing.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from ann.explore import anchor_at, attention_entropy
+from app import plots
+from app.session import Session, require
+
+BLOCK_LABELS = {
+    "apnb": "APNB (context: Stage5 features over their own pyramid anchors)",
+    "afnb": "AFNB (fusion: Stage5 queries over Stage4 anchors)",
+    "nb": "NB (context, every position is an anchor)",
+    "fnb": "FNB (fusion, every position is an anchor)",
+}
+
+
+def block_choice(session: Session, block: str | None) -> str:
+    """The recorded block named by `block` (a key or a label); the first recorded one if empty."""
+    recorded = session.explorer.blocks()
+    if not recorded:
+        raise gr.Error("This model has no attention block (baseline or common-fusion variant).")
+    for key in recorded:
+        if block in (key, BLOCK_LABELS.get(key)):
+            return key
+    if block:
+        raise gr.Error(f"No {block!r} attention in this model; it has {', '.join(recorded)}.")
+    return recorded[0]
+
+
+def attention(session: Session | None, x: float, y: float, block: str):
+    """Panels per pyramid level, sorted weight chart, entropy, and the anchor choices of pixel (x, y)."""
+    session = require(session)
+    if x is None or y is None:
+        raise gr.Error("Give x and y (pixels) or click the image.")
+    key = block_choice(session, block)
+    try:
+        weights, geometry = session.explorer.attention_at(float(x), float(y), key)
+        row, col = session.explorer.feature_cell(float(x), float(y), key)
+    except ValueError as error:
+        raise gr.Error(str(error)) from error
+    panels, layout = plots.level_panels(session.image, weights, geometry, (float(x), float(y)))
+    entropy, effective = attention_entropy(weights)
+    S = len(weights)
+    top = int(np.argmax(weights))
+    session.selection = {"x": float(x), "y": float(y), "block": key, "layout": layout, "anchor": top}
+    summary = (
+        f"**{key.upper()}**, pixel (x={x:.0f}, y={y:.0f}) = feature cell (row {row}, col {col}) of "
+        f"{geometry.feature_hw[0]}x{geometry.feature_hw[1]}. S = {S} anchors; entropy "
+        f"**{entropy:.3f}** nats (uniform: {np.log(S):.3f}); effective number of anchors "
+        f"exp(entropy) = **{effective:.1f}** of {S}. Strongest: {plots.anchor_label(geometry, top)} "
+        f"({weights[top]:.4f})."
+    )
+    choices = [
+        (f"{plots.anchor_label(geometry, int(i))}: {weights[i]:.4f}", int(i)) for i in np.argsort(-weights)
+    ]
+    chart = plots.weights_chart(weights, geometry, top)
+    return session, panels, chart, summary, gr.update(choices=choices, value=top)
+
+
+def pick_pixel(session: Session | None, block: str, event: gr.SelectData):
+    """Image click -> (x, y) and the attention there (browser only; the API uses /attention)."""
+    x, y = event.index[0], event.index[1]
+    return x, y, *attention(session, x, y, block)
+
+
+def anchor(session: Session | None, index: int, block: str):
+    """Which pixels attend to anchor `index` (of the block's S anchors), over the image."""
+    session = require(session)
+    if index is None:
+        raise gr.Error("Pick an anchor: from the list, the chart's rank, or a cell of a level panel.")
+    key = block_choice(session, block)
+    try:
+        amap = session.explorer.anchor_map(int(index), key)
+    except ValueError as error:
+        raise gr.Error(str(error)) from error
+    geometry = session.explorer.attention(key).anchors
+    box = geometry.to_pixels(session.image.shape[:2])[int(index)].numpy()
+    picture = plots.anchor_picture(session.image, amap, box)
+    session.selection = {**session.selection, "block": key, "anchor": int(index)}
+    summary = (
+        f"**{key.upper()}** anchor {plots.anchor_label(geometry, int(index))} (white box): "
+        f"attention every pixel pays to it, min {amap.min():.4f}, mean {amap.mean():.4f}, "
+        f"max {amap.max():.4f} (viridis, scaled to this range)."
+    )
+    return session, picture, summary
+
+
+def pick_anchor(session: Session | None, block: str, event: gr.SelectData):
+    """Click in a level panel -> the anchor whose bin holds that point, and its reverse view."""
+    session = require(session)
+    layout = session.selection.get("layout") or []
+    px, py = event.index[0], event.index[1]
+    for panel in layout:
+        if panel["x0"] <= px < panel["x0"] + panel["w"] and panel["y0"] <= py < panel["y0"] + panel["h"]:
+            key = block_choice(session, block)
+            geometry = session.explorer.attention(key).anchors
+            h, w = geometry.feature_hw
+            fx = (px - panel["x0"]) * w / panel["w"]
+            fy = (py - panel["y0"]) * h / panel["h"]
+            index = anchor_at(geometry, panel["level"], fx, fy)
+            return gr.update(value=index), *anchor(session, index, block)
+    raise gr.Error("Click inside one of the level panels.")

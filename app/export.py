@@ -1,0 +1,86 @@
+"""Export handler: the overlay and panels as PNG, the label map as lossless PNG, the attention as
+.npz and the settings (checkpoint sha256, sampling, coordinates) as JSON."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from app import plots
+from app.attention import block_choice
+from app.session import Session, require
+
+
+def export(session: Session | None, opacity: float, outline: bool, hidden: list[str]) -> list[str]:
+    """Files of the current view, written to a fresh temporary folder."""
+    from app.segment import render
+
+    session = require(session)
+    folder = Path(tempfile.mkdtemp(prefix="ann-export-"))
+    result = session.result
+    files = []
+
+    def save_png(name: str, array: np.ndarray) -> None:
+        Image.fromarray(array).save(folder / name, format="PNG")  # lossless
+        files.append(str(folder / name))
+
+    save_png("overlay.png", render(session, opacity, outline, hidden)[0])
+    save_png("labels.png", result.labels.astype(np.uint8))  # class ids; 255 would be ignore
+    save_png("confidence.png", plots.heatmap(result.confidence, "cividis", 0.0, 1.0))
+    selection = session.selection
+    if "x" in selection:
+        key = block_choice(session, selection["block"])
+        weights, geometry = session.explorer.attention_at(selection["x"], selection["y"], key)
+        save_png(
+            "panels.png",
+            plots.level_panels(session.image, weights, geometry, (selection["x"], selection["y"]))[0],
+        )
+    if "anchor" in selection:
+        key = block_choice(session, selection["block"])
+        amap = session.explorer.anchor_map(selection["anchor"], key)
+        box = session.explorer.attention(key).anchors.to_pixels(session.image.shape[:2])[selection["anchor"]]
+        save_png("anchor.png", plots.anchor_picture(session.image, amap, box.numpy()))
+    np.savez_compressed(folder / "attention.npz", **attention_arrays(session))
+    files.append(str(folder / "attention.npz"))
+    (folder / "settings.json").write_text(json.dumps(settings(session, opacity, outline, hidden), indent=2))
+    files.append(str(folder / "settings.json"))
+    return files
+
+
+def attention_arrays(session: Session) -> dict[str, np.ndarray]:
+    """Full attention of every recorded block, (N, S), with anchor geometry, plus the selection."""
+    arrays = {}
+    for key in session.explorer.blocks():
+        attention = session.explorer.attention(key)
+        arrays[f"{key}_weights"] = attention.weights[0].float().numpy()  # (N, S)
+        arrays[f"{key}_query_hw"] = np.array(attention.query_hw)
+        arrays[f"{key}_anchor_level"] = attention.anchors.level.numpy()
+        arrays[f"{key}_anchor_boxes"] = attention.anchors.boxes.numpy()  # y0 x0 y1 x1, feature cells
+        arrays[f"{key}_anchor_boxes_pixels"] = attention.anchors.to_pixels(session.image.shape[:2]).numpy()
+    selection = session.selection
+    if "x" in selection:
+        weights, _ = session.explorer.attention_at(selection["x"], selection["y"], selection["block"])
+        arrays["selected_weights"] = weights
+        arrays["selected_xy"] = np.array([selection["x"], selection["y"]])
+    return arrays
+
+
+def settings(session: Session, opacity: float, outline: bool, hidden: list[str]) -> dict:
+    explorer = session.explorer
+    selection = {k: v for k, v in session.selection.items() if k != "layout"}
+    return {
+        "checkpoint": session.checkpoint,
+        "checkpoint_sha256": explorer.meta.sha256,
+        "image": session.image_name,
+        "image_size_wh": [int(session.image.shape[1]), int(session.image.shape[0])],
+        "sampling": {name: asdict(config) for name, config in explorer.sampling.items()},
+        "training_sampling": {name: asdict(config) for name, config in explorer.training_sampling().items()},
+        "differs_from_training": explorer.differences(),
+        "selection": selection,
+        "view": {"opacity": opacity, "outline": outline, "hidden_classes": list(hidden or [])},
+    }

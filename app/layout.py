@@ -1,0 +1,324 @@
+"""The app's Blocks, built in one function. Every action is a listener with an `api_name`, so the
+browser and gradio_client share one API (docs/app.md); image-click handlers, which need the
+browser's event data, are private and call the same functions as the named endpoints."""
+
+from __future__ import annotations
+
+import importlib
+from functools import partial
+from pathlib import Path
+
+import gradio as gr
+
+from app import attention, export, sampling, segment
+from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session
+
+EXAMPLES = Path(__file__).parent / "examples"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CLICK = {"trigger_mode": "always_last"}
+
+
+def optional_tab(module: str, function: str):
+    """A tab builder from app/tabs, or None while its module has not landed."""
+    try:
+        found = importlib.import_module(f"app.tabs.{module}")
+    except ModuleNotFoundError as error:
+        if error.name != f"app.tabs.{module}":
+            raise
+        return None
+    return getattr(found, function)
+
+
+def release(session: Session | None) -> None:
+    """gr.State delete_callback: drop the cached stages and maps at once."""
+    if session is not None:
+        session.explorer.stages = None
+        session.explorer.result = None
+        session.previous = None
+
+
+def examples() -> tuple[list[list], list[str]]:
+    """[image, label map or None] rows: SynthCity test images with ground truth, then photos."""
+    rows, labels = [], []
+    for image in sorted((EXAMPLES / "synthcity").glob("*")):
+        if image.suffix.lower() in IMAGE_SUFFIXES and not is_label_file(image):
+            label = label_file_for(image)
+            rows.append([str(image), str(label) if label else None])
+            labels.append(f"SynthCity {image.stem}" + (" + ground truth" if label else ""))
+    for image in sorted((EXAMPLES / "photos").glob("*")):
+        if image.suffix.lower() in IMAGE_SUFFIXES:
+            rows.append([str(image), None])
+            labels.append(f"photo: {image.stem}")
+    return rows, labels
+
+
+def is_label_file(path: Path) -> bool:
+    return any(tag in path.stem for tag in ("label", "gtFine", "_gt"))
+
+
+def label_file_for(image: Path) -> Path | None:
+    stem = image.stem
+    for candidate in (
+        stem.replace("leftImg8bit", "gtFine_labelTrainIds"),
+        stem.replace("_image", "_label"),
+        stem.replace("image", "label"),
+        f"{stem}_label",
+        f"{stem}_labelTrainIds",
+    ):
+        path = image.with_name(candidate + ".png")
+        if candidate != stem and path.is_file():
+            return path
+    return None
+
+
+def build_demo(store: ModelStore, default_checkpoint: str | None = None, max_side: int = 1024) -> gr.Blocks:
+    default_checkpoint = default_checkpoint or store.default()
+    with gr.Blocks(title="ANN explorer", analytics_enabled=False) as demo:
+        state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=release)
+        gr.Markdown(
+            "# Asymmetric Non-local Neural Networks: explorer\n"
+            f"Segment an image, click a pixel to see its APNB/AFNB attention, switch the sampling. "
+            f"Images are processed with their longer side at most **{max_side} px**."
+        )
+        models = model_row(store, default_checkpoint)
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("Segment", id="segment", elem_id="tab-segment"):
+                seg = segment_tab(store.model(default_checkpoint).meta.classes)
+            with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
+                att = attention_tab()
+            with gr.Tab("Sampling", id="sampling", elem_id="tab-sampling"):
+                smp = sampling_tab()
+            for title, module, function, args in (
+                ("Stage features", "features", "features_tab", (state, store)),
+                ("Explain", "explain", "explain_tab", (state, store)),
+                ("Efficiency", "efficiency", "efficiency_tab", ()),
+            ):
+                builder = optional_tab(module, function)
+                if builder is not None:
+                    with gr.Tab(title, id=module, elem_id=f"tab-{module}"):
+                        builder(*args)
+            with gr.Tab("Export", id="export", elem_id="tab-export"):
+                export_button = gr.Button("Export current view", elem_id="export-button")
+                export_files = gr.File(label="files", file_count="multiple", elem_id="export-files")
+        wire(store, max_side, state, models, seg, att, smp, export_button, export_files)
+    return demo
+
+
+def model_row(store: ModelStore, default_checkpoint: str) -> dict:
+    with gr.Row():
+        checkpoint = gr.Dropdown(
+            store.names(), value=default_checkpoint, label="checkpoint", elem_id="checkpoint", scale=3
+        )
+        upload = gr.File(
+            label="load a checkpoint file (.safetensors, or the authors' .pth)",
+            file_types=[".safetensors", ".pth", ".pt"],
+            type="filepath",
+            elem_id="checkpoint-file",
+            scale=2,
+        )
+    with gr.Accordion("Model card", open=False, elem_id="model-card-accordion"):
+        card = gr.Markdown(segment.model_card(store, default_checkpoint), elem_id="model-card")
+    return {"checkpoint": checkpoint, "upload": upload, "card": card}
+
+
+def segment_tab(classes: list[str]) -> dict:
+    c = {}
+    with gr.Row():
+        with gr.Column(scale=1):
+            c["image"] = gr.Image(
+                label="image",
+                type="filepath",
+                sources=["upload", "webcam", "clipboard"],
+                elem_id="input-image",
+            )
+            c["label"] = gr.File(
+                label="ground-truth label map (PNG of trainIds, 255 = ignore; optional)",
+                file_types=[".png"],
+                type="filepath",
+                elem_id="label-file",
+            )
+            c["button"] = gr.Button("Segment", variant="primary", elem_id="segment-button")
+            rows, labels = examples()
+            if rows:
+                c["examples"] = gr.Examples(
+                    rows, [c["image"], c["label"]], example_labels=labels, label="examples"
+                )
+        with gr.Column(scale=2):
+            c["overlay"] = gr.Image(label="segmentation", interactive=False, format="png", elem_id="overlay")
+            with gr.Row():
+                c["opacity"] = gr.Slider(0, 1, value=0.55, step=0.05, label="opacity", elem_id="opacity")
+                c["outline"] = gr.Checkbox(False, label="outline mode", elem_id="outline")
+            c["legend"] = gr.HTML(elem_id="legend")
+            c["hidden"] = gr.CheckboxGroup(list(classes), label="hide classes", elem_id="hidden-classes")
+    c["summary"] = gr.Markdown(elem_id="segment-summary")
+    with gr.Row():
+        c["confidence"] = gr.Image(
+            label="confidence (max softmax, cividis 0..1)", interactive=False, elem_id="confidence-map"
+        )
+        c["entropy"] = gr.Image(
+            label="entropy (magma, 0..log K nats)", interactive=False, elem_id="entropy-map"
+        )
+        c["errors"] = gr.Image(
+            label="errors vs ground truth (vermillion; black = ignore)",
+            interactive=False,
+            elem_id="error-map",
+        )
+    c["iou"] = gr.Dataframe(label="per-class IoU", interactive=False, elem_id="iou-table")
+    return c
+
+
+def attention_tab() -> dict:
+    c = {}
+    gr.Markdown(
+        "Click a pixel: its attention over the S anchors of the block, drawn back on the image, "
+        "one panel per pyramid level (exact adaptive-pooling bins; colours normalised per level). "
+        "Click a cell of a panel, or pick an anchor below, for the reverse view."
+    )
+    with gr.Row():
+        c["image"] = gr.Image(
+            label="click a pixel", interactive=False, format="png", elem_id="attention-image"
+        )
+        with gr.Column():
+            c["block"] = gr.Radio(
+                [(label, key) for key, label in attention.BLOCK_LABELS.items()],
+                value="apnb",
+                label="block",
+                elem_id="attention-block",
+            )
+            with gr.Row():
+                c["x"] = gr.Number(label="x (pixels, to the right)", precision=0, elem_id="attention-x")
+                c["y"] = gr.Number(label="y (pixels, down)", precision=0, elem_id="attention-y")
+            c["button"] = gr.Button("Show attention at (x, y)", elem_id="attention-button")
+            c["summary"] = gr.Markdown(elem_id="attention-summary")
+    c["panels"] = gr.Image(
+        label="attention per pyramid level (click a cell)",
+        interactive=False,
+        format="png",
+        elem_id="attention-panels",
+    )
+    c["chart"] = gr.Plot(label="sorted weights", elem_id="attention-chart")
+    with gr.Row():
+        c["anchor"] = gr.Dropdown([], label="anchor (sorted by weight)", elem_id="anchor-choice", scale=3)
+        c["anchor_button"] = gr.Button("Show who attends to it", elem_id="anchor-button", scale=1)
+    c["anchor_summary"] = gr.Markdown(elem_id="anchor-summary")
+    c["anchor_map"] = gr.Image(
+        label="pixels attending to the anchor", interactive=False, elem_id="anchor-map"
+    )
+    return c
+
+
+def sampling_tab() -> dict:
+    c = {}
+    gr.Markdown(
+        "Switch how AFNB and APNB sample their anchors (Table 7) on the loaded weights. Only the head "
+        "is recomputed; the backbone features of the image are cached."
+    )
+    with gr.Row():
+        c["preset"] = gr.Radio(
+            list(sampling.PRESETS), value="1,3,6,8", label="pyramid sizes preset", elem_id="sampling-preset"
+        )
+        c["sizes"] = gr.Textbox(
+            "1,3,6,8", label="sizes (one n for random/max/average)", elem_id="sampling-sizes"
+        )
+        c["method"] = gr.Dropdown(
+            list(sampling.TABLE7_METHODS), value="pyramid_average", label="method", elem_id="sampling-method"
+        )
+        c["seed"] = gr.Number(0, label="seed (random methods)", precision=0, elem_id="sampling-seed")
+    with gr.Row():
+        c["apply"] = gr.Button("Apply sampling", variant="primary", elem_id="sampling-apply")
+        c["reset"] = gr.Button("Back to training sampling", elem_id="sampling-reset")
+    c["summary"] = gr.Markdown(elem_id="sampling-summary")
+    with gr.Row():
+        c["changed"] = gr.Image(
+            label="pixels whose class changed (yellow)", interactive=False, elem_id="sampling-changed"
+        )
+        c["area"] = gr.Plot(label="per-class area change", elem_id="sampling-area")
+    return c
+
+
+def wire(store, max_side, state, models, seg, att, smp, export_button, export_files) -> None:
+    """All listeners; model work in one concurrency group, clicks always_last."""
+    view = [seg["opacity"], seg["outline"], seg["hidden"]]
+    seg_inputs = [state, seg["image"], seg["label"], models["checkpoint"], *view]
+    seg_outputs = [
+        state,
+        seg["overlay"],
+        seg["legend"],
+        seg["confidence"],
+        seg["entropy"],
+        seg["errors"],
+        seg["iou"],
+        seg["summary"],
+        att["image"],
+    ]
+    run_segment = partial(segment.segment, store=store, max_side=max_side)
+    seg["button"].click(run_segment, seg_inputs, seg_outputs, api_name="segment", **MODEL_QUEUE)
+    if "examples" in seg:
+        seg["examples"].load_input_event.then(
+            run_segment, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE
+        )
+    for control in view:
+        control.change(
+            segment.redraw, [state, *view], [seg["overlay"], seg["legend"]], api_visibility="private", **CLICK
+        )
+
+    # a new model segments the session's image again
+    rerun = partial(segment.resegment, store=store, max_side=max_side)
+    models["checkpoint"].input(
+        partial(segment.choose_model, store=store),
+        [state, models["checkpoint"]],
+        [state, models["card"], seg["hidden"]],
+        api_name="choose_model",
+        **MODEL_QUEUE,
+    ).then(rerun, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE)
+    models["upload"].upload(
+        partial(segment.upload_checkpoint, store=store),
+        [state, models["upload"]],
+        [state, models["checkpoint"], models["card"], seg["hidden"]],
+        api_name="upload_checkpoint",
+        **MODEL_QUEUE,
+    ).then(rerun, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE)
+
+    att_outputs = [state, att["panels"], att["chart"], att["summary"], att["anchor"]]
+    att["button"].click(
+        attention.attention,
+        [state, att["x"], att["y"], att["block"]],
+        att_outputs,
+        api_name="attention",
+        **CLICK,
+    )
+    att["image"].select(
+        attention.pick_pixel,
+        [state, att["block"]],
+        [att["x"], att["y"], *att_outputs],
+        api_visibility="private",
+        **CLICK,
+    )
+    anchor_inputs = [state, att["anchor"], att["block"]]
+    anchor_outputs = [state, att["anchor_map"], att["anchor_summary"]]
+    att["anchor_button"].click(attention.anchor, anchor_inputs, anchor_outputs, api_name="anchor", **CLICK)
+    att["anchor"].input(attention.anchor, anchor_inputs, anchor_outputs, api_visibility="private", **CLICK)
+    att["panels"].select(
+        attention.pick_anchor,
+        [state, att["block"]],
+        [att["anchor"], *anchor_outputs],
+        api_visibility="private",
+        **CLICK,
+    )
+
+    smp["preset"].input(
+        lambda preset: preset, smp["preset"], smp["sizes"], api_visibility="private", queue=False
+    )
+    smp_outputs = [state, seg["overlay"], seg["legend"], smp["changed"], smp["area"], smp["summary"]]
+    smp["apply"].click(
+        sampling.set_sampling,
+        [state, smp["method"], smp["sizes"], smp["seed"], *view],
+        smp_outputs,
+        api_name="set_sampling",
+        **MODEL_QUEUE,
+    )
+    smp["reset"].click(
+        sampling.reset_sampling, [state, *view], smp_outputs, api_name="reset_sampling", **MODEL_QUEUE
+    )
+
+    export_button.click(export.export, [state, *view], export_files, api_name="export")

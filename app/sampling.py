@@ -1,0 +1,90 @@
+"""Sampling handler: switch the pyramid sizes / sampling method of AFNB and APNB on the loaded
+model (paper Sec. 3.2, Table 7) and see what changes. Only the head is recomputed: the backbone
+stages of the image are cached in the session's Explorer."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+
+from ann.explore import class_shares, describe
+from ann.models.sampling import SamplingConfig
+from app import plots
+from app.session import Session, require
+
+PRESETS = ("1,2,3,6", "1,3,6,8", "1,4,8,12")
+# the six methods of Table 7; "identity" (every position, NB/FNB) is left out: N x N attention
+TABLE7_METHODS = ("pyramid_average", "pyramid_max", "pyramid_random", "average", "max", "random")
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(
+            int(part) for part in str(text).replace("(", "").replace(")", "").split(",") if part.strip()
+        )
+    except ValueError as error:
+        raise gr.Error(f"pyramid sizes must be integers separated by commas, got {text!r}") from error
+    if not sizes:
+        raise gr.Error("give at least one pyramid size, e.g. 1,3,6,8")
+    if max(sizes) > 64:
+        raise gr.Error(f"pyramid size {max(sizes)} is larger than this app allows (64)")
+    return sizes
+
+
+def set_sampling(session: Session | None, method: str, sizes: str, seed: float, opacity, outline, hidden):
+    """Apply a sampling to AFNB and APNB; new segmentation, changed pixels, area changes, S, GMACs."""
+    session = require(session)
+    if method not in TABLE7_METHODS:
+        raise gr.Error(f"unknown sampling method {method!r}; valid: {', '.join(TABLE7_METHODS)}")
+    try:
+        config = SamplingConfig(method, parse_sizes(sizes), int(seed or 0))
+    except ValueError as error:
+        raise gr.Error(str(error)) from error
+    return apply(session, config, opacity, outline, hidden)
+
+
+def reset_sampling(session: Session | None, opacity, outline, hidden):
+    """Back to the sampling the model was trained with."""
+    return apply(require(session), None, opacity, outline, hidden)
+
+
+def apply(session: Session, config: SamplingConfig | None, opacity, outline, hidden):
+    from app.segment import render
+
+    explorer = session.explorer
+    before = explorer.result
+    start = time.perf_counter()
+    try:
+        after = explorer.set_sampling(config)
+    except ValueError as error:  # e.g. random sampling of more anchors than positions
+        raise gr.Error(str(error)) from error
+    elapsed = time.perf_counter() - start
+    session.previous = before
+    classes, palette = explorer.meta.classes, explorer.meta.palette
+    changed = plots.changed_picture(after.image, before.labels, after.labels)
+    chart = plots.area_chart(
+        classes, palette, class_shares(before.labels, len(classes)), class_shares(after.labels, len(classes))
+    )
+    picture, legend = render(session, opacity, outline, hidden)
+    return session, picture, legend, changed, chart, summary(session, before, after, elapsed)
+
+
+def summary(session: Session, before, after, elapsed: float) -> str:
+    explorer = session.explorer
+    fraction = float((before.labels != after.labels).mean())
+    lines = [
+        f"Head recomputed in {elapsed * 1000:.0f} ms; **{100 * fraction:.2f}%** of pixels changed class."
+    ]
+    for name, kind in explorer.block_kinds().items():
+        lines.append(
+            f"- {kind.upper()}: {describe(explorer.sampling[name])}, "
+            f"{explorer.block_gmacs(name):.3f} GMACs (attention part, Table 1 convention)"
+        )
+    differences = explorer.differences()
+    if differences:
+        lines.append("\n**Differs from the training configuration** (the model never saw these anchors):")
+        lines += [f"- {d}" for d in differences]
+    else:
+        lines.append("\nSame as the training configuration.")
+    return "\n".join(lines)

@@ -1,0 +1,171 @@
+"""Models and Segment handlers: choose a checkpoint, segment an image, redraw the overlay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from ann.explore import class_shares, describe, error_map, per_class_iou
+from app import plots
+from app.images import ImageError, from_array, read_image, read_label_map
+from app.session import UNTRAINED, ModelStore, Session, require
+
+CONFIDENCE_CMAP, ENTROPY_CMAP = "cividis", "magma"
+
+
+def session_for(store: ModelStore, session: Session | None, checkpoint: str) -> Session:
+    """The session on `checkpoint`: the existing one, or a new one (image kept, to be rerun)."""
+    checkpoint = checkpoint or store.default()
+    if session is not None and session.checkpoint == checkpoint:
+        return session
+    try:
+        fresh = store.session(checkpoint)
+    except ValueError as error:  # CheckpointError included
+        raise gr.Error(str(error)) from error
+    if session is not None:
+        fresh.image, fresh.target, fresh.image_name = session.image, session.target, session.image_name
+    return fresh
+
+
+def load_image(value, max_side: int) -> tuple[np.ndarray, str]:
+    try:
+        if isinstance(value, np.ndarray):
+            return from_array(value, max_side), "array"
+        return read_image(value, max_side), Path(value).name
+    except ImageError as error:
+        raise gr.Error(str(error)) from error
+
+
+def segment(
+    session: Session | None,
+    image,
+    label_map: str | None,
+    checkpoint: str,
+    opacity: float,
+    outline: bool,
+    hidden: list[str],
+    *,
+    store: ModelStore,
+    max_side: int,
+):
+    """Segment an image (file path or array); with a label map, errors and per-class IoU."""
+    session = session_for(store, session, checkpoint)
+    if image is None and session.image is None:
+        raise gr.Error("Upload an image, use the webcam or click an example first.")
+    if image is not None:
+        session.image, session.image_name = load_image(image, max_side)
+        session.target = None
+    meta = session.explorer.meta
+    if label_map:
+        try:
+            session.target = read_label_map(label_map, session.image.shape[:2], len(meta.classes))
+        except ImageError as error:
+            raise gr.Error(str(error)) from error
+    session.previous = None
+    session.selection = {}
+    session.explorer.run(session.image)
+    return session, *segment_views(session, opacity, outline, hidden)
+
+
+def resegment(
+    session: Session | None, image, label_map, checkpoint, opacity, outline, hidden, *, store, max_side
+):
+    """After a model switch: segment the session's image again, if it has one."""
+    if session is None or session.image is None:
+        return session, *([gr.skip()] * 8)
+    return segment(session, None, None, checkpoint, opacity, outline, hidden, store=store, max_side=max_side)
+
+
+def segment_views(session: Session, opacity: float, outline: bool, hidden: list[str]):
+    """overlay, legend, confidence, entropy, error map, IoU table, summary, clickable image."""
+    result, meta = session.result, session.explorer.meta
+    picture, legend = render(session, opacity, outline, hidden)
+    confidence = plots.heatmap(result.confidence, CONFIDENCE_CMAP, 0.0, 1.0)
+    entropy = plots.heatmap(result.entropy, ENTROPY_CMAP, 0.0, float(np.log(len(meta.classes))))
+    errors, table, scores = None, None, ""
+    if session.target is not None:
+        errors = plots.error_picture(result.image, error_map(result.labels, session.target))
+        iou = per_class_iou(result.labels, session.target, len(meta.classes))
+        present = np.flatnonzero(~np.isnan(iou))
+        table = pd.DataFrame(
+            {"class": [meta.classes[k] for k in present], "IoU": [round(float(iou[k]), 4) for k in present]}
+        )
+        valid = session.target != 255
+        accuracy = (
+            float((result.labels[valid] == session.target[valid]).mean()) if valid.any() else float("nan")
+        )
+        scores = f" mIoU over present classes **{np.nanmean(iou):.3f}**, pixel accuracy **{accuracy:.3f}**."
+    H, W = result.size
+    summary = (
+        f"{session.image_name}: {W}x{H} px on **{session.checkpoint}**. Mean confidence "
+        f"{result.confidence.mean():.3f}, mean entropy {result.entropy.mean():.3f} nats.{scores}"
+    )
+    if session.checkpoint == UNTRAINED:
+        summary = "**Untrained model (no bundled checkpoint yet): random predictions.** " + summary
+    return picture, legend, confidence, entropy, errors, table, summary, picture
+
+
+def render(session: Session | None, opacity: float, outline: bool, hidden: list[str]):
+    """The overlay and legend of the current result, without running the model."""
+    session = require(session)
+    meta, result = session.explorer.meta, session.result
+    hidden_ids = {meta.classes.index(name) for name in hidden or [] if name in meta.classes}
+    picture = plots.overlay(result.image, result.labels, meta.palette, opacity, outline, hidden_ids)
+    shares = class_shares(result.labels, len(meta.classes))
+    return picture, plots.legend_html(meta.classes, meta.palette, shares, hidden_ids)
+
+
+def redraw(session: Session | None, opacity: float, outline: bool, hidden: list[str]):
+    if session is None or session.result is None:
+        return None, ""
+    return render(session, opacity, outline, hidden)
+
+
+def choose_model(session: Session | None, checkpoint: str, *, store: ModelStore):
+    """Switch the session's model; its model card. The image, if any, is segmented again after."""
+    session = session_for(store, session, checkpoint)
+    classes = session.explorer.meta.classes
+    return session, model_card(store, checkpoint), gr.update(choices=classes, value=[])
+
+
+def upload_checkpoint(session: Session | None, file: str | None, *, store: ModelStore):
+    """Register an uploaded checkpoint (.safetensors, or the authors' .pth) and switch to it."""
+    if not file:
+        raise gr.Error("Choose a .safetensors or .pth file.")
+    try:
+        name = store.add_file(file)
+    except ValueError as error:
+        raise gr.Error(str(error)) from error
+    session, card, classes = choose_model(session, name, store=store)
+    return session, gr.update(choices=store.names(), value=name), card, classes
+
+
+def model_card(store: ModelStore, name: str) -> str:
+    """Classes, training data, metrics and config from the metadata, then the .md next to the file."""
+    meta = store.model(name).meta
+    config, provenance = meta.config, meta.provenance
+    lines = [f"### {name}"]
+    if name == UNTRAINED:
+        lines.append(
+            "**Untrained: random initialisation, no bundled checkpoint yet.** The mechanics work; "
+            "the predictions and attention maps mean nothing."
+        )
+    lines += [
+        f"- network: {config.fusion.upper()} + {config.context.upper()} on {config.backbone} "
+        f"(output stride {config.output_stride}), head {config.head_channels}, key {config.key_channels}, "
+        f"value {config.value_channels}",
+        f"- trained sampling: {describe(config.sampling)}",
+        f"- {len(meta.classes)} classes: {', '.join(meta.classes)}",
+        f"- sha256: `{meta.sha256}`",
+    ]
+    for key in ("data", "dataset", "iterations", "metrics", "note", "source", "command", "git_commit"):
+        if key in provenance:
+            lines.append(f"- {key}: {provenance[key]}")
+    path = store.path(name)
+    card = path.with_suffix(".md") if path is not None else None
+    if card is not None and card.is_file():
+        lines += ["", "---", "", card.read_text(encoding="utf-8", errors="replace")[:20_000]]
+    return "\n".join(lines)
