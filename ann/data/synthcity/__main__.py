@@ -30,8 +30,8 @@ def paths(out: Path, split: str, index: int) -> tuple[Path, Path]:
     return image, label
 
 
-def write(out: Path, split: str, count: int, seed: int, size: tuple[int, int], start: int = 0) -> None:
-    for index in tqdm(range(start, start + count), desc=f"synthcity {split}", unit="img"):
+def write(out: Path, split: str, indices: list[int], seed: int, size: tuple[int, int]) -> None:
+    for index in tqdm(indices, desc=f"synthcity {split}", unit="img"):
         image, label = render(seed, split, index, size)
         image_path, label_path = paths(out, split, index)
         image_path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         "--count", type=int, default=None, help="images to write (default: the whole val/test split)"
     )
     parser.add_argument("--start", type=int, default=0, help="first index")
+    parser.add_argument(
+        "--indices", type=lambda t: [int(v) for v in t.split(",")], help="e.g. 4,11,29 (not with --count)"
+    )
     parser.add_argument("--out", type=Path, help="output root (Cityscapes layout)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=parse_size, default=(1024, 512), help="WIDTHxHEIGHT")
@@ -73,10 +76,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.out is None:
         parser.error("--out DIR is required unless --benchmark is given")
+    if args.indices is not None:
+        write(args.out, args.split, args.indices, args.seed, args.size)
+        return
     count = args.count if args.count is not None else SPLITS[args.split]
     if count is None:
         parser.error("--count is required for the unbounded train split")
-    write(args.out, args.split, count, args.seed, args.size, args.start)
+    write(args.out, args.split, list(range(args.start, args.start + count)), args.seed, args.size)
 
 
 if __name__ == "__main__":
