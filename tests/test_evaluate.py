@@ -1,0 +1,134 @@
+"""The evaluator: modes on a hand-made case with known IoU, the CLI on SynthCity (JSON,
+predictions, switched sampling) and the authors' BGR 0..255 input convention."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from ann.checkpoint import CheckpointMeta, save
+from ann.evaluate import evaluate, main, mode_options
+from ann.models.network import build_network
+from ann.models.sampling import SamplingConfig
+from ann.training.config import DataConfig, load_config
+from ann.training.data import CAFFE_BGR_NORMALIZATION, EvalItems, open_split
+
+
+class Pixelwise(nn.Module):
+    """Class 0 where channel 0 is positive, else class 1: the same answer whatever the window."""
+
+    def forward(self, x):
+        return torch.cat([x[:, :1], -x[:, :1]], dim=1)
+
+
+def hand_made_batches():
+    # image: left 4 columns positive, right 4 negative -> prediction 0 | 1
+    # label: columns 0..4 class 0 (column 4 is predicted wrongly), 5..7 class 1
+    x = torch.ones(1, 3, 4, 8)
+    x[..., 4:] = -1
+    target = torch.ones(1, 4, 8, dtype=torch.long)
+    target[..., :5] = 0
+    image = torch.zeros(1, 4, 8, 3, dtype=torch.uint8)
+    return [(x, target, image, torch.tensor([0]))]
+
+
+@pytest.mark.parametrize(
+    "mode, options",
+    [
+        ("whole", {}),
+        ("slide", mode_options("slide", crop=(4, 4), stride=(2, 2))),
+        ("slide", mode_options("slide", crop=(3, 5), stride=(2, 3))),
+        ("msflip", mode_options("msflip", scales=(1.0,), flip=True)),
+        ("msflip", mode_options("msflip", crop=(4, 4), stride=(4, 2), scales=(1.0,))),
+    ],
+)
+def test_modes_give_the_known_iou(mode, options):
+    matrix = evaluate(Pixelwise(), hand_made_batches(), 2, mode, options)
+    # class 0: TP 16, FN 4 -> 0.8; class 1: TP 12, FP 4 -> 0.75
+    assert matrix.iou().tolist() == pytest.approx([0.8, 0.75])
+    assert matrix.miou() == pytest.approx(0.775) and matrix.pixel_accuracy() == pytest.approx(28 / 32)
+
+
+def test_predictions_are_passed_on():
+    seen = []
+    evaluate(Pixelwise(), hand_made_batches(), 2, on_prediction=lambda p, im, i: seen.append((p, i)))
+    (pred, index), = seen  # fmt: skip
+    assert index == 0 and pred[:, :4].eq(0).all() and pred[:, 4:].eq(1).all()
+
+
+def test_slide_needs_a_crop():
+    with pytest.raises(ValueError, match="--crop"):
+        mode_options("slide")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    net = build_network(load_config("smoke").model)
+    for module in net.modules():  # non-zero W so that the attention (and its sampling) matters
+        if isinstance(module, nn.Conv2d) and module.weight.abs().sum() == 0:
+            nn.init.normal_(module.weight, std=0.1)
+    path = tmp_path_factory.mktemp("ckpt") / "smoke.safetensors"
+    save(net, path, CheckpointMeta(net.config, provenance={"data": {"dataset": "synthcity"}}))
+    return path
+
+
+def cli(checkpoint, tmp_path, *extra):
+    out = tmp_path / "result.json"
+    argv = [str(checkpoint), "--data", "synthcity", "--synthcity-size", "32,64", "--limit", "2",
+            "--workers", "0", "--no-progress", "--json", str(out), *extra]  # fmt: skip
+    assert main(argv) == 0
+    return json.loads(out.read_text())
+
+
+def test_cli_on_synthcity_writes_json_and_predictions(checkpoint, tmp_path):
+    result = cli(checkpoint, tmp_path, "--save-predictions", str(tmp_path / "pred"))
+    assert set(result) == {"miou", "pixel_acc", "per_class_iou"} and len(result["per_class_iou"]) == 19
+    assert 0 <= result["pixel_acc"] <= 1
+    names = sorted(p.name for p in (tmp_path / "pred").iterdir())
+    assert names == [f"synthcity_0_val_0000{i}{s}.png" for i in (0, 1) for s in ("", "_overlay")]
+    label = np.asarray(Image.open(tmp_path / "pred" / "synthcity_0_val_00000.png"))
+    assert label.shape == (32, 64) and label.max() < 19
+    assert np.asarray(Image.open(tmp_path / "pred" / "synthcity_0_val_00000_overlay.png")).shape == (
+        32,
+        64,
+        3,
+    )
+
+
+def test_cli_modes_and_switched_sampling(checkpoint, tmp_path, monkeypatch):
+    import ann.evaluate
+
+    seen = []
+
+    def spy(model, *args, **kwargs):
+        seen.append(model.samplings())
+        return evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(ann.evaluate, "evaluate", spy)
+    cli(checkpoint, tmp_path, "--sampling", "pyramid_max", "--sizes", "1,2,3,6", "--seed", "0")
+    assert seen == [
+        {
+            "fusion": SamplingConfig("pyramid_max", (1, 2, 3, 6)),
+            "context": SamplingConfig("pyramid_max", (1, 2, 3, 6)),
+        }
+    ]
+    for extra in (["--mode", "slide", "--crop", "32,32", "--stride", "32,16"], ["--mode", "msflip"]):
+        assert 0 <= cli(checkpoint, tmp_path, *extra)["pixel_acc"] <= 1
+
+
+def test_cli_errors_are_clear(checkpoint, tmp_path, capsys):
+    assert main([str(tmp_path / "missing.safetensors"), "--data", "synthcity"]) == 2
+    assert "no such checkpoint file" in capsys.readouterr().err
+    assert main([str(checkpoint), "--data", str(tmp_path / "nowhere"), "--dataset", "cityscapes"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_authors_bgr_convention():
+    split = open_split(DataConfig(synthcity_size=(32, 64)), "val")
+    x, _, image, _ = EvalItems(split, CAFFE_BGR_NORMALIZATION, [0])[0]
+    rgb = image.permute(2, 0, 1).float()
+    assert torch.allclose(x[0], rgb[2] - 102.98) and torch.allclose(x[2], rgb[0] - 122.77)
