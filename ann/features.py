@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ann.explore import image_to_feature
 from ann.models.efficientnet import IMAGENET_NORMALIZATION, EfficientNetLite0, efficientnet_lite0
 from ann.models.network import ANN, ANNConfig, HeadOutput
 from ann.models.resnet import DilatedResNet
@@ -136,21 +137,15 @@ def scale_to_unit(reduced: Tensor, low: float, high: float) -> Tensor:
 def feature_cell(
     point: tuple[int, int], image_hw: tuple[int, int], feature_hw: tuple[int, int], align_corners: bool
 ) -> tuple[int, int]:
-    """The feature cell (row, col) under image pixel `point` = (y, x).
-
-    align_corners=True matches how the network upsamples (first and last cells sit on the first
-    and last pixels, as with the released 1024 -> 129 grids); otherwise cells tile the image.
-    """
-    cell = []
-    for p, size, n in zip(point, image_hw, feature_hw, strict=True):
+    """The feature cell (row, col) under image pixel `point` = (y, x), by the network's own
+    upsampling convention (the one ann.explore uses for attention queries)."""
+    for p, size in zip(point, image_hw, strict=True):
         if not 0 <= p < size:
             raise ValueError(f"point {tuple(point)} lies outside the image of size {tuple(image_hw)}")
-        if align_corners:
-            c = round(p * (n - 1) / max(size - 1, 1))
-        else:
-            c = int((p + 0.5) * n / size)
-        cell.append(min(max(c, 0), n - 1))
-    return cell[0], cell[1]
+    return (
+        image_to_feature(point[0], image_hw[0], feature_hw[0], align_corners),
+        image_to_feature(point[1], image_hw[1], feature_hw[1], align_corners),
+    )
 
 
 def cosine_map(feature: Tensor, cell: tuple[int, int]) -> Tensor:

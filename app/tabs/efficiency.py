@@ -125,15 +125,15 @@ def grid_size(N: float, width: int, height: int) -> tuple[int, int]:
 def recorded_rows(root: Path = ROOT) -> list[dict]:
     """Block rows of the benchmark JSON files recorded in docs/ (ann.bench --json)."""
     rows = []
-    for pattern in RECORDED:
-        for path in sorted(root.glob(pattern)):
-            try:
-                found = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            for row in found if isinstance(found, list) else []:
-                if isinstance(row, dict) and {"block", "width", "height"} <= set(row):
-                    rows.append(row | {"N": row["width"] * row["height"], "source": path.name})
+    paths = sorted({path for pattern in RECORDED for path in root.glob(pattern)})
+    for path in paths:
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # not a benchmark file
+        for row in found if isinstance(found, list) else []:
+            if isinstance(row, dict) and {"block", "width", "height"} <= set(row):
+                rows.append(row | {"N": row["width"] * row["height"], "source": path.name})
     return rows
 
 

@@ -188,8 +188,8 @@ def explain_tab(state: gr.State, store) -> None:
                 run = gr.Button("Explain", variant="primary")
     status = gr.Markdown()
     with gr.Row():
-        cam = gr.Image(label="Grad-CAM", interactive=False)
-        ig = gr.Image(label="Integrated Gradients", interactive=False)
+        cam = gr.Image(label="Grad-CAM", interactive=False, format="png")
+        ig = gr.Image(label="Integrated Gradients", interactive=False, format="png")
     run.click(
         explain,
         [state, layer, name, mode, x, y, radius, methods, steps, side],

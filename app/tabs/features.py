@@ -174,8 +174,8 @@ def features_tab(state: gr.State, store: ModelStore) -> None:
     show = gr.Button("Show feature maps", variant="primary")
     status = gr.Markdown()
     with gr.Row():
-        first = gr.Gallery(label="model A (this session's model)", columns=4, height="auto")
-        second = gr.Gallery(label="model B", columns=4, height="auto")
+        first = gr.Gallery(label="model A (this session's model)", columns=4, height="auto", format="png")
+        second = gr.Gallery(label="model B", columns=4, height="auto", format="png")
     with gr.Row():
         image = gr.Image(label="click a pixel", interactive=False, type="numpy")
         with gr.Column():

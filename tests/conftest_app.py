@@ -1,0 +1,71 @@
+"""Shared fixtures for app tests: a tiny checkpoint in a temporary folder and the real app
+(app.layout.build_demo) launched on a free loopback port, driven with gradio_client.
+
+Import the fixtures into a test module: `from tests.conftest_app import app_client, tiny_store`.
+"""
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ann.checkpoint import CheckpointMeta, save
+from ann.models import build_network, variant
+
+TINY_NAME = "tiny.safetensors"
+IMAGE_HW = (48, 64)
+
+
+def tiny_config():
+    return variant(
+        "full", backbone="resnet18", num_classes=19, head_channels=64, key_channels=32, value_channels=32
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def street_image(path, seed: int = 0):
+    """A small RGB image whose left half is dark and right half bright, so features vary."""
+    rng = np.random.default_rng(seed)
+    image = (rng.random((*IMAGE_HW, 3)) * 80).astype(np.uint8)
+    image[:, IMAGE_HW[1] // 2 :] += 160
+    Image.fromarray(image).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    from app.session import ModelStore
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    model = build_network(tiny_config()).eval()
+    save(model, folder / TINY_NAME, CheckpointMeta(model.config, provenance={"note": "test, untrained"}))
+    return ModelStore(folder)
+
+
+@pytest.fixture(scope="module")
+def app_client(tiny_store, tmp_path_factory):
+    """(client, demo) with an image already segmented in the client's session."""
+    from gradio_client import Client, handle_file
+
+    from app.layout import build_demo
+
+    demo = build_demo(tiny_store, TINY_NAME, max_side=96)
+    demo.queue(default_concurrency_limit=1)
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
+    )
+    try:
+        client = Client(url, verbose=False)
+        image = street_image(tmp_path_factory.mktemp("images") / "street.png")
+        client.predict(handle_file(str(image)), None, TINY_NAME, 0.55, False, [], api_name="/segment")
+        yield client, demo
+    finally:
+        demo.close()

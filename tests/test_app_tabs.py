@@ -1,0 +1,147 @@
+"""The analysis tabs through their API endpoints (gradio_client against the launched app)."""
+
+import json
+
+import numpy as np
+import pytest
+from matplotlib import colormaps
+from PIL import Image
+
+from app.tabs import efficiency
+from app.tabs.features import IMAGENET
+
+pytest_plugins = ("tests.conftest_app",)  # the launched app: app_client, tiny_store
+
+MEAN = "mean over channels"
+PCA = "PCA to RGB (3 principal components)"
+LAYERS = ["stage1", "stage2", "stage3", "stage4", "stage5", "afnb", "apnb"]
+
+
+def read(item) -> np.ndarray:
+    path = item["image"] if isinstance(item, dict) else item
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def on_colormap(image: np.ndarray, cmap: str) -> bool:
+    lut = (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(int)
+    colours = np.unique(image.reshape(-1, 3), axis=0).astype(int)
+    distance = np.abs(colours[:, None, :] - lut[None]).sum(-1).min(1)
+    return bool(distance.max() <= 3)
+
+
+def test_stage_features_gallery_uses_the_colormap_and_one_range(app_client):
+    client, _ = app_client
+    first, second, status = client.predict(MEAN, True, "cividis", "none", api_name="/stage_features")
+    assert [item["caption"].split(" · ")[0] for item in first] == LAYERS and second == []
+    assert "one range shared by all 7 maps" in status
+    images = [read(item) for item in first]
+    assert all(image.shape == (240, 320, 3) for image in images)  # image aspect, longer side 320
+    assert all(on_colormap(image, "cividis") for image in images)
+    # under one shared range, the map with the smallest activations no longer spans the colormap
+    own = [
+        read(item) for item in client.predict(MEAN, False, "cividis", "none", api_name="/stage_features")[0]
+    ]
+    assert any(not np.array_equal(a, b) for a, b in zip(images, own, strict=True))
+    assert (
+        "range ["
+        in client.predict(MEAN, False, "viridis", "none", api_name="/stage_features")[0][0]["caption"]
+    )
+
+
+def test_pca_gallery_and_the_imagenet_backbone_side_by_side(app_client):
+    client, _ = app_client
+    first, second, status = client.predict(PCA, True, "viridis", IMAGENET, api_name="/stage_features")
+    assert [item["caption"][:5] for item in first] == ["A: st"] * 5 + ["A: af", "A: ap"]
+    assert [item["caption"].split(" · ")[0] for item in second] == [f"B: stage{i}" for i in range(1, 6)]
+    assert "16 ch" in second[0]["caption"] and "model B: EfficientNet-Lite0" in status
+    assert read(second[4]).shape == (240, 320, 3)
+
+
+def test_cosine_maps_peak_at_the_clicked_feature(app_client):
+    client, _ = app_client
+    first, second, status = client.predict(20, 10, "none", "viridis", api_name="/cosine")
+    assert len(first) == 7 and second == [] and "(x=20, y=10)" in status
+    top = (np.array(colormaps["viridis"](1.0)[:3]) * 255).round()
+    for item in first:  # cosine 1 at the queried cell: the top colour of the colormap appears
+        assert (np.abs(read(item).astype(int) - top).sum(-1) <= 3).any(), item["caption"]
+    with pytest.raises(Exception, match="inside it"):
+        client.predict(64, 10, "none", "viridis", api_name="/cosine")
+
+
+def test_explain_reports_an_absent_class_instead_of_attributing(app_client):
+    client, _ = app_client
+    cam, ig, status = client.predict(
+        "stage5", "train", "pixels predicted as the class", None, None, 8, ["Grad-CAM"], 2, 64,
+        api_name="/explain",
+    )  # fmt: skip
+    assert cam is None and ig is None
+    assert "'train' is absent from the prediction" in status and "predicted classes:" in status
+
+
+def predicted_class(status: str) -> str:
+    return status.rsplit("predicted classes: ", 1)[1].split(",")[0].strip()
+
+
+@pytest.mark.parametrize("layer", ["stage3", "apnb"])
+def test_explain_grad_cam_and_integrated_gradients_for_a_predicted_class(app_client, layer):
+    client, _ = app_client
+    absent = client.predict("stage5", "train", "pixels predicted as the class", None, None, 8, [], 2, 64,
+                            api_name="/explain")[2]  # fmt: skip
+    present = predicted_class(absent)
+    methods = ["Grad-CAM", "Integrated Gradients"]
+    cam, ig, status = client.predict(
+        layer, present, "pixels predicted as the class", None, None, 8, methods, 2, 64, api_name="/explain"
+    )
+    assert read(cam).shape == read(ig).shape == (240, 320, 3)
+    assert f"Grad-CAM on {layer}" in status and "Completeness" in status and "2 steps" in status
+
+
+def test_explain_a_clicked_region_with_its_majority_class(app_client):
+    client, _ = app_client
+    cam, ig, status = client.predict(
+        "stage5", "(class predicted most in the region)", "clicked region", 50, 20, 6, ["Grad-CAM"], 2, 64,
+        api_name="/explain",
+    )  # fmt: skip
+    assert cam is not None and ig is None
+    assert "disc of radius 6 px around (x=50, y=20)" in status
+    _, _, missing = client.predict("stage5", "road", "clicked region", None, None, 6, ["Grad-CAM"], 2, 64,
+                                   api_name="/explain")  # fmt: skip
+    assert "click the image" in missing
+
+
+def test_efficiency_measures_nb_growing_faster_than_apnb(app_client):
+    client, _ = app_client
+    gmacs, time_ms, memory, table, info = client.predict("16x16, 32x32", 64, 16, 1, api_name="/efficiency")
+    rows = {(row[0], row[3]): row for row in table["data"]}
+    assert set(rows) == {("nb", 256), ("apnb", 256), ("nb", 1024), ("apnb", 1024)}
+    gmac = {key: row[4] for key, row in rows.items()}
+    # NB's attention grows as N^2 and APNB's as N S: from N=256 to 1024, NB grows more
+    assert gmac["nb", 1024] / gmac["nb", 256] > gmac["apnb", 1024] / gmac["apnb", 256]
+    figure = json.loads(gmacs["plot"])
+    assert gmacs["type"] == "plotly" and {t["name"] for t in figure["data"]} >= {
+        "nb measured",
+        "apnb measured",
+    }
+    with pytest.raises(Exception, match="exceed"):
+        client.predict("128x128", 64, 16, 1, api_name="/efficiency")
+
+
+def test_recorded_benchmarks_are_read_from_bench_json(tmp_path):
+    folder = tmp_path / "docs" / "benchmarks"
+    folder.mkdir(parents=True)
+    rows = [
+        {"block": "nb", "width": 96, "height": 96, "gmacs": 58.0, "time_ms": 19.0, "device_name": "H100"},
+        {"block": "apnb", "width": 96, "height": 96, "gmacs": 15.5, "time_ms": 12.0, "device_name": "H100"},
+    ]
+    (folder / "block.json").write_text(json.dumps(rows + [{"variant": "full"}]))
+    figure, table, info = efficiency.recorded(tmp_path)
+    assert [row[:4] for row in table] == [["nb", 96, 96, 9216], ["apnb", 96, 96, 9216]]
+    assert "2 recorded rows from block.json" in info
+    assert efficiency.recorded(tmp_path / "none")[1] == []
+
+
+def test_model_endpoints_share_the_model_queue(app_client):
+    _, demo = app_client
+    found = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    for name in ("stage_features", "cosine", "explain", "efficiency"):
+        assert found[name].concurrency_id == "model", name
