@@ -65,3 +65,12 @@ def mean_over_processes(values: list[float], device: torch.device) -> list[float
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return (tensor / dist.get_world_size()).tolist()
+
+
+def gather_to_main(value, processes: Processes) -> list | None:
+    """[value of rank 0, rank 1, ...] on rank 0 (None elsewhere)."""
+    if processes.world == 1:
+        return [value]
+    gathered = [None] * processes.world if processes.main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered

@@ -158,7 +158,7 @@ def build_run(config: RunConfig, out: Path, processes: Processes) -> Run:
     return Run(config, out, processes, net, model, optimizer, scheduler, criterion.to(processes.device))
 
 
-def checkpoint_state(run: Run) -> dict:
+def checkpoint_state(run: Run, rng: list[dict]) -> dict:
     return {
         "format": "ann-train-state/1",
         "config": run.config.to_dict(),
@@ -166,7 +166,7 @@ def checkpoint_state(run: Run) -> dict:
         "model": {k: v.detach().cpu() for k, v in run.net.state_dict().items()},
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
-        "rng": rng_states(),
+        "rng": rng,  # one entry per process: dropout masks differ per rank
         "sampler_draws": sampler_draws(run.net),
         "best_miou": run.best_miou,
         "summary": run.summary,
@@ -185,7 +185,12 @@ def restore(run: Run, state: dict) -> None:
         raise TrainingError(f"--resume: checkpoint does not match the model: {error}") from error
     run.scheduler.load_state_dict(state["scheduler"])
     set_sampler_draws(run.net, state["sampler_draws"])
-    set_rng_states(state["rng"])
+    rng = state["rng"]
+    if len(rng) != run.processes.world:
+        print(
+            f"note: checkpoint of {len(rng)} processes resumed on {run.processes.world}; RNG streams differ"
+        )
+    set_rng_states(rng[run.processes.rank % len(rng)])
     run.iteration, run.best_miou = state["iteration"], state["best_miou"]
     run.summary, run.wall_time = state["summary"], state["wall_time"]
     run.started = time.perf_counter()
@@ -233,8 +238,9 @@ def train_to_end(run: Run, train_split: Split, val_split: Split) -> None:
                 validate(run, val_split, log)
                 meter.read()  # validation time is not training throughput
             if run.iteration % cfg.checkpoint_every == 0 or end:
+                rng = distributed.gather_to_main(rng_states(), processes)
                 if processes.main:
-                    save_checkpoint(run.out / CHECKPOINT, checkpoint_state(run))
+                    save_checkpoint(run.out / CHECKPOINT, checkpoint_state(run, rng))
                 distributed.barrier()
     finally:
         if log:
