@@ -9,12 +9,11 @@ unknown key is refused with the list of valid ones.
 import json
 import tomllib
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from ann.models.network import ANNConfig
-from ann.models.sampling import SamplingConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DATASETS = ("synthcity", "cityscapes", "ade20k", "pascal_context", "coco_stuff10k", "nyud_v2")
@@ -285,7 +284,3 @@ def flatten(data: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
     return flat
-
-
-def with_sampling(config: RunConfig, sampling: SamplingConfig) -> RunConfig:
-    return replace(config, model=replace(config.model, sampling=sampling))
