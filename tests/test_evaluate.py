@@ -132,3 +132,15 @@ def test_authors_bgr_convention():
     x, _, image, _ = EvalItems(split, CAFFE_BGR_NORMALIZATION, [0])[0]
     rgb = image.permute(2, 0, 1).float()
     assert torch.allclose(x[0], rgb[2] - 102.98) and torch.allclose(x[2], rgb[0] - 122.77)
+
+
+def test_folder_and_procedural_synthcity_agree(checkpoint, tmp_path):
+    from ann.data.synthcity.__main__ import write
+
+    write(tmp_path / "cs", "val", [0, 1], 0, (64, 32))  # Cityscapes layout, trainId labels
+    procedural = cli(checkpoint, tmp_path)
+    folder = tmp_path / "folder.json"
+    argv = [str(checkpoint), "--data", str(tmp_path / "cs"), "--dataset", "cityscapes", "--workers", "0",
+            "--no-progress", "--json", str(folder)]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads(folder.read_text()) == procedural

@@ -125,3 +125,13 @@ def test_resume_completed_run_is_a_no_op(run_dir):
     train(smoke(), run_dir, resume=True)
     after = torch.load(run_dir / CHECKPOINT, weights_only=True)["model"]
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_trains_on_a_dataset_folder(tmp_path):
+    from ann.data.synthcity.__main__ import write
+
+    write(tmp_path / "cs", "val", [0, 1, 2], 0, (64, 32))  # Cityscapes layout
+    folder = ["data.dataset=cityscapes", f"data.root={tmp_path / 'cs'}", "data.train_split=val"]
+    train(smoke(*folder, "train.iterations=4", "train.val_every=0"), tmp_path / "run")
+    assert len(losses(tmp_path / "run")) == 4
+    assert ann.load(tmp_path / "run" / "model.safetensors").meta.provenance["data"]["dataset"] == "cityscapes"
