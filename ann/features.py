@@ -22,7 +22,7 @@ from ann.models.resnet import DilatedResNet
 
 STAGES = ("stage1", "stage2", "stage3", "stage4", "stage5")
 REDUCTIONS = ("mean", "max", "pca")
-PCA_MAX_PIXELS = 4096  # principal axes are estimated on a regular subset: stable, and fast for C=2048
+PCA_MAX_PIXELS = 1024  # principal axes from a regular subset of positions: 3 axes need few samples; fast at C=2048
 PERCENTILES = (1.0, 99.0)  # robust range: a few extreme activations would otherwise wash out a map
 
 
@@ -78,10 +78,11 @@ def pca_projection(feature: Tensor, components: int = 3) -> Tensor:
     convention), so the colours do not flip between calls.
     """
     C, H, W = feature.shape
-    X = feature.flatten(1).T.double()  # (N, C)
-    mean = X.mean(0, keepdim=True)
+    X = feature.flatten(1).T  # (N, C)
     step = max(1, -(-X.shape[0] // PCA_MAX_PIXELS))
-    sample = X[::step] - mean  # (Ns, C)
+    sample = X[::step].double()  # float64 for the eigen-problem only
+    mean = sample.mean(0, keepdim=True)
+    sample = sample - mean  # (Ns, C)
     if sample.shape[0] >= C:
         _, axes = torch.linalg.eigh(sample.T @ sample)  # ascending eigenvalues, axes (C, C)
     else:
@@ -92,7 +93,7 @@ def pca_projection(feature: Tensor, components: int = 3) -> Tensor:
         axes = F.pad(axes, (0, components - axes.shape[1]))
     biggest = axes.abs().argmax(0)
     axes = axes * torch.sign(axes[biggest, torch.arange(axes.shape[1])] + 1e-30)
-    projected = (X - mean) @ axes  # (N, k)
+    projected = (X - mean.float()) @ axes.float()  # (N, k)
     return projected.T.reshape(components, H, W).float()
 
 

@@ -184,3 +184,18 @@ def test_imagenet_backbone_is_the_pretrained_efficientnet():
     assert [s.shape[1] for s in stages] == [16, 24, 40, 112, 320]
     untrained = efficientnet_lite0(8, pretrained=False)
     assert not torch.equal(backbone.stem.conv.weight, untrained.stem.conv.weight)
+
+
+def test_stage_modules_of_the_efficientnet_backbone():
+    torch.manual_seed(0)
+    model = build_network(variant("apnb", **{**TINY, "backbone": "efficientnet_lite0"}))
+    model.eval()
+    x = torch.randn(1, 3, 32, 32)
+    for name in (*features.STAGES, "apnb"):
+        seen = []
+        handle = stage_module(model, name).register_forward_hook(lambda m, i, o, seen=seen: seen.append(o))
+        with torch.no_grad():
+            stages = model.backbone(x)
+            expected = named_features(stages, model.head(stages), model.config)[name]
+        handle.remove()
+        assert torch.allclose(seen[-1], expected), name

@@ -11,7 +11,7 @@ import torch
 
 from ann import features
 from ann.inference import preprocess
-from app.session import MODEL_QUEUE, ModelStore, Session, require
+from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session, require
 from app.tabs import colorize, display_size, mark_point, resize
 
 IMAGENET = "EfficientNet-Lite0 with ImageNet weights (before segmentation training)"
@@ -161,7 +161,7 @@ def features_tab(state: gr.State, store: ModelStore) -> None:
         "serves the whole gallery, both models included, so colours compare across stages. Click "
         "the image for the cosine similarity of every position to that pixel."
     )
-    cache = gr.State(None)
+    cache = gr.State(None, time_to_live=STATE_TTL_S)  # the second model's maps of this image
     with gr.Row():
         reduction = gr.Radio(list(REDUCTION_LABELS), value="mean over channels", label="channel reduction")
         shared = gr.Checkbox(value=True, label="shared normalisation")
@@ -169,6 +169,7 @@ def features_tab(state: gr.State, store: ModelStore) -> None:
     compare = gr.Dropdown(
         [NO_COMPARISON, IMAGENET, *store.names()],
         value=NO_COMPARISON,
+        allow_custom_value=True,  # checkpoints uploaded after start-up, by name
         label="second model, side by side (Fig. 7: ImageNet backbone vs trained; or any checkpoint)",
     )
     show = gr.Button("Show feature maps", variant="primary")
