@@ -45,7 +45,7 @@ class Result:
     labels: np.ndarray  # (H, W) uint8 (int32 for more than 255 classes)
     confidence: np.ndarray  # (H, W) float32, max softmax
     entropy: np.ndarray  # (H, W) float32, nats
-    head: HeadOutput  # at feature resolution, batch of 1
+    head: HeadOutput  # at feature resolution, batch of 1; aux is None (not computed)
     sampling: dict[str, SamplingConfig]  # per block ("fusion", "context") when it was computed
 
     @property
@@ -73,7 +73,7 @@ class Explorer:
         self.model = model.eval()
         self.meta = meta or getattr(model, "meta", None) or CheckpointMeta(model.config)
         self.lock = lock or threading.RLock()
-        self.sampling = model.samplings()  # this explorer's sampling per block
+        self.sampling = self.training_sampling()  # this explorer's own, whatever the model holds now
         self.stages: list[Tensor] | None = None
         self.result: Result | None = None
 
@@ -120,7 +120,12 @@ class Explorer:
         with self.lock:
             for name, config in self.sampling.items():
                 self.model.set_sampling(config, blocks=(name,))
-            head = self.model.head(self.stages, record=True)
+            # the auxiliary Stage4 head only serves training: skip its 3x3 conv (head.aux is None)
+            aux_head, self.model.aux_head = self.model.aux_head, None
+            try:
+                head = self.model.head(self.stages, record=True)
+            finally:
+                self.model.aux_head = aux_head
         H, W = image.shape[:2]
         logits = self.model.upsample(head.logits, (H, W))[0]  # (K, H, W)
         log_probs = torch.log_softmax(logits, dim=0)
@@ -142,7 +147,7 @@ class Explorer:
     def block_kinds(self) -> dict[str, str]:
         """{"fusion": "afnb"|"fnb", "context": "apnb"|"nb"} for the blocks that have attention."""
         kinds = {"fusion": self.model.config.fusion, "context": self.model.config.context}
-        return {name: kind for name, kind in kinds.items() if name in self.sampling}
+        return {name: kinds[name] for name in self.model.samplings()}
 
     def training_sampling(self) -> dict[str, SamplingConfig]:
         """The sampling each attention block was trained with (NB and FNB: identity)."""
