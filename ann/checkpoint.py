@@ -67,8 +67,12 @@ def save(model: ANN, path: str | Path, meta: CheckpointMeta, dtype: torch.dtype 
     }
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta.to_metadata())
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=meta.to_metadata())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)  # never leave a half-written file behind (e.g. disk full)
+        raise CheckpointError(f"{path}: could not write checkpoint ({error})") from error
     return path
 
 

@@ -124,3 +124,19 @@ def test_foreign_safetensors_is_refused(tmp_path):
         ann.load(path)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         ann.load(tmp_path / "absent.safetensors")
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    import errno
+
+    import ann.checkpoint
+
+    def full_disk(tensors, filename, metadata=None):
+        open(filename, "wb").write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    model = trained_like()
+    monkeypatch.setattr(ann.checkpoint, "save_file", full_disk)
+    with pytest.raises(CheckpointError, match="No space left"):
+        ann.save(model, tmp_path / "m.safetensors", meta(model))
+    assert list(tmp_path.iterdir()) == []
