@@ -1,0 +1,426 @@
+"""Efficiency benchmarks of paper Sec. 4.3.1: one block (Table 1) and the whole network (Table 2).
+
+    python -m ann.bench block --size 96x96 --size 256x128 --device cpu --dtype fp32 --json OUT
+    python -m ann.bench network --variant full --backbone resnet101 --size 2048x1024 --device cpu
+
+Sizes are width x height, as the paper writes them (256x128 is the 1/8 feature map of a 2048x1024
+image). What is counted, and how memory and time are measured (docs/benchmarks.md):
+- GMACs: torch.utils.flop_counter.FlopCounterMode over the ops actually run, divided by 2 (it
+  counts a multiply-accumulate of matmul/conv/attention as 2 FLOPs). It counts matmuls, convs and
+  fused attention only; softmax, pooling, BN, ReLU, bias and additions are not counted, for every
+  block alike. The paper's Table 1 figures are multiply-accumulates of this kind: NB at 96x96 is
+  2 N^2 C^ (Eq. 2 and 4) + 3 N C C^ (the shared query/key conv, the value conv and W_o) = 58.0.
+- Scope "attention" (default, the paper's Table 1): Eq. 1-10 plus W_o, i.e. the block up to the
+  concatenation of Eq. 11 / 17, which costs nothing. Scope "block" adds the concatenation and the
+  fusing conv-BN(-ReLU)-Dropout of our APNB/AFNB modules (2C -> C, 1x1).
+- Peak memory: CUDA, max_memory_allocated during the timed runs minus what was allocated before
+  (weights and inputs). CPU, the peak of bytes held by torch's CPU allocator during one profiled
+  run (torch.profiler with profile_memory=True), minus what was held before; oneDNN scratch
+  memory and allocator caching are not seen.
+- Time: median of warm runs (random weights and inputs, never zeros); CUDA events around each
+  run with synchronisation; CPU perf_counter.
+"""
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ann.models.blocks import AFNB, APNB
+from ann.models.network import BACKBONES, VARIANTS, build_network, variant
+from ann.models.sampling import Sampler, SamplingConfig
+
+BLOCKS = ("nb", "nb_sdpa", "apnb", "fnb", "afnb")
+SCOPES = ("attention", "block")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PYRAMID = SamplingConfig()  # the paper's pyramid average sampling, sizes (1, 3, 6, 8)
+# Table 1 (Titan Xp, CUDA 9): (GFLOPs as printed, GPU memory MB, GPU time ms) per (block, W, H)
+PAPER_TABLE1 = {
+    ("nb", 96, 96): (58.0, 609, 19.5),
+    ("apnb", 96, 96): (15.5, 150, 12.4),
+    ("nb", 256, 128): (601.4, 7797, 179.4),
+    ("apnb", 256, 128): (43.5, 277, 30.8),
+}
+# Table 2, "Ours": inference time s, memory MB, parameters M, for one 2048x1024 image
+PAPER_TABLE2 = {"time_s": 0.611, "mem_mb": 3375, "params_m": 63.17}
+
+
+# ---- counting --------------------------------------------------------------------------------
+
+
+def count_gmacs(module: nn.Module | Callable, *inputs) -> float:
+    """Multiply-accumulates (1e9) of the matmuls/convs/attention one call actually runs."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        module(*inputs)
+    return counter.get_total_flops() / 2e9  # FlopCounterMode: 1 MAC = 2 FLOPs
+
+
+class BlockUnderTest(nn.Module):
+    """One block of Table 1 called as the benchmark calls it: (high[, low]) -> Tensor."""
+
+    def __init__(self, kind: str, block: APNB | AFNB, scope: str) -> None:
+        super().__init__()
+        self.kind, self.block, self.scope = kind, block, scope
+
+    def forward(self, high: Tensor, low: Tensor | None = None) -> Tensor:
+        if isinstance(self.block, APNB):
+            if self.scope == "attention":
+                return self.block.attention(high, high)[0]
+            return self.block(high)[0]
+        if self.scope == "attention":
+            return self.block.attentions[0](high, low)[0]
+        return self.block(high, [low])[0]
+
+
+def make_block(
+    kind: str,
+    channels: int = 2048,
+    key: int = 256,
+    sampling: SamplingConfig = PYRAMID,
+    low_channels: int | None = None,
+    scope: str = "attention",
+) -> BlockUnderTest:
+    """NB/APNB on `channels`; FNB/AFNB with high = `channels`, low = `low_channels` (C/2: Stage4)."""
+    if kind not in BLOCKS:
+        raise ValueError(f"unknown block {kind!r}; valid: {', '.join(BLOCKS)}")
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; valid: {', '.join(SCOPES)}")
+    # NB and FNB are APNB and AFNB with every position as an anchor (blocks.py)
+    sampler = Sampler(SamplingConfig("identity") if kind in ("nb", "nb_sdpa", "fnb") else sampling)
+    if kind in ("nb", "nb_sdpa", "apnb"):
+        block = APNB(channels, key, key, sampler)
+        block.attention.use_sdpa = kind == "nb_sdpa"
+    else:
+        block = AFNB((low_channels or channels // 2,), channels, key, key, sampler)
+    return BlockUnderTest(kind, block, scope).eval()
+
+
+def block_inputs(
+    module: BlockUnderTest, height: int, width: int, device="cpu", dtype=torch.float32, seed: int = 0
+) -> tuple[Tensor, ...]:
+    """Random (never zero) inputs of the right shapes for a block made by make_block."""
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(module.block, APNB):
+        shapes = [module.block.attention.value.in_channels]
+    else:
+        attention = module.block.attentions[0]
+        shapes = [attention.query[0].in_channels, attention.value.in_channels]
+    return tuple(
+        torch.randn(1, c, height, width, generator=generator).to(device, dtype)
+        if device != "meta"
+        # meta tensors have shapes only; used for counting without computing
+        else torch.empty(1, c, height, width, device="meta", dtype=dtype)
+        for c in shapes
+    )
+
+
+def block_gmacs(
+    kind: str,
+    height: int,
+    width: int,
+    channels: int = 2048,
+    key: int = 256,
+    sampling: SamplingConfig = PYRAMID,
+    low_channels: int | None = None,
+    scope: str = "attention",
+) -> float:
+    """GMACs of one block at a feature size, counted on meta tensors (instant, no memory)."""
+    with torch.device("meta"):
+        module = make_block(kind, channels, key, sampling, low_channels, scope)
+    return count_gmacs(module, *block_inputs(module, height, width, "meta"))
+
+
+# ---- measuring -------------------------------------------------------------------------------
+
+
+def measure(fn: Callable[[], object], device: str | torch.device, repeats: int, warmup: int = 1):
+    """(median time ms of `repeats` warm calls, peak memory MB above what was held before)."""
+    stats = measure_all(fn, device, repeats, warmup)
+    return stats["time_ms"], stats["peak_mem_mb"]
+
+
+def measure_all(fn: Callable[[], object], device: str | torch.device, repeats: int, warmup: int = 1) -> dict:
+    """measure() plus, on CPU, the median process CPU time: steadier than wall time when other
+    jobs share the cores (with one thread, CPU time is the time the run would take alone)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        time_ms, peak_mb = _measure_cuda(fn, device, repeats, warmup)
+        return {"time_ms": time_ms, "peak_mem_mb": peak_mb}
+    # the profiled call is the warm-up too: the CPU bench stays a few minutes long
+    peak_mb = cpu_peak_mb(fn)
+    for _ in range(warmup - 1):
+        fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        wall.append((time.perf_counter() - start) * 1e3)
+        cpu.append((time.process_time() - start_cpu) * 1e3)
+    return {"time_ms": statistics.median(wall), "peak_mem_mb": peak_mb, "cpu_time_ms": statistics.median(cpu)}
+
+
+def _measure_cuda(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        times.append(start.elapsed_time(end))
+    peak = torch.cuda.max_memory_allocated(device) - before
+    return statistics.median(times), peak / 2**20
+
+
+def cpu_peak_mb(fn: Callable[[], object]) -> float:
+    """Peak bytes held by torch's CPU allocator during one call, from the profiler's memory events."""
+    import tempfile
+
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # the exported trace lists every allocation and free; prof.events() folds most into their ops
+    with tempfile.TemporaryDirectory() as folder:
+        trace = Path(folder) / "trace.json"
+        prof.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text())["traceEvents"]
+    memory = sorted(
+        (e["ts"], e["args"]["Bytes"])
+        for e in events
+        if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0  # 0: CPU
+    )
+    held = peak = 0
+    for _, size in memory:
+        held += size  # + on allocation, - on free
+        peak = max(peak, held)
+    return peak / 2**20
+
+
+def nonzero_(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Replace all-zero parameters (W_o starts at zero) by small noise: never time on zeros."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.is_floating_point() and not p.any():
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.01)
+    return module
+
+
+def environment(device: str) -> dict:
+    info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    if torch.device(device).type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    else:
+        import platform
+
+        info["device_name"] = platform.processor() or platform.machine()
+    return info
+
+
+# ---- Table 1: one block ----------------------------------------------------------------------
+
+
+def bench_block(
+    kind: str,
+    width: int,
+    height: int,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    repeats: int = 3,
+    scope: str = "attention",
+    channels: int = 2048,
+    key: int = 256,
+) -> dict:
+    """One JSON row of Table 1 for `kind` at a width x height feature map (batch 1)."""
+    gmacs = block_gmacs(kind, height, width, channels, key, scope=scope)
+    module = nonzero_(make_block(kind, channels, key, scope=scope)).to(device, DTYPES[dtype])
+    inputs = block_inputs(module, height, width, device, DTYPES[dtype])
+    with torch.no_grad():
+        stats = measure_all(lambda: module(*inputs), device, repeats)
+    row = {
+        "block": kind,
+        "height": height,
+        "width": width,
+        "device": device,
+        "dtype": dtype,
+        "gmacs": round(gmacs, 3),
+        **{k: round(v, 1) for k, v in stats.items()},
+        "scope": scope,
+        "channels": channels,
+        "key_channels": key,
+        "repeats": repeats,
+    }
+    paper = PAPER_TABLE1.get((kind, width, height))
+    if paper:
+        row.update(paper_gflops=paper[0], paper_mem_mb=paper[1], paper_time_ms=paper[2])
+    return row | environment(device)
+
+
+def format_rows(rows: list[dict], columns: list[str]) -> str:
+    """A plain text table; missing values print as '-'."""
+    cells = [[str(row.get(c, "-")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+BLOCK_COLUMNS = [
+    "block", "width", "height", "dtype", "gmacs", "peak_mem_mb", "time_ms",
+    "cpu_time_ms", "paper_gflops", "paper_mem_mb", "paper_time_ms",
+]  # fmt: skip
+
+
+# ---- Table 2: the whole network --------------------------------------------------------------
+
+
+def bench_network(
+    name: str = "full",
+    backbone: str = "resnet101",
+    width: int = 2048,
+    height: int = 1024,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    repeats: int = 3,
+    aux: bool = True,
+    num_classes: int = 19,
+) -> dict:
+    """Table 2's protocol: one width x height image, batch 1, eval mode, no grad."""
+    config = variant(name, backbone=backbone, aux=aux, num_classes=num_classes, pretrained=False)
+    model = nonzero_(build_network(config)).eval()
+    params = sum(p.numel() for p in model.parameters())
+    aux_params = sum(p.numel() for p in model.aux_head.parameters()) if model.aux_head is not None else 0
+    with torch.device("meta"):
+        meta_model = build_network(config).eval()
+    gmacs = count_gmacs(meta_model, torch.empty(1, 3, height, width, device="meta"))
+    model = model.to(device, DTYPES[dtype])
+    x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    x = x.to(device, DTYPES[dtype])
+    with torch.no_grad():
+        stats = measure_all(lambda: model(x), device, repeats)
+    row = {
+        "variant": name,
+        "backbone": backbone,
+        "height": height,
+        "width": width,
+        "device": device,
+        "dtype": dtype,
+        "aux": aux,
+        "gmacs": round(gmacs, 1),
+        **{k: round(v, 1) for k, v in stats.items()},
+        "params_m": round(params / 1e6, 3),
+        "params_without_aux_m": round((params - aux_params) / 1e6, 3),
+        "repeats": repeats,
+    }
+    return row | environment(device)
+
+
+NETWORK_COLUMNS = [
+    "variant", "backbone", "width", "height", "dtype", "gmacs", "peak_mem_mb", "time_ms",
+    "cpu_time_ms", "params_m", "params_without_aux_m",
+]  # fmt: skip
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'256x128' -> (width 256, height 128)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 256x128; got {text!r}") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return width, height
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ann.bench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    block = sub.add_parser("block", help="Table 1: NB, APNB, FNB, AFNB on one feature map")
+    block.add_argument("--size", type=parse_size, action="append", help="WxH, repeatable (96x96, 256x128)")
+    block.add_argument("--blocks", nargs="+", choices=BLOCKS, default=list(BLOCKS))
+    block.add_argument("--scope", choices=SCOPES, default="attention")
+    block.add_argument("--channels", type=int, default=2048)
+    block.add_argument("--key", type=int, default=256)
+    network = sub.add_parser("network", help="Table 2: the whole network on one image")
+    network.add_argument("--variant", choices=tuple(VARIANTS), default="full")
+    network.add_argument("--backbone", choices=BACKBONES, default="resnet101")
+    network.add_argument("--size", type=parse_size, default=(2048, 1024), help="WxH of the image")
+    network.add_argument("--no-aux", action="store_true", help="build without the Stage4 aux head")
+    for p in (block, network):
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
+        p.add_argument("--repeats", type=int, help="timed runs (default 3 on CPU, 20 on CUDA)")
+        p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+        p.add_argument("--json", type=Path, help="write the rows here as a JSON list")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available here")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeats = args.repeats or (20 if torch.device(args.device).type == "cuda" else 3)
+    if args.command == "block":
+        rows = []
+        for width, height in args.size or [(96, 96), (256, 128)]:
+            for kind in args.blocks:
+                rows.append(
+                    bench_block(
+                        kind,
+                        width,
+                        height,
+                        args.device,
+                        args.dtype,
+                        repeats,
+                        args.scope,
+                        args.channels,
+                        args.key,
+                    )  # fmt: skip
+                )
+                print(format_rows(rows[-1:], BLOCK_COLUMNS).splitlines()[-1], flush=True)
+        columns = BLOCK_COLUMNS
+    else:
+        width, height = args.size
+        rows = [
+            bench_network(
+                args.variant,
+                args.backbone,
+                width,
+                height,
+                args.device,
+                args.dtype,
+                repeats,
+                aux=not args.no_aux,
+            )  # fmt: skip
+        ]
+        columns = NETWORK_COLUMNS
+    print(
+        f"\n{args.command} benchmark on {args.device} ({rows[0]['device_name']}), torch {torch.__version__}"
+    )
+    print(format_rows(rows, columns))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

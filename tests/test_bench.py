@@ -1,0 +1,126 @@
+"""ann.bench: MAC counts against the paper and the closed forms, measurement helpers, the CLI.
+
+Nothing here asserts a time: the figures live in docs/benchmarks.md.
+"""
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from ann.bench import (
+    BLOCKS,
+    block_gmacs,
+    block_inputs,
+    count_gmacs,
+    cpu_peak_mb,
+    main,
+    make_block,
+    measure,
+    nonzero_,
+    parse_size,
+)
+from ann.models.sampling import SamplingConfig
+
+
+def closed_form(kind: str, H: int, W: int, C: int, K: int, S: int | None, scope: str = "attention") -> float:
+    """MACs (1e9) of Eq. 1-10 + W_o: projections, the two matmuls (Eq. 9-10), and the fusing conv."""
+    N = H * W
+    S = N if S is None else S
+    if kind in ("nb", "nb_sdpa", "apnb"):
+        projections = N * C * K * 2 + N * K * C  # shared query/key conv, value conv, W_o
+    else:
+        projections = N * K * (C + C // 2 + C // 2) + N * K * C  # query on high, key/value on low
+    fuse = N * 2 * C * C if scope == "block" else 0
+    return (projections + 2 * N * S * K + fuse) / 1e9
+
+
+@pytest.mark.parametrize(("width", "height", "paper"), [(96, 96, 58.0), (256, 128, 601.3)])
+def test_nb_gmacs_match_table1(width, height, paper):
+    assert abs(block_gmacs("nb", height, width) - paper) < 0.5
+    assert abs(block_gmacs("nb_sdpa", height, width) - paper) < 0.5
+
+
+@pytest.mark.parametrize("kind", ["apnb", "afnb", "fnb"])
+@pytest.mark.parametrize(("width", "height"), [(96, 96), (256, 128), (33, 17)])
+def test_counts_follow_the_closed_form(kind, width, height):
+    S = None if kind == "fnb" else 110
+    expected = closed_form(kind, height, width, 2048, 256, S)
+    assert block_gmacs(kind, height, width) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "sampling", [SamplingConfig("pyramid_max", (1, 2, 3, 6)), SamplingConfig("random", (15,))]
+)
+def test_counts_follow_the_sampling(sampling):
+    expected = closed_form("apnb", 64, 48, 512, 128, sampling.num_anchors, "block")
+    assert block_gmacs("apnb", 64, 48, 512, 128, sampling, scope="block") == pytest.approx(expected)
+
+
+def test_apnb_table1_counts():
+    # ANN-REFERENCE.md: recounting gives about 15.0 (96x96) and 53.4 (256x128)
+    assert block_gmacs("apnb", 96, 96) == pytest.approx(15.0, abs=0.05)
+    assert block_gmacs("apnb", 128, 256) == pytest.approx(53.4, abs=0.05)
+
+
+@pytest.mark.parametrize("kind", BLOCKS)
+def test_meta_count_equals_count_on_real_tensors(kind):
+    module = make_block(kind, channels=16, key=8)
+    real = count_gmacs(module, *block_inputs(module, 7, 9))
+    assert real == pytest.approx(block_gmacs(kind, 7, 9, channels=16, key=8))
+    assert real == pytest.approx(
+        closed_form(kind, 7, 9, 16, 8, None if kind in ("nb", "nb_sdpa", "fnb") else 110)
+    )
+
+
+def test_nb_sdpa_computes_nb():
+    module = nonzero_(make_block("nb", channels=16, key=8))
+    x = block_inputs(module, 5, 6)
+    with torch.no_grad():
+        naive = module(*x)
+        module.block.attention.use_sdpa = True
+        fused = module(*x)
+    assert naive.abs().sum() > 0  # W_o no longer zero: the attention path is exercised
+    torch.testing.assert_close(fused, naive, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_peak_sees_allocations():
+    def fn():
+        a = torch.ones(1_000_000)  # 3.81 MiB
+        b = a + 1  # both held: 7.63 MiB
+        del a
+        return b * 2  # a freed first: still 7.63 MiB at most
+
+    assert cpu_peak_mb(fn) == pytest.approx(2 * 4e6 / 2**20, rel=0.02)
+    time_ms, peak_mb = measure(fn, "cpu", repeats=2)
+    assert time_ms > 0 and peak_mb == pytest.approx(2 * 4e6 / 2**20, rel=0.02)
+
+
+def test_parse_size():
+    assert parse_size("256x128") == (256, 128)
+    with pytest.raises(argparse.ArgumentTypeError, match="WIDTHxHEIGHT"):
+        parse_size("256")
+
+
+def test_block_cli_writes_rows(tmp_path):
+    out = tmp_path / "block.json"
+    main(["block", "--size", "8x6", "--channels", "16", "--key", "8", "--repeats", "1", "--json", str(out)])
+    rows = json.loads(out.read_text())
+    assert [r["block"] for r in rows] == list(BLOCKS)
+    keys = {"block", "height", "width", "device", "dtype", "gmacs", "peak_mem_mb", "time_ms"}
+    for row in rows:
+        assert keys <= set(row) and (row["height"], row["width"]) == (6, 8)
+        assert row["gmacs"] == pytest.approx(block_gmacs(row["block"], 6, 8, 16, 8), abs=1e-3)
+
+
+def test_network_cli_counts_parameters(tmp_path):
+    out = tmp_path / "network.json"
+    main(["network", "--backbone", "resnet18", "--variant", "apnb", "--size", "64x32", "--repeats", "1",
+          "--json", str(out)])  # fmt: skip
+    (row,) = json.loads(out.read_text())
+    assert (row["variant"], row["backbone"], row["width"], row["height"]) == ("apnb", "resnet18", 64, 32)
+    # aux head: 3x3 conv 256->512 + BN + 1x1 conv 512->19
+    aux = (256 * 9 * 512 + 512) + 2 * 512 + (512 * 19 + 19)
+    assert row["params_m"] - row["params_without_aux_m"] == pytest.approx(aux / 1e6, abs=1e-3)
+    assert row["gmacs"] > 0 and row["time_ms"] > 0
