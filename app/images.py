@@ -69,7 +69,7 @@ def read_image(path: str | Path, max_side: int | None = DEFAULT_MAX_SIDE, max_pi
         image = to_rgb(image)
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageError(f"{Path(path).name}: cannot decode ({error})") from error
-    return np.asarray(resize_max_side(image, max_side))
+    return np.array(resize_max_side(image, max_side))  # writable, as torch.from_numpy wants
 
 
 def from_array(array: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> np.ndarray:
@@ -82,7 +82,7 @@ def from_array(array: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> np
     if array.dtype != np.uint8:
         array = np.clip(array, 0, 255).astype(np.uint8)
     image = to_rgb(Image.fromarray(array))
-    return np.asarray(resize_max_side(image, max_side))
+    return np.array(resize_max_side(image, max_side))  # writable, as torch.from_numpy wants
 
 
 def read_label_map(path: str | Path, size: tuple[int, int], num_classes: int, max_pixels: int = MAX_PIXELS):

@@ -198,7 +198,9 @@ def attention_tab() -> dict:
     )
     c["chart"] = gr.Plot(label="sorted weights", elem_id="attention-chart")
     with gr.Row():
-        c["anchor"] = gr.Dropdown([], label="anchor (sorted by weight)", elem_id="anchor-choice", scale=3)
+        c["anchor"] = gr.Dropdown(
+            [], label="anchor (sorted by weight)", elem_id="anchor-choice", scale=3, allow_custom_value=True
+        )
         c["anchor_button"] = gr.Button("Show who attends to it", elem_id="anchor-button", scale=1)
     c["anchor_summary"] = gr.Markdown(elem_id="anchor-summary")
     c["anchor_map"] = gr.Image(

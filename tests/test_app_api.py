@@ -1,0 +1,208 @@
+"""The app's named endpoints through gradio_client, against a launched app on a free loopback port
+with a tiny checkpoint; and the decoding of untrusted uploads (app/images.py)."""
+
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ann.checkpoint import CheckpointMeta, file_sha256, save
+from ann.models import build_network, variant
+from app.images import ImageError, from_array, read_image, read_label_map
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+H, W = 96, 128
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("app")
+    (folder / "checkpoints").mkdir()
+    torch.manual_seed(0)
+    config = variant("full", backbone="resnet18", num_classes=19, head_channels=64, key_channels=32,
+                     value_channels=32)  # fmt: skip
+    model = build_network(config)
+    checkpoint = save(model, folder / "checkpoints" / "tiny.safetensors", CheckpointMeta(model.config))
+    (folder / "checkpoints" / "tiny.md").write_text("# Tiny test model\ntrained on nothing")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(folder / "image.png")
+    label = rng.integers(0, 19, (H, W)).astype(np.uint8)
+    label[:10] = 255
+    Image.fromarray(label).save(folder / "label.png")
+    return {
+        "folder": folder,
+        "checkpoint": checkpoint,
+        "image": folder / "image.png",
+        "label": folder / "label.png",
+    }
+
+
+@pytest.fixture(scope="module")
+def client(files):
+    from gradio_client import Client
+
+    from app.layout import build_demo
+    from app.session import ModelStore
+
+    demo = build_demo(ModelStore(files["folder"] / "checkpoints"), "tiny.safetensors")
+    port = free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+VIEW = (0.5, False, [])
+
+
+def segment(client, files, label=True):
+    from gradio_client import handle_file
+
+    label_file = handle_file(str(files["label"])) if label else None
+    return client.predict(handle_file(str(files["image"])), label_file, "tiny.safetensors", *VIEW,
+                          api_name="/segment")  # fmt: skip
+
+
+def test_endpoints_are_named(client):
+    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert {"/segment", "/attention", "/anchor", "/set_sampling", "/reset_sampling", "/export"} <= names
+    assert {"/choose_model", "/upload_checkpoint"} <= names
+
+
+def test_segment_with_ground_truth(client, files):
+    overlay, legend, confidence, entropy, errors, iou, summary, clickable = segment(client, files)
+    assert np.asarray(Image.open(overlay)).shape == (H, W, 3)
+    assert Image.open(confidence).size == (W, H) and Image.open(errors).size == (W, H)
+    assert "%" in legend and "tiny.safetensors" in summary and "mIoU" in summary
+    assert iou["headers"] == ["class", "IoU"] and len(iou["data"]) > 0
+
+
+def test_attention_anchor_and_bad_points(client, files):
+    from gradio_client.exceptions import AppError
+
+    segment(client, files, label=False)
+    panels, chart, summary, anchor = client.predict(10, 20, "apnb", api_name="/attention")
+    assert Image.open(panels).size[0] > 0
+    bars = json.loads(chart["plot"])["data"][0]
+    assert len(bars["hovertext"]) == 110 and "level" in bars["hovertext"][0]
+    assert "S = 110" in summary and "exp(entropy)" in summary
+    anchor = anchor["value"]  # a dropdown update: the strongest anchor, choices sorted by weight
+    picture, text = client.predict(anchor, "apnb", api_name="/anchor")
+    assert Image.open(picture).size == (W, H) and f"#{anchor} " in text
+    afnb = client.predict(10, 20, "afnb", api_name="/attention")
+    assert "AFNB" in afnb[2]
+    with pytest.raises(AppError, match="outside"):
+        client.predict(W, 5, "apnb", api_name="/attention")
+
+
+def test_sampling_switch_and_reset(client, files):
+    segment(client, files, label=False)
+    *_, changed, area, summary = client.predict("pyramid_max", "1,2,3,6", 0, *VIEW, api_name="/set_sampling")
+    assert "S = 50" in summary and "Differs from the training" in summary and "GMACs" in summary
+    assert Image.open(changed).size == (W, H)
+    assert "S = 50" in client.predict(5, 5, "apnb", api_name="/attention")[2]
+    *_, summary = client.predict(*VIEW, api_name="/reset_sampling")
+    assert "Same as the training configuration" in summary
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="one size"):
+        client.predict("random", "1,2", 0, *VIEW, api_name="/set_sampling")
+
+
+def test_export(client, files):
+    segment(client, files, label=False)
+    client.predict(30, 40, "apnb", api_name="/attention")
+    client.predict("pyramid_average", "1,4,8,12", 0, *VIEW, api_name="/set_sampling")
+    paths = {os.path.basename(p): p for p in client.predict(*VIEW, api_name="/export")}
+    assert {"overlay.png", "labels.png", "panels.png", "attention.npz", "settings.json"} <= set(paths)
+    settings = json.loads(open(paths["settings.json"]).read())
+    assert settings["checkpoint_sha256"] == file_sha256(files["checkpoint"])
+    assert settings["sampling"]["context"]["sizes"] == [1, 4, 8, 12]
+    assert settings["selection"]["x"] == 30 and settings["selection"]["y"] == 40
+    arrays = np.load(paths["attention.npz"])
+    assert arrays["apnb_weights"].shape[1] == 1 + 16 + 64 + 144
+    assert arrays["selected_weights"].sum() == pytest.approx(1, abs=1e-4)
+    assert Image.open(paths["labels.png"]).mode == "L"
+
+
+def test_model_card_and_bad_upload(client, files, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    card, _ = client.predict("tiny.safetensors", api_name="/choose_model")
+    assert "Tiny test model" in card and "sha256" in card
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(AppError, match="broken.safetensors"):
+        client.predict(handle_file(str(bad)), api_name="/upload_checkpoint")
+
+
+# ---- decoding of uploads ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Image.fromarray(np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20),  # 16-bit
+        lambda: Image.new("CMYK", (64, 48), (10, 20, 30, 0)),
+        lambda: Image.new("P", (64, 48), 3),
+        lambda: Image.new("LA", (64, 48), (100, 128)),
+        lambda: Image.new("RGBA", (64, 48), (255, 0, 0, 0)),
+    ],
+)
+def test_any_mode_becomes_rgb(tmp_path, make):
+    path = tmp_path / ("x.tiff" if make().mode == "CMYK" else "x.png")
+    make().save(path)
+    out = read_image(path)
+    assert out.dtype == np.uint8 and out.shape == (48, 64, 3)
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    Image.new("RGBA", (8, 8), (255, 0, 0, 0)).save(tmp_path / "t.png")
+    assert (read_image(tmp_path / "t.png") == 255).all()
+
+
+def test_first_frame_of_gif_and_exif_rotation(tmp_path):
+    frames = [Image.new("RGB", (20, 10), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    out = read_image(tmp_path / "a.gif")
+    assert out.shape == (10, 20, 3) and out[5, 5, 0] > 200 and out[5, 5, 2] < 50
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.new("RGB", (40, 20)).save(tmp_path / "r.jpg", exif=exif)
+    assert read_image(tmp_path / "r.jpg").shape == (40, 20, 3)
+
+
+def test_resize_and_bombs_refused_before_decoding(tmp_path):
+    Image.new("L", (3000, 1000)).save(tmp_path / "big.png")
+    assert read_image(tmp_path / "big.png", max_side=300).shape == (100, 300, 3)
+    with pytest.raises(ImageError, match="big.png.*Mpixels"):
+        read_image(tmp_path / "big.png", max_pixels=1_000_000)
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(ImageError, match="junk.png"):
+        read_image(tmp_path / "junk.png")
+    assert from_array(np.zeros((10, 2000), np.uint8), max_side=200).shape == (1, 200, 3)
+
+
+def test_label_maps_are_checked(tmp_path):
+    Image.fromarray(np.full((10, 20), 7, np.uint8)).save(tmp_path / "ok.png")
+    assert (read_label_map(tmp_path / "ok.png", (20, 40), 19) == 7).all()
+    Image.fromarray(np.full((10, 20), 40, np.uint8)).save(tmp_path / "bad.png")
+    with pytest.raises(ImageError, match="bad.png.*40"):
+        read_label_map(tmp_path / "bad.png", (10, 20), 19)
+    Image.new("RGB", (20, 10)).save(tmp_path / "rgb.png")
+    with pytest.raises(ImageError, match="single-channel"):
+        read_label_map(tmp_path / "rgb.png", (10, 20), 19)
+    with pytest.raises(ImageError, match="does not match"):
+        read_label_map(tmp_path / "ok.png", (20, 20), 19)
