@@ -80,7 +80,7 @@ def pca_projection(feature: Tensor, components: int = 3) -> Tensor:
     C, H, W = feature.shape
     X = feature.flatten(1).T  # (N, C)
     step = max(1, -(-X.shape[0] // PCA_MAX_PIXELS))
-    sample = X[::step].double()  # float64 for the eigen-problem only
+    sample = X[::step]
     mean = sample.mean(0, keepdim=True)
     sample = sample - mean  # (Ns, C)
     if sample.shape[0] >= C:
@@ -93,7 +93,7 @@ def pca_projection(feature: Tensor, components: int = 3) -> Tensor:
         axes = F.pad(axes, (0, components - axes.shape[1]))
     biggest = axes.abs().argmax(0)
     axes = axes * torch.sign(axes[biggest, torch.arange(axes.shape[1])] + 1e-30)
-    projected = (X - mean.float()) @ axes.float()  # (N, k)
+    projected = (X - mean) @ axes  # (N, k)
     return projected.T.reshape(components, H, W).float()
 
 

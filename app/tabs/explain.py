@@ -101,7 +101,7 @@ def integrated_gradients(target: features.MaskedLogitSum, x: torch.Tensor, steps
 def explain(
     session: Session | None,
     layer: str,
-    name: str,
+    class_name: str,
     mode: str,
     x: float | None,
     y: float | None,
@@ -115,7 +115,7 @@ def explain(
     session = require(session)
     explorer = session.explorer
     try:
-        mask, k, description = target_mask(session, mode, name, x, y, radius)
+        mask, k, description = target_mask(session, mode, class_name, x, y, radius)
     except features.TargetError as error:
         return None, None, f"**No attribution:** {error}"
     progress(0, desc="preparing")
