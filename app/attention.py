@@ -64,6 +64,14 @@ def attention(session: Session | None, x: float, y: float, block: str):
     return session, panels, chart, summary, gr.update(choices=choices, value=top)
 
 
+def refresh(session: Session | None):
+    """The last clicked pixel again, after the sampling (and so the anchors) changed."""
+    if session is None or session.result is None or "x" not in session.selection:
+        return session, *([gr.skip()] * 4)
+    selection = session.selection
+    return attention(session, selection["x"], selection["y"], selection["block"])
+
+
 def pick_pixel(session: Session | None, block: str, event: gr.SelectData):
     """Image click -> (x, y) and the attention there (browser only; the API uses /attention)."""
     x, y = event.index[0], event.index[1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -23,15 +24,28 @@ class ImageError(ValueError):
 
 def open_checked(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open lazily and refuse oversized images from the header alone."""
+    name = Path(path).name
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256).lstrip()
+    except OSError as error:
+        raise ImageError(f"{name}: cannot be read ({error.strerror})") from error
+    if not head:
+        raise ImageError(f"{name}: the file is empty (0 bytes)")
+    if head.startswith(b"<") and b"<svg" in head:  # binary image formats never start with "<"
+        raise ImageError(f"{name}: SVG (vector) images are not supported; upload a PNG or JPEG")
     try:
         image = Image.open(path)
+    except Image.DecompressionBombError as error:  # PIL's own limit, far above ours
+        raise ImageError(f"{name}: refused, too many pixels ({error})") from error
     except (UnidentifiedImageError, OSError) as error:
-        raise ImageError(f"{Path(path).name}: not a readable image ({error})") from error
+        # PIL's message repeats the server-side path; the name is enough
+        raise ImageError(f"{name}: not a readable image (not PNG, JPEG, GIF, BMP, TIFF or WebP)") from error
     width, height = image.size
     if width * height > max_pixels:
         image.close()
         raise ImageError(
-            f"{Path(path).name}: {width}x{height} is {width * height / 1e6:.0f} Mpixels, "
+            f"{name}: {width}x{height} is {width * height / 1e6:.0f} Mpixels, "
             f"more than the {max_pixels / 1e6:.0f} Mpixels this app accepts"
         )
     return image
@@ -39,7 +53,10 @@ def open_checked(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode (16-bit, float, CMYK, palette, LA, RGBA, ...) as 8-bit RGB."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if image.mode in ("I;16", "I;16B", "I;16L"):  # 16-bit: keep the brightness, 65535 -> 255
+        values = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray((values / 257).round().astype(np.uint8), "L")
+    if image.mode in ("I", "F"):  # no fixed range: stretch min..max to 0..255
         values = np.asarray(image, dtype=np.float64)
         low, high = float(values.min()), float(values.max())
         scaled = (values - low) / (high - low) * 255 if high > low else np.zeros_like(values)
@@ -95,7 +112,10 @@ def read_label_map(path: str | Path, size: tuple[int, int], num_classes: int, ma
     image = open_checked(path, max_pixels)
     if image.mode not in ("L", "P", "I", "I;16"):
         raise ImageError(f"{name}: a label map must be single-channel class ids, got mode {image.mode}")
-    labels = np.asarray(image).astype(np.int64)
+    try:
+        labels = np.asarray(image).astype(np.int64)
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageError(f"{name}: cannot decode the label map ({error})") from error
     H, W = size
     if abs(labels.shape[0] / labels.shape[1] - H / W) > 0.02:
         raise ImageError(
@@ -107,3 +127,27 @@ def read_label_map(path: str | Path, size: tuple[int, int], num_classes: int, ma
     if labels.shape != (H, W):
         labels = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((W, H), Image.NEAREST))
     return labels.astype(np.uint8)
+
+
+class UploadedImage(gr.Image):
+    """gr.Image whose upload reaches the handler as the file itself, undecoded, for `read_image`.
+
+    gr.Image's own preprocessing opens every upload with PIL first: a non-image, an empty file or a
+    decompression bomb then fails inside gradio with its generic "raised an exception" instead of
+    our message naming the problem, and non-RGB modes are converted lossily (16-bit clipped,
+    transparency dropped) before `to_rgb` sees them.
+    """
+
+    is_template = True  # the browser side is gr.Image's component
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("type", "filepath")
+        kwargs.setdefault("image_mode", None)
+        super().__init__(*args, **kwargs)
+
+    def preprocess(self, payload):
+        if payload is None or self.type != "filepath" or payload.path is None:
+            return super().preprocess(payload)
+        if payload.url and payload.url.startswith("data:"):  # base64 from the browser: gradio writes it
+            return super().preprocess(payload)
+        return payload.path

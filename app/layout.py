@@ -16,6 +16,8 @@ from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session
 EXAMPLES = Path(__file__).parent / "examples"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CLICK = {"trigger_mode": "always_last"}
+# display images as JPEG: PNG encoding of an 800x500 panel costs 50-250 ms on this CPU, JPEG 3 ms;
+# the exported label map stays lossless PNG (export.py)
 
 
 def optional_tab(module: str, function: str):
@@ -40,11 +42,12 @@ def release(session: Session | None) -> None:
 def examples() -> tuple[list[list], list[str]]:
     """[image, label map or None] rows: SynthCity test images with ground truth, then photos."""
     rows, labels = [], []
-    for image in sorted((EXAMPLES / "synthcity").glob("*")):
-        if image.suffix.lower() in IMAGE_SUFFIXES and not is_label_file(image):
-            label = label_file_for(image)
-            rows.append([str(image), str(label) if label else None])
-            labels.append(f"SynthCity {image.stem}" + (" + ground truth" if label else ""))
+    for image in sorted((EXAMPLES / "synthcity").rglob("*_leftImg8bit.png")):
+        label = label_file_for(image)
+        rows.append([str(image), str(label) if label else None])
+        labels.append(
+            f"SynthCity {image.stem.removesuffix('_leftImg8bit')}" + (" + ground truth" if label else "")
+        )
     for image in sorted((EXAMPLES / "photos").glob("*")):
         if image.suffix.lower() in IMAGE_SUFFIXES:
             rows.append([str(image), None])
@@ -52,26 +55,15 @@ def examples() -> tuple[list[list], list[str]]:
     return rows, labels
 
 
-def is_label_file(path: Path) -> bool:
-    return any(tag in path.stem for tag in ("label", "gtFine", "_gt"))
-
-
 def label_file_for(image: Path) -> Path | None:
-    stem = image.stem
-    for candidate in (
-        stem.replace("leftImg8bit", "gtFine_labelTrainIds"),
-        stem.replace("_image", "_label"),
-        stem.replace("image", "label"),
-        f"{stem}_label",
-        f"{stem}_labelTrainIds",
-    ):
-        path = image.with_name(candidate + ".png")
-        if candidate != stem and path.is_file():
-            return path
-    return None
+    """The Cityscapes-layout ground truth of a leftImg8bit image (trainIds), if present."""
+    relative = image.relative_to(EXAMPLES / "synthcity")
+    name = image.name.replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png")
+    path = EXAMPLES / "synthcity" / "gtFine" / relative.parent.relative_to("leftImg8bit") / name
+    return path if path.is_file() else None
 
 
-def build_demo(store: ModelStore, default_checkpoint: str | None = None, max_side: int = 1024) -> gr.Blocks:
+def build_demo(store: ModelStore, default_checkpoint: str | None = None, max_side: int = 768) -> gr.Blocks:
     default_checkpoint = default_checkpoint or store.default()
     with gr.Blocks(title="ANN explorer", analytics_enabled=False) as demo:
         state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=release)
@@ -144,7 +136,7 @@ def segment_tab(classes: list[str]) -> dict:
                     rows, [c["image"], c["label"]], example_labels=labels, label="examples"
                 )
         with gr.Column(scale=2):
-            c["overlay"] = gr.Image(label="segmentation", interactive=False, format="png", elem_id="overlay")
+            c["overlay"] = gr.Image(label="segmentation", interactive=False, format="jpeg", elem_id="overlay")
             with gr.Row():
                 c["opacity"] = gr.Slider(0, 1, value=0.55, step=0.05, label="opacity", elem_id="opacity")
                 c["outline"] = gr.Checkbox(False, label="outline mode", elem_id="outline")
@@ -153,14 +145,18 @@ def segment_tab(classes: list[str]) -> dict:
     c["summary"] = gr.Markdown(elem_id="segment-summary")
     with gr.Row():
         c["confidence"] = gr.Image(
-            label="confidence (max softmax, cividis 0..1)", interactive=False, elem_id="confidence-map"
+            label="confidence (max softmax, cividis 0..1)",
+            interactive=False,
+            format="jpeg",
+            elem_id="confidence-map",
         )
         c["entropy"] = gr.Image(
-            label="entropy (magma, 0..log K nats)", interactive=False, elem_id="entropy-map"
+            label="entropy (magma, 0..log K nats)", interactive=False, format="jpeg", elem_id="entropy-map"
         )
         c["errors"] = gr.Image(
             label="errors vs ground truth (vermillion; black = ignore)",
             interactive=False,
+            format="jpeg",
             elem_id="error-map",
         )
     c["iou"] = gr.Dataframe(label="per-class IoU", interactive=False, elem_id="iou-table")
@@ -176,7 +172,7 @@ def attention_tab() -> dict:
     )
     with gr.Row():
         c["image"] = gr.Image(
-            label="click a pixel", interactive=False, format="png", elem_id="attention-image"
+            label="click a pixel", interactive=False, format="jpeg", elem_id="attention-image"
         )
         with gr.Column():
             c["block"] = gr.Radio(
@@ -193,7 +189,7 @@ def attention_tab() -> dict:
     c["panels"] = gr.Image(
         label="attention per pyramid level (click a cell)",
         interactive=False,
-        format="png",
+        format="jpeg",
         elem_id="attention-panels",
     )
     c["chart"] = gr.Plot(label="sorted weights", elem_id="attention-chart")
@@ -204,7 +200,7 @@ def attention_tab() -> dict:
         c["anchor_button"] = gr.Button("Show who attends to it", elem_id="anchor-button", scale=1)
     c["anchor_summary"] = gr.Markdown(elem_id="anchor-summary")
     c["anchor_map"] = gr.Image(
-        label="pixels attending to the anchor", interactive=False, elem_id="anchor-map"
+        label="pixels attending to the anchor", interactive=False, format="jpeg", elem_id="anchor-map"
     )
     return c
 
@@ -232,7 +228,10 @@ def sampling_tab() -> dict:
     c["summary"] = gr.Markdown(elem_id="sampling-summary")
     with gr.Row():
         c["changed"] = gr.Image(
-            label="pixels whose class changed (yellow)", interactive=False, elem_id="sampling-changed"
+            label="pixels whose class changed (yellow)",
+            interactive=False,
+            format="jpeg",
+            elem_id="sampling-changed",
         )
         c["area"] = gr.Plot(label="per-class area change", elem_id="sampling-area")
     return c
@@ -241,18 +240,16 @@ def sampling_tab() -> dict:
 def wire(store, max_side, state, models, seg, att, smp, export_button, export_files) -> None:
     """All listeners; model work in one concurrency group, clicks always_last."""
     view = [seg["opacity"], seg["outline"], seg["hidden"]]
+    wire_segment(store, max_side, state, models, seg, att, view)
+    wire_attention(state, att)
+    wire_sampling(state, seg, att, smp, view)
+    export_button.click(export.export, [state, *view], export_files, api_name="export")
+
+
+def wire_segment(store, max_side, state, models, seg, att, view) -> None:
     seg_inputs = [state, seg["image"], seg["label"], models["checkpoint"], *view]
-    seg_outputs = [
-        state,
-        seg["overlay"],
-        seg["legend"],
-        seg["confidence"],
-        seg["entropy"],
-        seg["errors"],
-        seg["iou"],
-        seg["summary"],
-        att["image"],
-    ]
+    seg_outputs = [state, seg["overlay"], seg["legend"], seg["confidence"], seg["entropy"], seg["errors"],
+                   seg["iou"], seg["summary"], att["image"]]  # fmt: skip
     run_segment = partial(segment.segment, store=store, max_side=max_side)
     seg["button"].click(run_segment, seg_inputs, seg_outputs, api_name="segment", **MODEL_QUEUE)
     if "examples" in seg:
@@ -263,7 +260,6 @@ def wire(store, max_side, state, models, seg, att, smp, export_button, export_fi
         control.change(
             segment.redraw, [state, *view], [seg["overlay"], seg["legend"]], api_visibility="private", **CLICK
         )
-
     # a new model segments the session's image again
     rerun = partial(segment.resegment, store=store, max_side=max_side)
     models["checkpoint"].input(
@@ -281,46 +277,51 @@ def wire(store, max_side, state, models, seg, att, smp, export_button, export_fi
         **MODEL_QUEUE,
     ).then(rerun, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE)
 
-    att_outputs = [state, att["panels"], att["chart"], att["summary"], att["anchor"]]
+
+def wire_attention(state, att) -> None:
+    outputs = attention_outputs(state, att)
     att["button"].click(
-        attention.attention,
-        [state, att["x"], att["y"], att["block"]],
-        att_outputs,
-        api_name="attention",
-        **CLICK,
+        attention.attention, [state, att["x"], att["y"], att["block"]], outputs, api_name="attention", **CLICK
     )
+    pixel_outputs = [att["x"], att["y"], *outputs]
     att["image"].select(
-        attention.pick_pixel,
-        [state, att["block"]],
-        [att["x"], att["y"], *att_outputs],
-        api_visibility="private",
-        **CLICK,
+        attention.pick_pixel, [state, att["block"]], pixel_outputs, api_visibility="private", **CLICK
     )
     anchor_inputs = [state, att["anchor"], att["block"]]
     anchor_outputs = [state, att["anchor_map"], att["anchor_summary"]]
     att["anchor_button"].click(attention.anchor, anchor_inputs, anchor_outputs, api_name="anchor", **CLICK)
     att["anchor"].input(attention.anchor, anchor_inputs, anchor_outputs, api_visibility="private", **CLICK)
+    picked = [att["anchor"], *anchor_outputs]
     att["panels"].select(
-        attention.pick_anchor,
-        [state, att["block"]],
-        [att["anchor"], *anchor_outputs],
-        api_visibility="private",
-        **CLICK,
+        attention.pick_anchor, [state, att["block"]], picked, api_visibility="private", **CLICK
     )
 
+
+def attention_outputs(state, att) -> list:
+    return [state, att["panels"], att["chart"], att["summary"], att["anchor"]]
+
+
+def wire_sampling(state, seg, att, smp, view) -> None:
     smp["preset"].input(
         lambda preset: preset, smp["preset"], smp["sizes"], api_visibility="private", queue=False
     )
-    smp_outputs = [state, seg["overlay"], seg["legend"], smp["changed"], smp["area"], smp["summary"]]
+    outputs = [
+        state,
+        seg["overlay"],
+        seg["legend"],
+        smp["changed"],
+        smp["area"],
+        smp["summary"],
+        att["image"],
+    ]
+    refresh = (attention.refresh, state, attention_outputs(state, att))  # the last click, new anchors
     smp["apply"].click(
         sampling.set_sampling,
         [state, smp["method"], smp["sizes"], smp["seed"], *view],
-        smp_outputs,
+        outputs,
         api_name="set_sampling",
         **MODEL_QUEUE,
-    )
+    ).then(*refresh, api_visibility="private")
     smp["reset"].click(
-        sampling.reset_sampling, [state, *view], smp_outputs, api_name="reset_sampling", **MODEL_QUEUE
-    )
-
-    export_button.click(export.export, [state, *view], export_files, api_name="export")
+        sampling.reset_sampling, [state, *view], outputs, api_name="reset_sampling", **MODEL_QUEUE
+    ).then(*refresh, api_visibility="private")

@@ -105,7 +105,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--checkpoints", default="checkpoints")
     parser.add_argument("--size", default="1024x512", help="W x H of the test image (SynthCity test scene)")
-    parser.add_argument("--max-side", type=int, default=1024)
+    parser.add_argument("--max-side", type=int, default=768)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--client", action="store_true", help="also time the endpoints through gradio_client")

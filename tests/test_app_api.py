@@ -108,11 +108,11 @@ def test_attention_anchor_and_bad_points(client, files):
 
 def test_sampling_switch_and_reset(client, files):
     segment(client, files, label=False)
-    *_, changed, area, summary = client.predict("pyramid_max", "1,2,3,6", 0, *VIEW, api_name="/set_sampling")
+    *_, changed, area, summary, _ = client.predict("pyramid_max", "1,2,3,6", 0, *VIEW, api_name="/set_sampling")
     assert "S = 50" in summary and "Differs from the training" in summary and "GMACs" in summary
     assert Image.open(changed).size == (W, H)
     assert "S = 50" in client.predict(5, 5, "apnb", api_name="/attention")[2]
-    *_, summary = client.predict(*VIEW, api_name="/reset_sampling")
+    *_, summary, _ = client.predict(*VIEW, api_name="/reset_sampling")
     assert "Same as the training configuration" in summary
     from gradio_client.exceptions import AppError
 
