@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     import torch
 
-    from app.layout import EXAMPLES, build_demo
+    from app.layout import build_demo, launch_options
     from app.session import ModelStore
 
     if args.threads:
@@ -35,14 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     store = ModelStore(args.checkpoints)
     default = store.add_file(args.checkpoint, uploaded=False) if args.checkpoint else store.default()
     demo = build_demo(store, default, max_side=args.max_side)
-    demo.queue(default_concurrency_limit=1).launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=False,
-        allowed_paths=[str(EXAMPLES.resolve())],
-        max_file_size="200mb",
-        footer_links=["api"],
-    )
+    demo.queue(default_concurrency_limit=1).launch(**launch_options(args.host, args.port))
 
 
 if __name__ == "__main__":

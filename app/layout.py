@@ -20,6 +20,18 @@ CLICK = {"trigger_mode": "always_last"}
 # the exported label map stays lossless PNG (export.py)
 
 
+def launch_options(host: str = "127.0.0.1", port: int = 7860) -> dict:
+    """demo.launch arguments: loopback by default, no share link, serve only app/examples."""
+    return {
+        "server_name": host,
+        "server_port": port,
+        "share": False,
+        "allowed_paths": [str(EXAMPLES.resolve())],
+        "max_file_size": "200mb",
+        "footer_links": ["api"],
+    }
+
+
 def optional_tab(module: str, function: str):
     """A tab builder from app/tabs, or None while its module has not landed."""
     try:
@@ -97,19 +109,18 @@ def build_demo(store: ModelStore, default_checkpoint: str | None = None, max_sid
 
 
 def model_row(store: ModelStore, default_checkpoint: str) -> dict:
-    with gr.Row():
-        checkpoint = gr.Dropdown(
-            store.names(), value=default_checkpoint, label="checkpoint", elem_id="checkpoint", scale=3
-        )
+    checkpoint = gr.Dropdown(
+        store.names(), value=default_checkpoint, label="checkpoint", elem_id="checkpoint"
+    )
+    with gr.Accordion("Model card; load another checkpoint file", open=False, elem_id="model-card-accordion"):
+        card = gr.Markdown(segment.model_card(store, default_checkpoint), elem_id="model-card")
         upload = gr.File(
             label="load a checkpoint file (.safetensors, or the authors' .pth)",
             file_types=[".safetensors", ".pth", ".pt"],
             type="filepath",
+            height=120,
             elem_id="checkpoint-file",
-            scale=2,
         )
-    with gr.Accordion("Model card", open=False, elem_id="model-card-accordion"):
-        card = gr.Markdown(segment.model_card(store, default_checkpoint), elem_id="model-card")
     return {"checkpoint": checkpoint, "upload": upload, "card": card}
 
 

@@ -51,14 +51,17 @@ def files(tmp_path_factory):
 def client(files):
     from gradio_client import Client
 
-    from app.layout import build_demo
+    from app.layout import build_demo, launch_options
     from app.session import ModelStore
 
     demo = build_demo(ModelStore(files["folder"] / "checkpoints"), "tiny.safetensors")
     port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.queue().launch(**launch_options("127.0.0.1", port), prevent_thread_lock=True, quiet=True)
     try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client.test_url = f"http://127.0.0.1:{port}"
+        client.test_analytics = demo.analytics_enabled
+        yield client
     finally:
         demo.close()
 
@@ -78,6 +81,25 @@ def test_endpoints_are_named(client):
     names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     assert {"/segment", "/attention", "/anchor", "/set_sampling", "/reset_sampling", "/export"} <= names
     assert {"/choose_model", "/upload_checkpoint"} <= names
+
+
+def test_serves_only_its_own_files(client, files):
+    import urllib.error
+    import urllib.request
+
+    from app.layout import EXAMPLES
+
+    def status(path) -> int:
+        try:
+            return urllib.request.urlopen(f"{client.test_url}/gradio_api/file={path}").status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert status(next((EXAMPLES / "photos").glob("*.jpg")).resolve()) == 200
+    assert status(files["checkpoint"]) == 403
+    assert status(EXAMPLES.parent.parent.resolve() / "app.py") == 403
+    assert status("/etc/passwd") == 403
+    assert client.test_analytics is False
 
 
 def test_segment_with_ground_truth(client, files):
@@ -108,7 +130,9 @@ def test_attention_anchor_and_bad_points(client, files):
 
 def test_sampling_switch_and_reset(client, files):
     segment(client, files, label=False)
-    *_, changed, area, summary, _ = client.predict("pyramid_max", "1,2,3,6", 0, *VIEW, api_name="/set_sampling")
+    *_, changed, area, summary, _ = client.predict(
+        "pyramid_max", "1,2,3,6", 0, *VIEW, api_name="/set_sampling"
+    )
     assert "S = 50" in summary and "Differs from the training" in summary and "GMACs" in summary
     assert Image.open(changed).size == (W, H)
     assert "S = 50" in client.predict(5, 5, "apnb", api_name="/attention")[2]
