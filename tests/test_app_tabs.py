@@ -7,7 +7,9 @@ import pytest
 from matplotlib import colormaps
 from PIL import Image
 
+from ann.data.labels import CITYSCAPES_CLASSES
 from app.tabs import efficiency
+from app.tabs.explain import MAJORITY
 from app.tabs.features import IMAGENET
 
 pytest_plugins = ("tests.conftest_app",)  # the launched app: app_client, tiny_store
@@ -145,3 +147,10 @@ def test_model_endpoints_share_the_model_queue(app_client):
     found = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
     for name in ("stage_features", "cosine", "explain", "efficiency"):
         assert found[name].concurrency_id == "model", name
+
+
+def test_explain_image_shows_the_segmented_image(app_client):
+    client, _ = app_client
+    image, menu = client.predict(api_name="/explain_image")
+    assert read(image).shape == (48, 64, 3)
+    assert [choice[0] for choice in menu["choices"]] == [MAJORITY, *CITYSCAPES_CLASSES]  # the model's classes

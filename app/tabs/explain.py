@@ -155,7 +155,11 @@ def pick_point(event: gr.SelectData):
 
 
 def show_image(session: Session | None):
-    return None if session is None else session.image
+    """The segmented image to click on, and the session model's classes for the class menu."""
+    if session is None or session.image is None:
+        return None, gr.update()
+    classes = list(session.explorer.meta.classes)
+    return session.image, gr.update(choices=[MAJORITY, *classes])
 
 
 def explain_tab(state: gr.State, store) -> None:
@@ -198,4 +202,4 @@ def explain_tab(state: gr.State, store) -> None:
         **MODEL_QUEUE,
     )
     image.select(pick_point, None, [x, y, mode], api_visibility="private")
-    load.click(show_image, state, image, api_name="explain_image")
+    load.click(show_image, state, [image, name], api_name="explain_image")
