@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     import torch
 
-    from app.layout import build_demo, launch_options
+    from app.layout import build_demo, launch_options, warm_up
     from app.session import ModelStore
 
     if args.threads:
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     store = ModelStore(args.checkpoints)
     default = store.add_file(args.checkpoint, uploaded=False) if args.checkpoint else store.default()
     demo = build_demo(store, default, max_side=args.max_side)
+    warm_up(store, default)
     demo.queue(default_concurrency_limit=1).launch(**launch_options(args.host, args.port))
 
 

@@ -32,6 +32,19 @@ def launch_options(host: str = "127.0.0.1", port: int = 7860) -> dict:
     }
 
 
+def warm_up(store: ModelStore, name: str) -> None:
+    """First-call costs (model load, oneDNN kernels, plotly validators) paid before the first user."""
+    import numpy as np
+
+    from app import plots
+
+    explorer = store.get(name)
+    explorer.run(np.zeros((64, 96, 3), np.uint8))
+    if explorer.blocks():
+        weights, geometry = explorer.attention_at(10, 10, explorer.blocks()[-1])
+        plots.weights_chart(weights, geometry).to_json()
+
+
 def optional_tab(module: str, function: str):
     """A tab builder from app/tabs, or None while its module has not landed."""
     try:
