@@ -22,7 +22,7 @@ from ann.models.resnet import DilatedResNet
 
 STAGES = ("stage1", "stage2", "stage3", "stage4", "stage5")
 REDUCTIONS = ("mean", "max", "pca")
-PCA_MAX_PIXELS = 1024  # principal axes from a regular subset of positions: 3 axes need few samples; fast at C=2048
+PCA_MAX_PIXELS = 1024  # axes from a regular subset of positions: 3 axes need few samples, fast at C=2048
 PERCENTILES = (1.0, 99.0)  # robust range: a few extreme activations would otherwise wash out a map
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
+from scipy.optimize import nnls
 
 from ann import bench
 from app.session import MODEL_QUEUE
@@ -43,10 +44,13 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
 
 
 def fit_curve(N: np.ndarray, values: np.ndarray, quadratic: bool) -> np.ndarray:
-    """Least-squares coefficients of a N^2 + b N + c (NB) or b N + c (APNB, S fixed)."""
+    """Non-negative least-squares coefficients of a N^2 + b N + c (NB) or b N + c (APNB, S fixed);
+    non-negative so one noisy timing on a shared CPU cannot bend the curve down."""
     basis = [N**2, N, np.ones_like(N)] if quadratic else [N, np.ones_like(N)]
-    coefficients, *_ = np.linalg.lstsq(np.stack(basis, 1), values, rcond=None)
-    return coefficients
+    A = np.stack(basis, 1)
+    scale = np.abs(A).max(0)  # columns of similar size for the solver
+    coefficients, _ = nnls(A / scale, values)
+    return coefficients / scale
 
 
 def curve(N: np.ndarray, coefficients: np.ndarray) -> np.ndarray:

@@ -173,7 +173,7 @@ def explain_tab(state: gr.State, store) -> None:
         "its completeness error is reported."
     )
     with gr.Row():
-        image = gr.Image(label="click a region", interactive=False, type="numpy")
+        image = gr.Image(label="click a region", interactive=False, type="numpy", height=320)
         with gr.Column():
             mode = gr.Radio(list(MODES), value=MODES[0], label="target")
             name = gr.Dropdown(

@@ -175,10 +175,16 @@ def features_tab(state: gr.State, store: ModelStore) -> None:
     show = gr.Button("Show feature maps", variant="primary")
     status = gr.Markdown()
     with gr.Row():
-        first = gr.Gallery(label="model A (this session's model)", columns=4, height="auto", format="png")
-        second = gr.Gallery(label="model B", columns=4, height="auto", format="png")
+        first = gr.Gallery(
+            label="model A (this session's model)",
+            columns=4,
+            height="auto",
+            format="png",
+            object_fit="contain",
+        )
+        second = gr.Gallery(label="model B", columns=4, height="auto", format="png", object_fit="contain")
     with gr.Row():
-        image = gr.Image(label="click a pixel", interactive=False, type="numpy")
+        image = gr.Image(label="click a pixel", interactive=False, type="numpy", height=320)
         with gr.Column():
             x = gr.Number(label="x (pixels, to the right)", precision=0)
             y = gr.Number(label="y (pixels, down)", precision=0)
