@@ -4,7 +4,6 @@ browser's event data, are private and call the same functions as the named endpo
 
 from __future__ import annotations
 
-import importlib
 from functools import partial
 from pathlib import Path
 
@@ -12,6 +11,9 @@ import gradio as gr
 
 from app import attention, export, sampling, segment
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session
+from app.tabs.efficiency import efficiency_tab
+from app.tabs.explain import explain_tab
+from app.tabs.features import features_tab
 
 EXAMPLES = Path(__file__).parent / "examples"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -43,17 +45,6 @@ def warm_up(store: ModelStore, name: str) -> None:
     if explorer.blocks():
         weights, geometry = explorer.attention_at(10, 10, explorer.blocks()[-1])
         plots.weights_chart(weights, geometry).to_json()
-
-
-def optional_tab(module: str, function: str):
-    """A tab builder from app/tabs, or None while its module has not landed."""
-    try:
-        found = importlib.import_module(f"app.tabs.{module}")
-    except ModuleNotFoundError as error:
-        if error.name != f"app.tabs.{module}":
-            raise
-        return None
-    return getattr(found, function)
 
 
 def release(session: Session | None) -> None:
@@ -105,15 +96,12 @@ def build_demo(store: ModelStore, default_checkpoint: str | None = None, max_sid
                 att = attention_tab()
             with gr.Tab("Sampling", id="sampling", elem_id="tab-sampling"):
                 smp = sampling_tab()
-            for title, module, function, args in (
-                ("Stage features", "features", "features_tab", (state, store)),
-                ("Explain", "explain", "explain_tab", (state, store)),
-                ("Efficiency", "efficiency", "efficiency_tab", ()),
-            ):
-                builder = optional_tab(module, function)
-                if builder is not None:
-                    with gr.Tab(title, id=module, elem_id=f"tab-{module}"):
-                        builder(*args)
+            with gr.Tab("Stage features", id="features", elem_id="tab-features"):
+                features_tab(state, store)
+            with gr.Tab("Explain", id="explain", elem_id="tab-explain"):
+                explain_tab(state, store)
+            with gr.Tab("Efficiency", id="efficiency", elem_id="tab-efficiency"):
+                efficiency_tab()
             with gr.Tab("Export", id="export", elem_id="tab-export"):
                 export_button = gr.Button("Export current view", elem_id="export-button")
                 export_files = gr.File(label="files", file_count="multiple", elem_id="export-files")
