@@ -136,7 +136,8 @@ def level_panels(
     point: tuple[float, float] | None,
     cmap: str = "magma",
 ) -> tuple[np.ndarray, list[dict]]:
-    """One panel per pyramid level, anchor rectangles coloured by weight (normalised per level).
+    """One panel per pyramid level, anchor rectangles coloured by weight (normalised per level,
+    unless the level's maximum is below 1% of the overall one).
 
     Returns the composite picture (panels side by side, captions above) and the layout: for each
     panel {"level", "x0", "y0", "w", "h"} in composite pixels, so a click maps back to an anchor.
@@ -151,10 +152,12 @@ def level_panels(
     for level in np.unique(levels):
         index = np.flatnonzero(levels == level)
         top = float(weights[index].max())
+        # per-level contrast, but a level holding almost no weight is not stretched to full colour
+        scale = max(top, 0.01 * float(weights.max()), 1e-12)
         paint = np.full((h, w), np.nan, np.float32)
         for i in index[np.argsort(weights[index])]:  # strongest painted last where bins overlap
             y0, x0, y1, x1 = np.round(boxes[i]).astype(int)
-            paint[y0:y1, x0:x1] = weights[i] / max(top, 1e-12)
+            paint[y0:y1, x0:x1] = weights[i] / scale
         painted = np.isfinite(paint)
         panel = (base * 0.35).astype(np.uint8)
         tone = colours[np.clip(np.nan_to_num(paint) * 255, 0, 255).astype(np.uint8)]
@@ -170,7 +173,7 @@ def level_panels(
             draw.line([px - 9, py, px + 9, py], fill=(0, 0, 0))
             draw.line([px, py - 9, px, py + 9], fill=(0, 0, 0))
         size = geometry.sizes[level] if geometry.sizes else 0
-        caption = f"level {level}: {size}x{size}  mass {weights[index].sum():.2f}  max {top:.3f}"
+        caption = f"level {level}: {size}x{size}  mass {weights[index].sum():.3g}  max {top:.3g}"
         panels.append((picture, caption, int(level)))
     return compose(panels, w, h, layout), layout
 
