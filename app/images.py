@@ -38,9 +38,10 @@ def open_checked(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         image = Image.open(path)
     except Image.DecompressionBombError as error:  # PIL's own limit, far above ours
         raise ImageError(f"{name}: refused, too many pixels ({error})") from error
-    except (UnidentifiedImageError, OSError) as error:
-        # PIL's message repeats the server-side path; the name is enough
+    except UnidentifiedImageError as error:  # its message repeats the server-side path: leave it out
         raise ImageError(f"{name}: not a readable image (not PNG, JPEG, GIF, BMP, TIFF or WebP)") from error
+    except (OSError, ValueError, SyntaxError) as error:  # a known format with a broken header
+        raise ImageError(f"{name}: cannot decode ({error})") from error
     width, height = image.size
     if width * height > max_pixels:
         image.close()
