@@ -154,3 +154,12 @@ def test_explain_image_shows_the_segmented_image(app_client):
     image, menu = client.predict(api_name="/explain_image")
     assert read(image).shape == (48, 64, 3)
     assert [choice[0] for choice in menu["choices"]] == [MAJORITY, *CITYSCAPES_CLASSES]  # the model's classes
+
+
+def test_time_fits_recover_the_cost_shape_and_never_bend_down():
+    N = np.array([256.0, 512, 1024, 1536, 2048])
+    exact = 1e-5 * N**2 + 2e-3 * N + 1.0
+    assert np.allclose(efficiency.fit_curve(N, exact, quadratic=True), [1e-5, 2e-3, 1.0], rtol=1e-4)
+    noisy = exact.copy()
+    noisy[2] *= 8  # one timing slowed by a busy CPU
+    assert np.all(efficiency.fit_curve(N, noisy, quadratic=True) >= 0)
