@@ -36,10 +36,10 @@ def median_time(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(times), min(times)
 
 
-def png_bytes(array: np.ndarray) -> int:
-    """What gradio adds per image output: one PNG encode (we count it in the click path)."""
+def jpeg_bytes(array: np.ndarray) -> int:
+    """What gradio adds per image output: one JPEG encode, as the app sends (counted in the click path)."""
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
+    Image.fromarray(array).save(buffer, format="JPEG")
     return len(buffer.getvalue())
 
 
@@ -53,7 +53,7 @@ def server_times(store: ModelStore, name: str, image_path: str, repeats: int, ma
     def click():
         H, W = session.image.shape[:2]
         _, panels, chart, *_ = attention.attention(session, W * 0.3, H * 0.6, "apnb")
-        png_bytes(panels)
+        jpeg_bytes(panels)
         chart.to_json()
 
     sizes = iter(["1,2,3,6", "1,3,6,8"] * (repeats + 1))
