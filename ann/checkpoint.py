@@ -69,8 +69,10 @@ def save(model: ANN, path: str | Path, meta: CheckpointMeta, dtype: torch.dtype 
     tmp = path.with_name(path.name + ".tmp")
     try:
         save_file(tensors, str(tmp), metadata=meta.to_metadata())
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # the data is on disk before the rename makes it the checkpoint
         os.replace(tmp, path)
-    except OSError as error:
+    except (OSError, SafetensorError) as error:  # safetensors reports a full disk as SafetensorError
         tmp.unlink(missing_ok=True)  # never leave a half-written file behind (e.g. disk full)
         raise CheckpointError(f"{path}: could not write checkpoint ({error})") from error
     return path
