@@ -21,6 +21,17 @@ BLOCK_LABELS = {
 }
 
 
+def block_choices(config) -> list[tuple[str, str]]:
+    """(label, key) of the attention blocks a network has: context (APNB/NB) first, then fusion."""
+    kinds = [config.context, config.fusion]
+    return [(BLOCK_LABELS[kind], kind) for kind in kinds if kind in BLOCK_LABELS]
+
+
+def block_update(config):
+    choices = block_choices(config)
+    return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+
 def block_choice(session: Session, block: str | None) -> str:
     """The recorded block named by `block` (a key or a label); the first recorded one if empty."""
     recorded = session.explorer.blocks()

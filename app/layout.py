@@ -93,7 +93,7 @@ def build_demo(store: ModelStore, default_checkpoint: str | None = None, max_sid
             with gr.Tab("Segment", id="segment", elem_id="tab-segment"):
                 seg = segment_tab(store.model(default_checkpoint).meta.classes)
             with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
-                att = attention_tab()
+                att = attention_tab(store.model(default_checkpoint).config)
             with gr.Tab("Sampling", id="sampling", elem_id="tab-sampling"):
                 smp = sampling_tab()
             with gr.Tab("Stage features", id="features", elem_id="tab-features"):
@@ -175,7 +175,7 @@ def segment_tab(classes: list[str]) -> dict:
     return c
 
 
-def attention_tab() -> dict:
+def attention_tab(config) -> dict:
     c = {}
     gr.Markdown(
         "Click a pixel: its attention over the S anchors of the block, drawn back on the image, "
@@ -187,9 +187,10 @@ def attention_tab() -> dict:
             label="click a pixel", interactive=False, format="jpeg", elem_id="attention-image"
         )
         with gr.Column():
+            choices = attention.block_choices(config)
             c["block"] = gr.Radio(
-                [(label, key) for key, label in attention.BLOCK_LABELS.items()],
-                value="apnb",
+                choices,
+                value=choices[0][1] if choices else None,
                 label="block",
                 elem_id="attention-block",
             )
@@ -277,14 +278,14 @@ def wire_segment(store, max_side, state, models, seg, att, view) -> None:
     models["checkpoint"].input(
         partial(segment.choose_model, store=store),
         [state, models["checkpoint"]],
-        [state, models["card"], seg["hidden"]],
+        [state, models["card"], seg["hidden"], att["block"]],
         api_name="choose_model",
         **MODEL_QUEUE,
     ).then(rerun, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE)
     models["upload"].upload(
         partial(segment.upload_checkpoint, store=store),
         [state, models["upload"]],
-        [state, models["checkpoint"], models["card"], seg["hidden"]],
+        [state, models["checkpoint"], models["card"], seg["hidden"], att["block"]],
         api_name="upload_checkpoint",
         **MODEL_QUEUE,
     ).then(rerun, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE)

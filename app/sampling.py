@@ -32,6 +32,16 @@ def parse_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def suggest_sizes(method: str, sizes: str) -> str:
+    """Single-level methods take one n: keep the largest of the pyramid sizes typed so far."""
+    if method.startswith("pyramid_"):
+        return sizes
+    try:
+        return str(max(parse_sizes(sizes)))
+    except gr.Error:
+        return sizes
+
+
 def set_sampling(session: Session | None, method: str, sizes: str, seed: float, opacity, outline, hidden):
     """Apply a sampling to AFNB and APNB; new segmentation, changed pixels, area changes, S, GMACs."""
     session = require(session)

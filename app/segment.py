@@ -126,9 +126,12 @@ def redraw(session: Session | None, opacity: float, outline: bool, hidden: list[
 
 def choose_model(session: Session | None, checkpoint: str, *, store: ModelStore):
     """Switch the session's model; its model card. The image, if any, is segmented again after."""
+    from app.attention import block_update
+
     session = session_for(store, session, checkpoint)
     classes = session.explorer.meta.classes
-    return session, model_card(store, checkpoint), gr.update(choices=classes, value=[])
+    blocks = block_update(session.explorer.model.config)
+    return session, model_card(store, checkpoint), gr.update(choices=classes, value=[]), blocks
 
 
 def upload_checkpoint(session: Session | None, file: str | None, *, store: ModelStore):
@@ -139,8 +142,8 @@ def upload_checkpoint(session: Session | None, file: str | None, *, store: Model
         name = store.add_file(file)
     except ValueError as error:
         raise gr.Error(str(error)) from error
-    session, card, classes = choose_model(session, name, store=store)
-    return session, gr.update(choices=store.names(), value=name), card, classes
+    session, card, classes, blocks = choose_model(session, name, store=store)
+    return session, gr.update(choices=store.names(), value=name), card, classes, blocks
 
 
 def model_card(store: ModelStore, name: str) -> str:

@@ -61,6 +61,7 @@ def client(files):
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         client.test_url = f"http://127.0.0.1:{port}"
         client.test_analytics = demo.analytics_enabled
+        client.test_demo = demo
         yield client
     finally:
         demo.close()
@@ -164,12 +165,45 @@ def test_model_card_and_bad_upload(client, files, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    card, _ = client.predict("tiny.safetensors", api_name="/choose_model")
+    card, classes, blocks = client.predict("tiny.safetensors", api_name="/choose_model")
     assert "Tiny test model" in card and "sha256" in card
+    assert [key for _, key in blocks["choices"]] == ["apnb", "afnb"]
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(AppError, match="broken.safetensors"):
         client.predict(handle_file(str(bad)), api_name="/upload_checkpoint")
+
+
+def test_sessions_are_isolated(client, files):
+    """A second browser tab (client) keeps its own image, sampling and attention."""
+    from gradio_client import Client
+
+    other = Client(client.test_url + "/", verbose=False)
+    segment(client, files, label=False)
+    client.predict("pyramid_max", "1,2,3,6", 0, *VIEW, api_name="/set_sampling")
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(files["folder"] / "small.png")
+    from gradio_client import handle_file
+
+    *_, summary, _ = other.predict(handle_file(str(files["folder"] / "small.png")), None, "tiny.safetensors",
+                                   *VIEW, api_name="/segment")  # fmt: skip
+    assert "60x40" in summary
+    assert "S = 110" in other.predict(5, 5, "apnb", api_name="/attention")[2]
+    assert "S = 50" in client.predict(100, 80, "apnb", api_name="/attention")[2]  # 100 > 60: first image
+
+
+def test_session_state_expires_and_frees_its_caches(client, files):
+    import gradio as gr
+
+    from app.layout import release
+    from app.session import STATE_TTL_S, ModelStore
+
+    states = [b for b in client.test_demo.blocks.values() if isinstance(b, gr.State)]
+    session_states = [b for b in states if b.delete_callback is release]
+    assert len(session_states) == 1 and session_states[0].time_to_live == STATE_TTL_S <= 3600
+    session = ModelStore(files["folder"] / "checkpoints").session("tiny.safetensors")
+    session.explorer.run(np.zeros((32, 48, 3), np.uint8))
+    release(session)
+    assert session.explorer.stages is None and session.result is None
 
 
 # ---- decoding of uploads ---------------------------------------------------------------------
