@@ -224,10 +224,20 @@ def environment(device: str) -> dict:
     if torch.device(device).type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
     else:
-        import platform
-
-        info["device_name"] = platform.processor() or platform.machine()
+        info["device_name"] = cpu_name()
     return info
+
+
+def cpu_name() -> str:
+    import os
+    import platform
+
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or platform.machine()
+    return f"{name}, {os.cpu_count()} cores"
 
 
 # ---- Table 1: one block ----------------------------------------------------------------------
