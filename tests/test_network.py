@@ -158,3 +158,14 @@ def test_local_control_sees_only_a_9x9_window():
     model(x)[0, :, 10, 10].sum().backward()
     support = (x.grad.abs().sum(1)[0] > 0).nonzero()
     assert support.min(0).values.tolist() == [6, 6] and support.max(0).values.tolist() == [14, 14]
+
+
+def test_inference_skips_the_auxiliary_head():
+    model = small("full").eval()
+    calls = []
+    model.aux_head.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+        assert calls == []
+        model(torch.randn(1, 3, 32, 32), with_aux=True)
+    assert calls == [1]

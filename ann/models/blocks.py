@@ -68,7 +68,10 @@ class AsymmetricAttention(nn.Module):
         value = self.sampler(self.value(low)).transpose(1, 2)  # (B, S, Cv)
         if self.use_sdpa and not record:
             scale = self.key_channels**-0.5
-            context = F.scaled_dot_product_attention(query, key.transpose(1, 2), value, scale=scale)
+            # 4-D (B, heads, L, C) input: the fused kernels (flash, memory-efficient) need it
+            context = F.scaled_dot_product_attention(
+                query[:, None], key.transpose(1, 2)[:, None], value[:, None], scale=scale
+            )[:, 0]
             weights = None
         else:
             weights = torch.softmax(query @ key * self.key_channels**-0.5, dim=-1)  # (B, N, S)

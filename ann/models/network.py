@@ -125,14 +125,14 @@ class ANN(nn.Module):
         self.aux_head = aux_head
 
     def forward(self, x: Tensor, with_aux: bool = False) -> Tensor | tuple[Tensor, Tensor | None]:
-        out = self.head(self.backbone(x))
+        out = self.head(self.backbone(x), with_aux=with_aux)
         logits = self.upsample(out.logits, x.shape[-2:])
         if not with_aux:
             return logits
         aux = None if out.aux is None else self.upsample(out.aux, x.shape[-2:])
         return logits, aux
 
-    def head(self, stages: list[Tensor], record: bool = False) -> HeadOutput:
+    def head(self, stages: list[Tensor], record: bool = False, with_aux: bool = True) -> HeadOutput:
         """Everything after the backbone; the app reruns only this when sampling changes."""
         high, attention = stages[4], {}
         fused = high
@@ -147,7 +147,8 @@ class ANN(nn.Module):
             context_out, apnb = self.context(context_in, record)
             if record:
                 attention[self.config.context] = apnb
-        aux = self.aux_head(stages[3]) if self.aux_head is not None else None
+        # the auxiliary head serves training only; inference skips its 3x3 conv (~7% of the MACs)
+        aux = self.aux_head(stages[3]) if with_aux and self.aux_head is not None else None
         return HeadOutput(self.classifier(context_out), aux, fused, context_in, context_out, attention)
 
     def upsample(self, logits: Tensor, size) -> Tensor:
