@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from app import attention, export, sampling, segment
+from app.images import UploadedImage
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session
 from app.tabs.efficiency import efficiency_tab
 from app.tabs.explain import explain_tab
@@ -129,7 +130,7 @@ def segment_tab(classes: list[str]) -> dict:
     c = {}
     with gr.Row():
         with gr.Column(scale=1):
-            c["image"] = gr.Image(
+            c["image"] = UploadedImage(  # the file reaches app.images.read_image undecoded
                 label="image",
                 type="filepath",
                 sources=["upload", "webcam", "clipboard"],

@@ -180,13 +180,13 @@ def level_panels(
 
 def compose(panels: list, w: int, h: int, layout: list[dict], columns: int = 2) -> np.ndarray:
     rows = -(-len(panels) // columns)
-    canvas = Image.new(
-        "RGB", (columns * w + (columns - 1) * 4, rows * (h + CAPTION) + (rows - 1) * 4), "white"
-    )
+    top = 24  # blank strip: the app's component label covers the top-left corner
+    height = top + rows * (h + CAPTION) + (rows - 1) * 4
+    canvas = Image.new("RGB", (columns * w + (columns - 1) * 4, height), "white")
     draw = ImageDraw.Draw(canvas)
     for k, (picture, caption, level) in enumerate(panels):
         x0 = (k % columns) * (w + 4)
-        y0 = (k // columns) * (h + CAPTION + 4)
+        y0 = top + (k // columns) * (h + CAPTION + 4)
         draw.text((x0 + 4, y0 + 3), caption, fill=(0, 0, 0))
         canvas.paste(picture, (x0, y0 + CAPTION))
         layout.append({"level": level, "x0": x0, "y0": y0 + CAPTION, "w": w, "h": h})
