@@ -120,12 +120,8 @@ class Explorer:
         with self.lock:
             for name, config in self.sampling.items():
                 self.model.set_sampling(config, blocks=(name,))
-            # the auxiliary Stage4 head only serves training: skip its 3x3 conv (head.aux is None)
-            aux_head, self.model.aux_head = self.model.aux_head, None
-            try:
-                head = self.model.head(self.stages, record=True)
-            finally:
-                self.model.aux_head = aux_head
+            # the auxiliary Stage4 head only serves training (head.aux is None)
+            head = self.model.head(self.stages, record=True, with_aux=False)
         H, W = image.shape[:2]
         logits = self.model.upsample(head.logits, (H, W))[0]  # (K, H, W)
         log_probs = torch.log_softmax(logits, dim=0)
