@@ -53,7 +53,6 @@ def release(session: Session | None) -> None:
     if session is not None:
         session.explorer.stages = None
         session.explorer.result = None
-        session.previous = None
 
 
 def examples() -> tuple[list[list], list[str]]:
@@ -80,7 +79,7 @@ def label_file_for(image: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def build_demo(store: ModelStore, default_checkpoint: str | None = None, max_side: int = 768) -> gr.Blocks:
+def build_demo(store: ModelStore, default_checkpoint: str | None = None, max_side: int = 1024) -> gr.Blocks:
     default_checkpoint = default_checkpoint or store.default()
     with gr.Blocks(title="ANN explorer", analytics_enabled=False) as demo:
         state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=release)

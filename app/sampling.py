@@ -70,7 +70,6 @@ def apply(session: Session, config: SamplingConfig | None, opacity, outline, hid
     except ValueError as error:  # e.g. random sampling of more anchors than positions
         raise gr.Error(str(error)) from error
     elapsed = time.perf_counter() - start
-    session.previous = before
     classes, palette = explorer.meta.classes, explorer.meta.palette
     changed = plots.changed_picture(after.image, before.labels, after.labels)
     chart = plots.area_chart(

@@ -64,7 +64,6 @@ def segment(
             session.target = read_label_map(label_map, session.image.shape[:2], len(meta.classes))
         except ImageError as error:
             raise gr.Error(str(error)) from error
-    session.previous = None
     session.selection = {}
     session.explorer.run(session.image)
     return session, *segment_views(session, opacity, outline, hidden)

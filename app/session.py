@@ -35,7 +35,7 @@ from ann.models.network import ANN, build_network, variant
 MODEL_QUEUE = {"concurrency_id": "model", "concurrency_limit": 1}
 UNTRAINED = "untrained ResNet-18 ANN (no bundled checkpoint yet)"
 DEFAULT_CHECKPOINT = "ann-r18-synthcity.safetensors"
-STATE_TTL_S = 30 * 60  # a session's cached stages hold ~100 MB at 1024x512
+STATE_TTL_S = 30 * 60  # a session holds ~200 MB at 1024x512 (stages, head, maps)
 
 
 @dataclass
@@ -47,7 +47,6 @@ class Session:
     image: np.ndarray | None = None  # the image that was run (uint8 RGB)
     target: np.ndarray | None = None  # ground truth at image size, trainIds, 255 = ignore
     image_name: str = ""  # where the image came from (upload, example file name)
-    previous: Result | None = None  # the result before the last sampling switch
     selection: dict = field(default_factory=dict)  # last click: {"x", "y", "block", "anchor"}
 
     @property

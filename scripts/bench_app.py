@@ -1,6 +1,6 @@
 """Speed of the app's three interactive paths on this machine (numbers for docs/benchmarks.md).
 
-    python scripts/bench_app.py [--checkpoint FILE] [--size 1024x512] [--repeats 5] [--threads N]
+    python scripts/bench_app.py [--checkpoints DIR] [--size 1024x512] [--max-side 1024] [--repeats 7]
     python scripts/bench_app.py --client   # also end to end through gradio_client on a launched app
 
 Server time = the handler functions the endpoints call (model work, drawing, charts), median of
@@ -107,7 +107,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--checkpoints", default="checkpoints")
     parser.add_argument("--size", default="1024x512", help="W x H of the test image (SynthCity test scene)")
-    parser.add_argument("--max-side", type=int, default=768)
+    parser.add_argument("--max-side", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--client", action="store_true", help="also time the endpoints through gradio_client")
