@@ -1,6 +1,7 @@
 """Start the ANN explorer: python app.py [--checkpoint FILE] [--host 127.0.0.1] [--port 7860]."""
 
 import argparse
+import ctypes
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
@@ -26,8 +27,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each of gradio's worker threads its own malloc arena, so the server's memory
+    grows with concurrent users (+42% over a 16-client load test, docs/reliability.md); two
+    arenas keep it near its warm level."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8 = M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    limit_malloc_arenas()
     import torch
 
     from app.layout import build_demo, launch_options, warm_up

@@ -140,7 +140,8 @@ def upload_checkpoint(session: Session | None, file: str | None, *, store: Model
     try:
         name = store.add_file(file)
     except ValueError as error:
-        raise gr.Error(str(error)) from error
+        # the user knows the file by its name, not by the server's upload folder
+        raise gr.Error(str(error).replace(str(Path(file).parent) + "/", "")) from error
     session, card, classes, blocks = choose_model(session, name, store=store)
     return session, gr.update(choices=store.names(), value=name), card, classes, blocks
 

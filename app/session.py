@@ -84,12 +84,22 @@ class ModelStore:
         """Register a checkpoint file (ours, or an authors' .pth via ann.convert); its name."""
         path = Path(path)
         name = f"{path.name} (uploaded)" if uploaded else path.name
-        if path.suffix in (".pth", ".pt"):
-            model = convert_original(path)
+        with self._guard:
+            # a new file under a known name replaces the old one; a refused file is never listed
+            old = self._paths.pop(name, None), self._names_to_sha.pop(name, None)
+        try:
+            # load now, outside the guard: a bad file is reported at upload time
+            model = convert_original(path) if path.suffix in (".pth", ".pt") else load(path)
+        except Exception:
+            with self._guard:
+                if old[0] is not None:
+                    self._paths[name] = old[0]
+                if old[1] is not None:
+                    self._names_to_sha[name] = old[1]
+            raise
+        with self._guard:
             self._register(name, path, model)
-        else:
             self._paths[name] = path
-            self.model(name)  # load now, so a bad file is reported at upload time
         return name
 
     def model(self, name: str) -> ANN:
@@ -145,15 +155,12 @@ def untrained_model() -> ANN:
 
 
 def convert_original(path: Path) -> ANN:
-    """An authors' original .pth through ann.convert (read without unpickling code)."""
-    try:
-        from ann import convert
-    except ImportError as error:
-        raise ValueError(
-            f"{path.name}: converting original .pth files needs ann.convert ({error})"
-        ) from error
-    folder = Path(tempfile.mkdtemp(prefix="ann-converted-"))
-    return load(convert.convert(path, folder / (path.stem + ".safetensors")))
+    """An authors' original .pth through ann.convert (read without unpickling code); the
+    converted file lives only as long as it takes to load it."""
+    from ann import convert
+
+    with tempfile.TemporaryDirectory(prefix="ann-converted-") as folder:
+        return load(convert.convert(path, Path(folder) / (path.stem + ".safetensors")))
 
 
 def require(session: Session | None) -> Session:

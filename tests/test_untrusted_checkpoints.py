@@ -203,11 +203,6 @@ def test_upload_of_a_damaged_safetensors_is_named(tmp_path, app_client):
         client.predict(handle_file(str(path)), api_name="/upload_checkpoint")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/session.py ModelStore.add_file registers the path before loading it: a refused upload "
-    "stays in the checkpoint list; register it only after self.model(name) succeeds",
-)
 def test_refused_upload_is_not_listed(tmp_path, tiny_store):
     path = tmp_path / "junk.safetensors"
     path.write_bytes(b"junk")
@@ -216,11 +211,6 @@ def test_refused_upload_is_not_listed(tmp_path, tiny_store):
     assert not any("junk" in name for name in tiny_store.names())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/session.py ModelStore.add_file keeps _names_to_sha[name] of an earlier upload with the "
-    "same file name, so model(name) returns the earlier model; pop the name's sha before loading",
-)
 def test_second_upload_with_the_same_name_is_the_new_model(tmp_path, tiny_store):
     first = tiny_checkpoint((tmp_path / "a").mkdir() or tmp_path / "a" / "same.safetensors", seed=1)
     second = tiny_checkpoint((tmp_path / "b").mkdir() or tmp_path / "b" / "same.safetensors", seed=2)
