@@ -12,15 +12,19 @@ import argparse
 import io
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ann.data.synthcity import render
-from app import attention, sampling, segment
-from app.session import ModelStore
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install
+
+from ann.data.synthcity import render  # noqa: E402
+from app import attention, sampling, segment  # noqa: E402
+from app.session import ModelStore  # noqa: E402
 
 BUDGETS = {"segment": 1.5, "attention": 0.1, "set_sampling": 0.5}
 
