@@ -1,0 +1,227 @@
+"""End to end in a real browser (Debian's Chromium via Playwright): upload a SynthCity image, see
+the segmentation, click pixels and see the attention panels change, switch the pyramid sizes,
+open the stage features. Screenshots of each step go to tests/artifacts/browser/ (git-ignored).
+
+Run with `python -m pytest -m browser tests/test_browser.py` (scripts/test.sh runs them too).
+The app is the real app.layout.build_demo on the tiny untrained network of tests/conftest_app.py
+(BatchNorm statistics measured on the example, so its attention depends on the pixel), launched
+on a free loopback port in a server thread of this process and closed at the end.
+"""
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ann.checkpoint import CheckpointMeta, save
+from ann.inference import preprocess
+from ann.models import build_network
+from app.images import read_image as decode_upload
+from tests import browser_helpers as bh
+from tests.conftest_app import TINY_NAME, free_port, tiny_config
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not bh.CHROMIUM.exists(), reason=f"{bh.CHROMIUM} missing (apt-get install chromium)"),
+]
+
+EXAMPLE = (
+    Path(__file__).parents[1]
+    / "app/examples/synthcity/leftImg8bit/test/synthcity/synthcity_000004_leftImg8bit.png"
+)
+MAX_SIDE = 256  # the 1024x512 example is processed at 256x128: fast on a shared CPU
+SEGMENT_TIMEOUT_S = 90  # first segmentation: model load, first forward pass, busy CPU
+STEP_TIMEOUT_S = 45
+
+
+def calibrated_model(image: np.ndarray):
+    """The tiny untrained network of tests/conftest_app.py with BatchNorm statistics measured on
+    `image`. A fresh network's features shrink stage after stage, which makes every pixel's
+    attention uniform (entropy = log S) and the panels identical wherever one clicks; with
+    measured statistics the features have unit scale and the attention depends on the pixel."""
+    torch.manual_seed(0)
+    model = build_network(tiny_config())
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average: one batch gives its exact statistics
+    model.train()
+    with torch.no_grad():
+        model(preprocess(image, CheckpointMeta(model.config).normalization))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from app.session import ModelStore
+
+    folder = tmp_path_factory.mktemp("browser-checkpoints")
+    model = calibrated_model(decode_upload(EXAMPLE, MAX_SIDE))
+    note = {"note": "browser test: untrained, BatchNorm statistics of one example image"}
+    save(model, folder / TINY_NAME, CheckpointMeta(model.config, provenance=note))
+    return ModelStore(folder)
+
+
+@pytest.fixture(scope="module")
+def app_url(store):
+    from app.layout import build_demo
+
+    demo = build_demo(store, TINY_NAME, max_side=MAX_SIDE)
+    demo.queue(default_concurrency_limit=1)
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
+    )
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url, tmp_path_factory):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        context = bh.launch(playwright, tmp_path_factory.mktemp("chromium-profile"))
+        try:
+            context.set_default_timeout(STEP_TIMEOUT_S * 1000)
+            page = context.new_page()
+            errors = []  # uncaught JavaScript errors: a component the frontend cannot render
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(app_url, timeout=60_000)
+            try:
+                page.wait_for_selector("#input-image [data-testid=image]", timeout=60_000)
+            except sync_api.TimeoutError:
+                bh.screenshot(page, "00-not-rendered")
+                raise AssertionError(f"the image input never rendered; JavaScript errors: {errors}") from None
+            yield page
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def segmented(page):
+    """The page after uploading the example through the file input and pressing Segment."""
+    bh.screenshot(page, "01-opened")
+    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLE))
+    bh.wait_for_src(page, "#input-image", timeout_s=STEP_TIMEOUT_S)  # the upload's preview
+    page.locator("#segment-button").click()
+    src = bh.wait_for_src(page, "#overlay", timeout_s=SEGMENT_TIMEOUT_S)
+    bh.wait_for_text(page, "#segment-summary", EXAMPLE.name, STEP_TIMEOUT_S)
+    bh.screenshot(page, "02-segmented")
+    return src
+
+
+def show_tab(page, key: str) -> None:
+    page.locator(f"#tab-{key}-button").click()
+    page.locator(f"#tab-{key}").wait_for(state="visible")
+
+
+def block_means(image: np.ndarray, k: int = 4) -> np.ndarray:
+    """Means over k x k blocks: what survives the lossy formats (JPEG, WebP) the app may serve."""
+    H, W = image.shape[0] // k * k, image.shape[1] // k * k
+    return image[:H, :W].reshape(H // k, k, W // k, k, 3).astype(np.float32).mean((1, 3))
+
+
+def test_upload_shows_the_segmentation_of_that_image(page, segmented, store):
+    shown = bh.read_image(page, segmented)
+    image = decode_upload(EXAMPLE, MAX_SIDE)
+    assert shown.shape == image.shape == (128, 256, 3)
+    # the expected picture, computed here: class colours blended at the default opacity (0.55)
+    labels = store.get(TINY_NAME).run(image).labels  # (H, W)
+    palette = np.asarray(store.model(TINY_NAME).meta.palette, np.float32)  # (K, 3)
+    expected = 0.45 * image + 0.55 * palette[labels]
+    error = np.abs(block_means(shown) - block_means(expected)).mean()
+    # the plain image, or one class everywhere, is off by > 20 grey levels on average
+    assert error < 8, f"the page's overlay is not this image's segmentation (error {error:.1f})"
+    summary = page.locator("#segment-summary").inner_text()
+    assert f"{EXAMPLE.name}: 256x128 px on {TINY_NAME}" in summary
+    assert page.locator("#legend").inner_text().strip()  # the classes present, with their shares
+
+
+def click_pixel(page, fx: float, fy: float, expect: str = "") -> tuple[str, str]:
+    """Click the attention image at (fx, fy) of its width and height; wait until the summary names
+    that pixel (and contains `expect`). The panels' src and the summary."""
+    bh.click_at(page, "#attention-image", fx, fy)
+    x, y = fx * 256, fy * 128
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    summary = ""
+    while time.monotonic() < deadline:
+        summary = page.locator("#attention-summary").inner_text()
+        match = re.search(r"pixel \(x=(\d+), y=(\d+)\)", summary)
+        # the click lands where it was aimed, within a screen pixel (the image is shown scaled)
+        if match and abs(int(match[1]) - x) <= 3 and abs(int(match[2]) - y) <= 3 and expect in summary:
+            return bh.wait_for_src(page, "#attention-panels", timeout_s=STEP_TIMEOUT_S), summary
+        page.wait_for_timeout(200)
+    raise AssertionError(f"clicked ({x:.0f}, {y:.0f}), expecting {expect!r}; the summary says {summary!r}")
+
+
+def chart_bars(page) -> list[str]:
+    """The plotly bar paths of the sorted-weights chart: they change when the weights change."""
+    bars = page.locator("#attention-chart .bars path")
+    bars.first.wait_for(state="attached")
+    return [d for d in bars.evaluate_all("paths => paths.map(p => p.getAttribute('d'))") if d]
+
+
+def test_clicking_pixels_changes_the_attention_panels(page, segmented):
+    show_tab(page, "attention")
+    bh.wait_for_src(page, "#attention-image", timeout_s=STEP_TIMEOUT_S)
+    first_src, first_summary = click_pixel(page, 0.1, 0.2)
+    first_panels, first_bars = bh.read_image(page, first_src), chart_bars(page)
+    assert first_panels.shape[0] > 100 and first_panels.shape[1] > 200  # 4 levels, 2 per row
+    assert len(first_bars) == 110  # S = 1 + 9 + 36 + 64 anchors of the trained (1,3,6,8) pyramid
+    bh.screenshot(page, "03-attention-first-pixel")
+
+    second_src, second_summary = click_pixel(page, 0.9, 0.8)
+    second_panels, second_bars = bh.read_image(page, second_src), chart_bars(page)
+    bh.screenshot(page, "04-attention-second-pixel")
+    assert second_summary != first_summary
+    assert second_panels.shape == first_panels.shape
+    # the anchor colours changed, not only the marker (moving it alone changes the mean by < 1)
+    assert np.abs(second_panels.astype(int) - first_panels).mean() > 5
+    assert second_bars != first_bars
+
+
+def test_pyramid_preset_changes_the_number_of_anchors(page, segmented):
+    show_tab(page, "attention")
+    bh.wait_for_src(page, "#attention-image", timeout_s=STEP_TIMEOUT_S)
+    click_pixel(page, 0.5, 0.5, expect="S = 110 anchors")  # the trained (1,3,6,8) pyramid
+
+    show_tab(page, "sampling")
+    page.locator("#sampling-preset").get_by_text("1,2,3,6", exact=True).click()
+    sizes = page.locator("#sampling-sizes textarea, #sampling-sizes input").first
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while sizes.input_value() != "1,2,3,6" and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert sizes.input_value() == "1,2,3,6"  # the preset fills the sizes box
+    page.locator("#sampling-apply").click()
+    summary = bh.wait_for_text(page, "#sampling-summary", "S = 50", STEP_TIMEOUT_S)
+    assert "(1, 2, 3, 6)" in summary
+    bh.screenshot(page, "05-sampling-1236")
+
+    show_tab(page, "attention")
+    click_pixel(page, 0.5, 0.5, expect="S = 50 anchors")  # 1 + 4 + 9 + 36
+    assert len(chart_bars(page)) == 50
+    bh.screenshot(page, "06-attention-S50")
+
+
+def test_stage_features_gallery_shows_the_maps(page, segmented):
+    show_tab(page, "features")
+    tab = page.locator("#tab-features")
+    tab.get_by_role("button", name="Show feature maps").click()
+    # the tab's galleries have no elem_id: its thumbnails, model A's only (model B stays empty)
+    thumbnails = tab.locator(".thumbnail-item img")
+    loaded = "images => images.filter(i => i.complete && i.naturalWidth > 0).length"
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while thumbnails.evaluate_all(loaded) < 7 and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    bh.screenshot(page, "07-stage-features")
+    # Stage1..Stage5 and the AFNB and APNB outputs of the tiny full model, in that order
+    captions = thumbnails.evaluate_all("images => images.map(i => i.alt.split(' ')[0])")
+    assert captions == ["stage1", "stage2", "stage3", "stage4", "stage5", "afnb", "apnb"]
+    for src in thumbnails.evaluate_all("images => images.map(i => i.src)"):
+        picture = bh.read_image(page, src)
+        assert picture.shape[:2] == (160, 320)  # the image's aspect, longer side 320
+        assert picture.std() > 1, f"{src} is a blank map"
