@@ -137,14 +137,13 @@ class UploadedImage(gr.Image):
     decompression bomb then fails inside gradio with its generic "raised an exception" instead of
     our message naming the problem, and non-RGB modes are converted lossily (16-bit clipped,
     transparency dropped) before `to_rgb` sees them.
+
+    Create it with type="filepath", image_mode=None. It has no __init__ of its own on purpose:
+    gradio builds the settings it sends to the browser from the constructor's signature, and a
+    (*args, **kwargs) one sends none, so the page never renders.
     """
 
     is_template = True  # the browser side is gr.Image's component
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("type", "filepath")
-        kwargs.setdefault("image_mode", None)
-        super().__init__(*args, **kwargs)
 
     def preprocess(self, payload):
         if payload is None or self.type != "filepath" or payload.path is None:

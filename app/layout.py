@@ -132,6 +132,7 @@ def segment_tab(classes: list[str]) -> dict:
             c["image"] = UploadedImage(  # the file reaches app.images.read_image undecoded
                 label="image",
                 type="filepath",
+                image_mode=None,
                 sources=["upload", "webcam", "clipboard"],
                 elem_id="input-image",
             )
