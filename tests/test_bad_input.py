@@ -231,32 +231,11 @@ def test_truncated_label_map_is_an_image_error(tmp_path):
 
 # ---- through the API of the launched app ------------------------------------------------------
 
-UPLOAD_DECODED_BY_GRADIO = {"text.png", "empty.png", "bomb.png", "vector_renamed.png", "truncated.jpg"}
-UPLOAD_CONVERTED_BY_GRADIO = {
-    "gray16.png",
-    "cmyk.jpg",
-    "palette_transparent.png",
-    "la.png",
-    "rgba.png",
-}
-
-
-def raw_uploads(demo) -> bool:
-    """Whether the layout's image input hands the file to read_image undecoded (UploadedImage)."""
-    return any(
-        isinstance(block, UploadedImage) for block in demo.blocks.values() if block.elem_id == "input-image"
-    )
-
-
-def needs_raw_upload(request, demo, name: str, affected: set[str]) -> None:
-    if name in affected and not raw_uploads(demo):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="app/layout.py segment_tab must use app.images.UploadedImage for the input image: "
-                "gr.Image decodes and converts the upload itself before read_image sees it",
-            )
-        )
+def test_layout_hands_uploads_to_our_decoder(app_client):
+    """gr.Image would decode and convert the upload itself before read_image sees it."""
+    _, demo = app_client
+    inputs = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "input-image"]
+    assert len(inputs) == 1 and isinstance(inputs[0], UploadedImage)
 
 
 def segment(client, image, label=None, opacity=0.0):
@@ -272,11 +251,10 @@ def still_serving(client, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
-def test_api_refuses_with_the_message_and_keeps_serving(request, app_client, tmp_path, name):
+def test_api_refuses_with_the_message_and_keeps_serving(app_client, tmp_path, name):
     from gradio_client.exceptions import AppError
 
-    client, demo = app_client
-    needs_raw_upload(request, demo, name, UPLOAD_DECODED_BY_GRADIO)
+    client, _ = app_client
     write, message = REFUSED[name]
     write(tmp_path / name)
     with pytest.raises(AppError, match=f"{name}: .*({message})"):
@@ -285,9 +263,8 @@ def test_api_refuses_with_the_message_and_keeps_serving(request, app_client, tmp
 
 
 @pytest.mark.parametrize("name", sorted(CONVERTED))
-def test_api_shows_the_converted_image(request, app_client, tmp_path, name):
-    client, demo = app_client
-    needs_raw_upload(request, demo, name, UPLOAD_CONVERTED_BY_GRADIO)
+def test_api_shows_the_converted_image(app_client, tmp_path, name):
+    client, _ = app_client
     write, expected, _ = CONVERTED[name]
     write(tmp_path / name)
     overlay, *_, summary, _ = segment(client, tmp_path / name)  # opacity 0: the overlay is the image
