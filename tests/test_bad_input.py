@@ -231,6 +231,7 @@ def test_truncated_label_map_is_an_image_error(tmp_path):
 
 # ---- through the API of the launched app ------------------------------------------------------
 
+
 def test_layout_hands_uploads_to_our_decoder(app_client):
     """gr.Image would decode and convert the upload itself before read_image sees it."""
     _, demo = app_client
