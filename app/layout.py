@@ -172,7 +172,12 @@ def segment_tab(classes: list[str]) -> dict:
             format="jpeg",
             elem_id="error-map",
         )
-    c["iou"] = gr.Dataframe(label="per-class IoU", interactive=False, elem_id="iou-table")
+    c["iou"] = gr.Dataframe(
+        headers=["class", "IoU"],
+        label="per-class IoU (needs a ground-truth label map)",
+        interactive=False,
+        elem_id="iou-table",
+    )
     return c
 
 
