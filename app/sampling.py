@@ -11,7 +11,7 @@ import gradio as gr
 from ann.explore import class_shares, describe
 from ann.models.sampling import SamplingConfig
 from app import plots
-from app.session import Session, require
+from app.session import Session, require, returns_freed_memory
 
 PRESETS = ("1,2,3,6", "1,3,6,8", "1,4,8,12")
 # the six methods of Table 7; "identity" (every position, NB/FNB) is left out: N x N attention
@@ -59,6 +59,7 @@ def reset_sampling(session: Session | None, opacity, outline, hidden):
     return apply(require(session), None, opacity, outline, hidden)
 
 
+@returns_freed_memory
 def apply(session: Session, config: SamplingConfig | None, opacity, outline, hidden):
     from app.segment import render
 

@@ -11,7 +11,7 @@ import pandas as pd
 from ann.explore import class_shares, describe, error_map, per_class_iou
 from app import plots
 from app.images import ImageError, from_array, read_image, read_label_map
-from app.session import UNTRAINED, ModelStore, Session, require
+from app.session import UNTRAINED, ModelStore, Session, require, returns_freed_memory
 
 CONFIDENCE_CMAP, ENTROPY_CMAP = "cividis", "magma"
 
@@ -39,6 +39,7 @@ def load_image(value, max_side: int) -> tuple[np.ndarray, str]:
         raise gr.Error(str(error)) from error
 
 
+@returns_freed_memory
 def segment(
     session: Session | None,
     image,

@@ -20,6 +20,8 @@ network. Explorer takes the model lock itself too, so direct calls from tests ar
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -36,6 +38,33 @@ MODEL_QUEUE = {"concurrency_id": "model", "concurrency_limit": 1}
 UNTRAINED = "untrained ResNet-18 ANN (no bundled checkpoint yet)"
 DEFAULT_CHECKPOINT = "ann-r18-synthcity.safetensors"
 STATE_TTL_S = 30 * 60  # a session holds ~200 MB at 1024x512 (stages, head, maps)
+
+
+try:
+    MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):
+    MALLOC_TRIM = None  # not glibc: nothing to trim
+
+
+def returns_freed_memory(handler):
+    """Run a model handler, then hand the allocator's free pages back to the OS (malloc_trim).
+
+    Every image size gives the network MB-sized buffers of other sizes. glibc serves them from its
+    arenas (its mmap threshold rises to the largest buffer freed so far), and the freed gaps
+    between the sessions' live caches stayed resident: +23% RSS over the 16-client load test
+    while the Python heap, gc object counts and session count stayed flat (docs/reliability.md).
+    Trimming costs ~10 ms per model call, far less than the call itself.
+    """
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        finally:
+            if MALLOC_TRIM is not None:
+                MALLOC_TRIM(0)
+
+    return wrapper
 
 
 @dataclass
