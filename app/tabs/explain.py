@@ -15,7 +15,7 @@ from ann import features
 from ann.data.labels import CITYSCAPES_CLASSES
 from ann.inference import preprocess
 from ann.models.network import ANN
-from app.session import MODEL_QUEUE, Session, require
+from app.session import MODEL_QUEUE, Session, require, returns_freed_memory
 from app.tabs import colorize, display_size, mark_point, overlay, resize
 
 METHODS = ("Grad-CAM", "Integrated Gradients")
@@ -98,6 +98,7 @@ def integrated_gradients(target: features.MaskedLogitSum, x: torch.Tensor, steps
     return attributions[0].abs().sum(0).detach(), float(attributions.sum()), float(delta.abs().max())
 
 
+@returns_freed_memory  # large, image-sized buffers: see app.session
 def explain(
     session: Session | None,
     layer: str,

@@ -11,7 +11,7 @@ import torch
 
 from ann import features
 from ann.inference import preprocess
-from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session, require
+from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session, require, returns_freed_memory
 from app.tabs import colorize, display_size, mark_point, resize
 
 IMAGENET = "EfficientNet-Lite0 with ImageNet weights (before segmentation training)"
@@ -70,6 +70,7 @@ def caption(label: str, name: str, feature: torch.Tensor, value_range: tuple[flo
     return f"{prefix}{name} · {C} ch · {h}x{w}{scale}"
 
 
+@returns_freed_memory  # large, image-sized buffers: see app.session
 def stage_features(
     session: Session | None,
     reduction: str,
