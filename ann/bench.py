@@ -86,6 +86,7 @@ def make_block(
     sampling: SamplingConfig = PYRAMID,
     low_channels: int | None = None,
     scope: str = "attention",
+    value: int | None = None,
 ) -> BlockUnderTest:
     """NB/APNB on `channels`; FNB/AFNB with high = `channels`, low = `low_channels` (C/2: Stage4)."""
     if kind not in BLOCKS:
@@ -95,10 +96,10 @@ def make_block(
     # NB and FNB are APNB and AFNB with every position as an anchor (blocks.py)
     sampler = Sampler(SamplingConfig("identity") if kind in ("nb", "nb_sdpa", "fnb") else sampling)
     if kind in ("nb", "nb_sdpa", "apnb"):
-        block = APNB(channels, key, key, sampler)
+        block = APNB(channels, key, value or key, sampler)
         block.attention.use_sdpa = kind == "nb_sdpa"
     else:
-        block = AFNB((low_channels or channels // 2,), channels, key, key, sampler)
+        block = AFNB((low_channels or channels // 2,), channels, key, value or key, sampler)
     return BlockUnderTest(kind, block, scope).eval()
 
 
@@ -130,10 +131,11 @@ def block_gmacs(
     sampling: SamplingConfig = PYRAMID,
     low_channels: int | None = None,
     scope: str = "attention",
+    value: int | None = None,
 ) -> float:
     """GMACs of one block at a feature size, counted on meta tensors (instant, no memory)."""
     with torch.device("meta"):
-        module = make_block(kind, channels, key, sampling, low_channels, scope)
+        module = make_block(kind, channels, key, sampling, low_channels, scope, value)
     return count_gmacs(module, *block_inputs(module, height, width, "meta"))
 
 

@@ -228,21 +228,23 @@ class Explorer:
         """GMACs of the attention part of a block (Table 1 convention) at the current feature size."""
         if self.stages is None:
             raise ValueError("no image has been segmented yet")
-        kind = self.block_kinds()[name]
+        from ann.bench import block_gmacs  # counted from the ops, as the benchmark counts
+
         h, w = self.stages[4].shape[-2:]
         module = getattr(self.model, name)
         attention = module.attention if isinstance(module, APNB) else module.attentions[0]
         sampling = self.sampling[name]
-        S = h * w if sampling.method == "identity" else sampling.num_anchors
-        return attention_gmacs(
-            h * w,
-            S,
-            attention.value.in_channels,
-            attention.W.out_channels,
-            attention.key_channels,
-            attention.value.out_channels,
-            attention.query is not None,
-            kind,
+        identity = sampling.method == "identity"
+        if name == "context":
+            kind, channels, low = ("nb" if identity else "apnb"), attention.value.in_channels, None
+        else:
+            kind, channels, low = (
+                ("fnb" if identity else "afnb"),
+                attention.W.out_channels,
+                attention.value.in_channels,
+            )
+        return block_gmacs(
+            kind, h, w, channels, attention.key_channels, sampling, low, value=attention.value.out_channels
         )
 
 
@@ -299,28 +301,6 @@ def image_to_feature(p: float, image_len: int, feature_len: int, align_corners: 
     else:
         f = (p + 0.5) * feature_len / image_len - 0.5
     return int(min(max(round(f), 0), feature_len - 1))
-
-
-def attention_gmacs(
-    N: int,
-    S: int,
-    low_channels: int,
-    out_channels: int,
-    key_channels: int,
-    value_channels: int,
-    separate_query: bool,
-    kind: str,
-) -> float:
-    """MACs of Eq. 1-10 plus W: projections, query x key (N S C^), weights x value (N S Cv).
-
-    Counted as ann.bench counts them (matmuls and 1x1 convs; sampling, softmax, BN are free);
-    for AFNB the query projection reads the high (Stage5) map of `out_channels` channels.
-    """
-    projections = N * low_channels * (key_channels + value_channels)
-    if separate_query:
-        projections += N * out_channels * key_channels
-    products = N * S * (key_channels + value_channels)
-    return (projections + products + N * value_channels * out_channels) / 1e9
 
 
 def attention_entropy(weights: np.ndarray) -> tuple[float, float]:
