@@ -115,11 +115,15 @@ class Explorer:
         self.result = self._head(self.result.image)
         return self.result
 
+    def apply_sampling(self) -> None:
+        """Put this explorer's sampling on the shared model; call it holding `self.lock`."""
+        for name, config in self.sampling.items():
+            self.model.set_sampling(config, blocks=(name,))
+
     @torch.no_grad()
     def _head(self, image: np.ndarray) -> Result:
         with self.lock:
-            for name, config in self.sampling.items():
-                self.model.set_sampling(config, blocks=(name,))
+            self.apply_sampling()
             # the auxiliary Stage4 head only serves training (head.aux is None)
             head = self.model.head(self.stages, record=True, with_aux=False)
         H, W = image.shape[:2]

@@ -128,9 +128,7 @@ def explain(
     cam_image = ig_image = None
     notes = [f"Target: {description}.", f"Computed at {inputs.shape[-1]}x{inputs.shape[-2]} px."]
     with explorer.lock, torch.enable_grad():
-        # the model is shared: run it with this session's sampling, as Explorer does
-        for block, config in explorer.sampling.items():
-            explorer.model.set_sampling(config, blocks=(block,))
+        explorer.apply_sampling()  # the model is shared: run it with this session's sampling
         target = features.MaskedLogitSum(explorer.model, k, mask)
         if METHODS[0] in methods:
             progress(0.1, desc=f"Grad-CAM on {layer}")
