@@ -165,7 +165,12 @@ def model_card(store: ModelStore, name: str) -> str:
         f"- {len(meta.classes)} classes: {', '.join(meta.classes)}",
         f"- sha256: `{meta.sha256}`",
     ]
-    for key in ("data", "dataset", "iterations", "metrics", "note", "source", "command", "git_commit"):
+    for key, split in (("metrics", "val_split"), ("test_metrics", "test_split")):
+        result = provenance.get(key) or {}
+        if "miou" in result:
+            name_of_split = provenance.get("data", {}).get(split) or key
+            lines.append(f"- {name_of_split} mIoU: **{100 * result['miou']:.2f}**")
+    for key in ("data", "dataset", "iterations", "note", "source", "command", "git_commit"):
         if key in provenance:
             lines.append(f"- {key}: {provenance[key]}")
     path = store.path(name)

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 import ann
+from ann.data.datasets import DatasetError
 from ann.train import main
 from ann.training.config import load_config
 from ann.training.loop import CHECKPOINT, train
 from ann.training.state import RunLock, TrainingError, atomic_write
 
-FAST = ["train.progress=false", "data.val_limit=2"]
+FAST = ["train.progress=false", "data.val_limit=2", "data.test_split=test"]  # val and test: 2 images
 
 
 def smoke(*overrides: str):
@@ -44,9 +45,14 @@ def test_smoke_run_learns_and_exports(run_dir):
     assert provenance["iterations"] == 20 and provenance["seed"] == 0 and provenance["command"] == "test"
     assert {"git_commit", "data", "metrics", "wall_time_s", "device", "torch"} <= set(provenance)
     assert set(provenance["metrics"]["per_class_iou"]) == set(model.meta.classes)
+    assert provenance["test_metrics"]["miou"] >= 0 and provenance["data"]["test_split"] == "test"
     assert model.config == smoke().model
     card = (run_dir / "model_card.md").read_text()
     assert "| road |" in card and "training_curve.png" in card and "iterations = 20" in card
+    assert (
+        "| class | val IoU | test IoU |" in card
+        and f"test: mIoU **{100 * provenance['test_metrics']['miou']:.2f}" in card
+    )
     assert (run_dir / "training_curve.png").stat().st_size > 1000
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert load_config(str(run_dir / "config.toml")) == smoke()
@@ -132,6 +138,9 @@ def test_trains_on_a_dataset_folder(tmp_path):
 
     write(tmp_path / "cs", "val", [0, 1, 2], 0, (64, 32))  # Cityscapes layout
     folder = ["data.dataset=cityscapes", f"data.root={tmp_path / 'cs'}", "data.train_split=val"]
-    train(smoke(*folder, "train.iterations=4", "train.val_every=0"), tmp_path / "run")
+    with pytest.raises(DatasetError, match="test"):  # no test folder: refused before training
+        train(smoke(*folder, "train.iterations=4"), tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    train(smoke(*folder, "train.iterations=4", "train.val_every=0", "data.test_split="), tmp_path / "run")
     assert len(losses(tmp_path / "run")) == 4
     assert ann.load(tmp_path / "run" / "model.safetensors").meta.provenance["data"]["dataset"] == "cityscapes"

@@ -99,6 +99,49 @@ class RandomCrop:
         return image[top : top + height, left : left + width], label[top : top + height, left : left + width]
 
 
+class RandomScaleCrop:
+    """RandomScale then RandomCrop, resampling only the source window that the crop keeps.
+
+    Draws the same random numbers in the same order as the two transforms and gives the same
+    window (labels identical but for float rounding at nearest-neighbour ties), at a fraction of
+    the cost: scaling a 1024x512 image by up to 2x to keep a 512x512 crop resampled 4x the
+    pixels it kept, and this was most of the data loader's time after rendering.
+    """
+
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        fill: Sequence[int] = (0, 0, 0),
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        aspect_range: tuple[float, float] = (0.9, 1.1),
+    ) -> None:
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.fill = tuple(fill)
+        self.scale_range, self.aspect_range = scale_range, aspect_range
+
+    def __call__(self, image: Array, label: Array, rng: np.random.Generator) -> tuple[Array, Array]:
+        scale = rng.uniform(*self.scale_range)
+        aspect = np.sqrt(rng.uniform(*self.aspect_range))
+        H, W = label.shape
+        scaled_h, scaled_w = max(1, round(H * scale / aspect)), max(1, round(W * scale * aspect))
+        height, width = self.size
+        top = int(rng.integers(0, max(scaled_h, height) - height + 1))
+        left = int(rng.integers(0, max(scaled_w, width) - width + 1))
+        # the part of the window inside the scaled image; the rest is bottom/right padding
+        inside_h, inside_w = min(height, scaled_h - top), min(width, scaled_w - left)
+        fy, fx = H / scaled_h, W / scaled_w
+        box = (left * fx, top * fy, (left + inside_w) * fx, (top + inside_h) * fy)
+        size = (inside_w, inside_h)
+        window = Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.BILINEAR, box=box)
+        window_label = Image.fromarray(np.ascontiguousarray(label)).resize(size, Image.NEAREST, box=box)
+        out_image = np.empty((height, width, 3), dtype=np.uint8)
+        out_image[...] = np.asarray(self.fill, dtype=np.uint8)
+        out_image[:inside_h, :inside_w] = np.asarray(window)
+        out_label = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
+        out_label[:inside_h, :inside_w] = np.asarray(window_label)
+        return out_image, out_label
+
+
 class RandomHorizontalFlip:
     def __init__(self, prob: float = 0.5) -> None:
         self.prob = prob
@@ -117,7 +160,9 @@ class RandomBrightness:
 
     def __call__(self, image: Array, label: Array, rng: np.random.Generator) -> tuple[Array, Array]:
         shift = rng.uniform(-self.delta, self.delta)
-        return np.clip(np.rint(image + shift), 0, 255).astype(np.uint8), label
+        # a 256-entry table: the same values as clip(rint(image + shift)), without float images
+        table = np.clip(np.rint(np.arange(256) + shift), 0, 255).astype(np.uint8)
+        return table[image], label
 
 
 class Normalize:
@@ -189,8 +234,7 @@ def train_transform(
     return Compose(
         [
             RandomBrightness(brightness),
-            RandomScale(scale_range, aspect_range),
-            RandomCrop(crop_size, fill),
+            RandomScaleCrop(crop_size, fill, scale_range, aspect_range),
             RandomHorizontalFlip(0.5),
             Normalize(normalization),
             ToTensor(),

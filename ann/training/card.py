@@ -5,7 +5,9 @@ from pathlib import Path
 from ann.training.config import RunConfig, to_toml
 
 
-def model_card(config: RunConfig, provenance: dict, summary: dict | None, curve: str | None) -> str:
+def model_card(
+    config: RunConfig, provenance: dict, summary: dict | None, curve: str | None, test: dict | None = None
+) -> str:
     model = config.model
     lines = [
         f"# {config.name}",
@@ -25,27 +27,32 @@ def model_card(config: RunConfig, provenance: dict, summary: dict | None, curve:
         f"| command | `{provenance['command']}` |",
         "",
     ]
-    lines += metrics_section(summary, config.train.val_mode)
+    lines += metrics_section(summary, test, config)
     if curve:
         lines += ["## Training curve", "", f"![training curve]({curve})", ""]
     lines += ["## Config", "", "```toml", to_toml(config).rstrip(), "```", ""]
     return "\n".join(lines)
 
 
-def metrics_section(summary: dict | None, mode: str) -> list[str]:
+def metrics_section(summary: dict | None, test: dict | None, config: RunConfig) -> list[str]:
+    """mIoU and per-class IoU on val (and test, side by side, when the run evaluated it)."""
     if not summary:
         return ["No validation was run.", ""]
-    lines = [
-        f"## Validation ({mode})",
-        "",
-        f"mIoU **{100 * summary['miou']:.2f}**, pixel accuracy {100 * summary['pixel_acc']:.2f}",
-        "",
-        "| class | IoU |",
-        "|---|---|",
-    ]
-    for name, iou in summary["per_class_iou"].items():
-        lines.append(f"| {name} | {'n/a (absent)' if iou is None else f'{100 * iou:.2f}'} |")
+    data, mode = config.data, config.train.val_mode
+    results = [(data.val_split, summary)] + ([(data.test_split, test)] if test else [])
+    lines = [f"## Evaluation ({mode}, {data.dataset})", ""]
+    lines += [f"- {name}: mIoU **{100 * r['miou']:.2f}**, pixel accuracy {100 * r['pixel_acc']:.2f}"
+              for name, r in results]  # fmt: skip
+    lines += ["", "| class | " + " | ".join(f"{name} IoU" for name, _ in results) + " |"]
+    lines.append("|---" * (len(results) + 1) + "|")
+    for cls in summary["per_class_iou"]:
+        cells = [percent(r["per_class_iou"].get(cls)) for _, r in results]
+        lines.append(f"| {cls} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def percent(iou: float | None) -> str:
+    return "n/a (absent)" if iou is None else f"{100 * iou:.2f}"
 
 
 def write_card(path: Path, text: str) -> None:

@@ -30,14 +30,19 @@ class DataConfig:
     root: str = ""  # dataset folder; unused for synthcity
     train_split: str = "train"
     val_split: str = "val"
+    test_split: str = ""  # evaluated once at the end for the model card; "" = none
     synthcity_seed: int = 0  # which procedural city
     synthcity_size: tuple[int, int] = (512, 1024)  # rendered (height, width)
+    # 0: train renders an unbounded stream on the fly; N: the first N train images, rendered
+    # once into cache_dir and reused (ann/data/synthcity/pool.py), for GPUs faster than rendering
+    synthcity_train_images: int = 0
+    cache_dir: str = ""  # "" = ~/.cache/ann/synthcity
     crop_size: tuple[int, int] = (769, 769)  # (height, width)
     scale_range: tuple[float, float] = (0.5, 2.0)
     aspect_range: tuple[float, float] = (0.9, 1.1)
     brightness: float = 10.0
     normalization: str = "auto"  # auto: the backbone's ImageNet statistics
-    val_limit: int = 0  # validate on the first N images only; 0 = whole split
+    val_limit: int = 0  # validate (and test) on the first N images only; 0 = whole split
     workers: int = 4
     skip_bad: bool = False  # dataset skip_bad: replace unreadable samples by the next one
 
@@ -46,8 +51,8 @@ class DataConfig:
         check_choice("data.normalization", self.normalization, NORMALIZATIONS)
         check_positive("data.crop_size", *self.crop_size)
         check_positive("data.synthcity_size", *self.synthcity_size)
-        if self.val_limit < 0 or self.workers < 0:
-            raise ConfigError("data.val_limit and data.workers must be >= 0")
+        if self.val_limit < 0 or self.workers < 0 or self.synthcity_train_images < 0:
+            raise ConfigError("data.val_limit, data.workers and data.synthcity_train_images must be >= 0")
         if self.dataset != "synthcity" and not self.root:
             raise ConfigError(f"data.root: dataset {self.dataset!r} needs a folder (--set data.root=DIR)")
 

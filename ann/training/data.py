@@ -67,6 +67,16 @@ class SynthCityImages:
         return f"synthcity_{self.seed}_{self.split}_{index:05d}"
 
 
+def synthcity_pool(data: DataConfig):
+    """The rendered pool of the first N train images (rendered here if not yet on disk)."""
+    from ann.data.synthcity.pool import TrainPool, default_cache_dir
+
+    cache = Path(data.cache_dir) if data.cache_dir else default_cache_dir()
+    pool = TrainPool(cache, data.synthcity_seed, data.synthcity_train_images, data.synthcity_size)
+    pool.ensure(workers=max(data.workers, 1))
+    return pool
+
+
 def open_split(data: DataConfig, split: str) -> Split:
     """The `split` of the configured data; a missing folder raises DatasetError naming it."""
     if data.dataset == "synthcity":
@@ -76,7 +86,10 @@ def open_split(data: DataConfig, split: str) -> Split:
             raise ConfigError(f"unknown SynthCity split {split!r}; valid: {', '.join(SPLITS)}")
         images = SynthCityImages(data.synthcity_seed, split, data.synthcity_size)
         length = SPLITS[split]  # None: train is an unbounded stream
-        return Split(images, length, images.name, CITYSCAPES_CLASSES, CITYSCAPES_PALETTE)
+        load = images
+        if split == "train" and data.synthcity_train_images:
+            load, length = synthcity_pool(data), data.synthcity_train_images
+        return Split(load, length, images.name, CITYSCAPES_CLASSES, CITYSCAPES_PALETTE)
     from ann.data.datasets import build_dataset
 
     dataset = build_dataset(data.dataset, Path(data.root), split, None, skip_bad=data.skip_bad)

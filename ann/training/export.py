@@ -48,12 +48,15 @@ def provenance(run, command: str) -> dict:
             "root": data.root if data.dataset != "synthcity" else "",
             "train_split": data.train_split,
             "val_split": data.val_split,
+            "test_split": data.test_split,
             "synthcity_seed": data.synthcity_seed,
             "synthcity_size": list(data.synthcity_size),
+            "synthcity_train_images": data.synthcity_train_images,  # 0 = unbounded stream
         },
         "iterations": run.iteration,
         "batch_size": config.train.batch_size,
         "metrics": run.summary or {},
+        "test_metrics": run.test_summary or {},
         "best_miou": None if run.best_miou != run.best_miou else run.best_miou,
         "seed": config.train.seed,
         "wall_time_s": round(run.wall_time, 1),
@@ -80,5 +83,6 @@ def export(run, val_split: Split, command: str) -> Path:
     dtype = torch.float16 if run.config.train.export_dtype == "float16" else torch.float32
     path = save(run.net, run.out / MODEL_FILE, meta, dtype=dtype)
     curve = plot_curve(run.out, run.out / "training_curve.png")
-    write_card(run.out / "model_card.md", model_card(run.config, info, run.summary, curve.name))
+    card = model_card(run.config, info, run.summary, curve.name, run.test_summary)
+    write_card(run.out / "model_card.md", card)
     return path

@@ -43,7 +43,7 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 # Fields that may change on --resume without changing what is computed.
 RESUMABLE_CHANGES = (
     "description", "train.progress", "train.log_every", "train.device", "train.compile",
-    "train.val_every", "data.workers", "data.root", "data.skip_bad",
+    "train.val_every", "data.workers", "data.root", "data.skip_bad", "data.cache_dir",
 )  # fmt: skip
 
 
@@ -61,6 +61,7 @@ class Run:
     best_miou: float = float("nan")
     wall_time: float = 0.0  # seconds, summed over resumed sessions
     summary: dict | None = None  # last validation
+    test_summary: dict | None = None  # data.test_split at the end
     lr: float = 0.0  # of the last step
     started: float = field(default_factory=time.perf_counter)
 
@@ -71,6 +72,8 @@ def train(config: RunConfig, out: Path, resume: bool = False, command: str = "")
     try:
         train_split = open_split(config.data, config.data.train_split)
         val_split = open_split(config.data, config.data.val_split)
+        # opened now so that a missing test folder stops the run before training, not after
+        test_split = open_split(config.data, config.data.test_split) if config.data.test_split else None
         check_classes(config, val_split)
         error = prepare_folder(config, out, resume, lock) if processes.main else None
         distributed.broadcast_error(error, processes)
@@ -78,6 +81,7 @@ def train(config: RunConfig, out: Path, resume: bool = False, command: str = "")
         if resume and (out / CHECKPOINT).exists():
             restore(run, load_checkpoint(out / CHECKPOINT))
         train_to_end(run, train_split, val_split)
+        final_test(run, test_split)
         if processes.main:
             from ann.training.export import export
 
@@ -289,7 +293,27 @@ def log_training(run: Run, losses: dict, meter: Meter, log: RunLog | None) -> No
 
 
 def validate(run: Run, split: Split, log: RunLog | None) -> dict:
-    """mIoU over the val split, each process evaluating its share, matrices summed."""
+    """mIoU over the val split; the best one is kept in the run."""
+    run.summary = measure(run, split)
+    miou = run.summary["miou"]
+    if not math.isnan(miou) and (math.isnan(run.best_miou) or miou > run.best_miou):
+        run.best_miou = miou
+    if log:
+        log.record({"iteration": run.iteration, "val_miou": miou, "val_pixel_acc": run.summary["pixel_acc"]})
+        log.message(f"iteration {run.iteration}: val mIoU {100 * miou:.2f}")
+    return run.summary
+
+
+def final_test(run: Run, split: Split | None) -> None:
+    """The final model on data.test_split (if set), for the model card; never used to select."""
+    if split is not None:
+        run.test_summary = measure(run, split)
+        if run.processes.main:
+            print(f"{run.config.data.test_split} mIoU {100 * run.test_summary['miou']:.2f}")
+
+
+def measure(run: Run, split: Split) -> dict:
+    """Confusion-matrix summary of a split, each process evaluating its share, matrices summed."""
     processes, data = run.processes, run.config.data
     cuda = processes.device.type == "cuda"
     loader = eval_loader(
@@ -302,11 +326,4 @@ def validate(run: Run, split: Split, log: RunLog | None) -> dict:
     matrix = evaluate(run.net, loader, run.config.model.num_classes, run.config.train.val_mode, options,
                       processes.device, amp)  # fmt: skip
     matrix.all_reduce()
-    run.summary = matrix.summary(split.class_names)
-    miou = run.summary["miou"]
-    if not math.isnan(miou) and (math.isnan(run.best_miou) or miou > run.best_miou):
-        run.best_miou = miou
-    if log:
-        log.record({"iteration": run.iteration, "val_miou": miou, "val_pixel_acc": run.summary["pixel_acc"]})
-        log.message(f"iteration {run.iteration}: val mIoU {100 * miou:.2f}")
-    return run.summary
+    return matrix.summary(split.class_names)
