@@ -288,6 +288,8 @@ def log_training(run: Run, losses: dict, meter: Meter, log: RunLog | None) -> No
     record = {"iteration": run.iteration, "loss": values[names.index("total")], "lr": lr}
     record.update({f"loss_{k}": v for k, v in zip(names, values, strict=True) if k != "total"})
     record.update(images_per_s=images_per_s, data_wait=data_wait)
+    if run.processes.device.type == "cuda":
+        record["gpu_max_memory_gb"] = torch.cuda.max_memory_allocated(run.processes.device) / 2**30
     log.record(record)
     log.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.1f}")
 

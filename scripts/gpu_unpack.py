@@ -1,0 +1,85 @@
+"""Join and check what `scripts/gpu_session.py` brought back, and install finished checkpoints.
+
+    python scripts/gpu_unpack.py FILES_AT [--into runs/gpu] [--install checkpoints]
+
+FILES_AT is the folder the device tool copied $OUT to (manifest.json + bundle.partNN). Every part
+and the joined tar are checked against the manifest's sha256 before anything is extracted; a
+missing or damaged part stops with its name and nothing is written. --install copies each shipped
+run to CHECKPOINTS/NAME.safetensors with its card (NAME.md) and curve (NAME_curve.png).
+"""
+
+import argparse
+import hashlib
+import io
+import json
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+
+
+class BundleError(ValueError):
+    pass
+
+
+def join(folder: Path) -> tuple[bytes, dict]:
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise BundleError(f"{manifest_path}: no manifest (was the device call's $OUT fetched?)")
+    manifest = json.loads(manifest_path.read_text())
+    chunks = []
+    for part in manifest["parts"]:
+        path = folder / part["name"]
+        if not path.is_file():
+            raise BundleError(f"{path}: part missing")
+        chunk = path.read_bytes()
+        if hashlib.sha256(chunk).hexdigest() != part["sha256"]:
+            raise BundleError(f"{path}: sha256 does not match the manifest (damaged in transfer)")
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
+        raise BundleError(f"{folder}: joined bundle does not match the manifest's sha256")
+    return data, manifest
+
+
+def unpack(folder: Path, into: Path) -> dict:
+    data, manifest = join(folder)
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as bundle:
+        bundle.extractall(into, filter="data")  # refuses absolute paths, '..' and links out
+    return manifest
+
+
+def install(run: Path, checkpoints: Path) -> Path:
+    """runs/gpu/NAME -> checkpoints/NAME.safetensors, NAME.md, NAME_curve.png."""
+    name = run.name
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    target = checkpoints / f"{name}.safetensors"
+    shutil.copyfile(run / "model.safetensors", target)
+    card = (run / "model_card.md").read_text()
+    if (run / "training_curve.png").exists():
+        shutil.copyfile(run / "training_curve.png", checkpoints / f"{name}_curve.png")
+        card = card.replace("(training_curve.png)", f"({name}_curve.png)")
+    (checkpoints / f"{name}.md").write_text(card)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path, help="where the device tool put $OUT's files")
+    parser.add_argument("--into", type=Path, default=Path("runs/gpu"))
+    parser.add_argument("--install", type=Path, metavar="CHECKPOINTS", help="copy finished runs here")
+    args = parser.parse_args(argv)
+    try:
+        manifest = unpack(args.folder, args.into)
+    except (BundleError, tarfile.TarError, OSError, json.JSONDecodeError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"unpacked {len(manifest['files'])} files into {args.into}; runs: {manifest['runs'] or 'none'}")
+    for name in manifest["runs"] if args.install else []:
+        print("installed", install(args.into / name, args.install))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The GPU session round trip on CPU: train a queue in a deadline, ship in parts, join, install."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ann
+from scripts import gpu_unpack
+
+REPO = Path(__file__).resolve().parents[1]
+ENTRY = "smoke+train.device=cpu+train.iterations=3+data.val_limit=1+data.test_split=test"
+
+
+def session(cwd: Path, out: Path, *args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OUT": str(out), "ANN_PART_BYTES": str(5 * 2**20)}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gpu_session.py"), *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory) -> tuple[Path, Path]:
+    machine = tmp_path_factory.mktemp("machine")  # stands for the device's repo copy
+    out = tmp_path_factory.mktemp("out")
+    session(machine, out, ENTRY, "--deadline", "240")
+    return machine, out
+
+
+def test_session_ships_a_finished_run_in_checked_parts(shipped, tmp_path):
+    machine, out = shipped
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["runs"] == ["smoke"]
+    assert len(manifest["parts"]) > 1  # split (parts of 5 MiB here, 15 MiB on the GPU)
+    assert (
+        gpu_unpack.main([str(out), "--into", str(tmp_path / "gpu"), "--install", str(tmp_path / "ck")]) == 0
+    )
+    model = ann.load(tmp_path / "ck" / "smoke.safetensors")
+    assert model.meta.provenance["iterations"] == 3 and model.meta.provenance["test_metrics"]
+    card = (tmp_path / "ck" / "smoke.md").read_text()
+    assert "(smoke_curve.png)" in card and (tmp_path / "ck" / "smoke_curve.png").is_file()
+    assert (tmp_path / "gpu" / "logs" / "smoke.log").is_file()
+
+
+def test_next_session_neither_retrains_nor_reships(shipped, tmp_path):
+    machine, _ = shipped
+    stamp = (machine / "runs" / "smoke" / "model.safetensors").stat().st_mtime_ns
+    out = tmp_path / "out2"
+    text = session(machine, out, ENTRY, "--deadline", "60")
+    assert "ann.train" not in text and "shipped no runs" in text
+    assert (machine / "runs" / "smoke" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert json.loads((out / "manifest.json").read_text())["runs"] == []
+
+
+def test_damaged_or_missing_part_is_named_and_nothing_extracted(shipped, tmp_path, capsys):
+    _, out = shipped
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in out.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    damaged = copy / "bundle.part01"
+    damaged.write_bytes(damaged.read_bytes()[:-1] + b"\0")
+    assert gpu_unpack.main([str(copy), "--into", str(tmp_path / "x")]) == 2
+    assert "bundle.part01" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    damaged.unlink()
+    assert gpu_unpack.main([str(copy), "--into", str(tmp_path / "x")]) == 2
+    assert "part missing" in capsys.readouterr().err
+
+
+def test_check_commands_are_valid_trainer_calls(tmp_path, monkeypatch):
+    """--check runs on the GPU only; here every command it would run is parsed by the trainer."""
+    from ann.train import main as train_main
+    from scripts import gpu_session
+
+    commands = []
+    monkeypatch.setattr(gpu_session, "sh", lambda command, *a, **k: commands.append(command) or 0)
+    monkeypatch.chdir(tmp_path)
+    gpu_session.check(["ann-r18-synthcity", "fcn-r18-synthcity"], tmp_path)
+    trainer = [c for c in commands if "ann.train" in c]
+    assert len(trainer) == 6  # cuda, compile, nccl, two probes, one streaming probe
+    for command in trainer:
+        args = command[command.index("ann.train") + 1 :]
+        assert train_main([*args, "--print-config"]) == 0, command
+    assert any("data.synthcity_train_images=0" in c for c in trainer)
+    assert json.loads((tmp_path / "check.json").read_text()).keys() >= {
+        "smoke-cuda",
+        "probe-ann-r18-synthcity",
+    }
