@@ -93,7 +93,7 @@ def check(queue: list[str], logs: Path) -> None:
         "smoke-compile": train_command("smoke", check_dir / "smoke-compile", *compile_),
         "smoke-nccl": nccl + train_command("smoke", check_dir / "smoke-nccl", *cuda)[1:],
     }
-    probe = ["train.iterations=60", "train.log_every=10", "train.val_every=0", "data.test_split="]
+    probe = ["train.iterations=60", "train.log_every=10", "data.val_limit=20", "data.test_split="]
     for entry in queue:
         probes[f"probe-{entry}"] = train_command(entry, check_dir / f"probe-{entry}", *probe)
     if queue:  # the first config again, rendering on the fly: does streaming keep up on 16 cores?
@@ -137,6 +137,31 @@ def train_queue(queue: list[str], deadline: float, logs: Path) -> None:
             break  # stopped at the deadline (resume next call) or failed (see its log)
 
 
+def table7_settings() -> list[tuple[str, tuple[int, ...]]]:
+    """(method, sizes) of the full model and of every Table 7 row config (ann/configs)."""
+    from ann.training.config import list_configs, load_config
+
+    names = [n for n in list_configs() if n == "ann-r18-synthcity" or n.startswith("ann-r18-synthcity-")]
+    settings = {
+        (load_config(n).model.sampling.method, tuple(load_config(n).model.sampling.sizes)) for n in names
+    }
+    return [(method, list(sizes)) for method, sizes in sorted(settings)]
+
+
+def study(names: list[str], deadline: float, logs: Path) -> None:
+    """Table 7 at inference time: each trained model's sampling switched, scored on SynthCity test."""
+    for name in names:
+        model = RUNS / name / "model.safetensors"
+        for method, sizes in table7_settings() if model.exists() else []:
+            sizes_text = ",".join(map(str, sizes))
+            result = logs / f"switch_{name}_{method}_{sizes_text.replace(',', '-')}.json"
+            if result.exists() or deadline - time.monotonic() < RESERVE_S + 30:
+                continue
+            sh([sys.executable, "-m", "ann.evaluate", str(model), "--data", "synthcity", "--split", "test",
+                "--sampling", method, "--sizes", sizes_text, "--amp", "--workers", "12", "--no-progress",
+                "--json", str(result)], logs / "study.log")  # fmt: skip
+
+
 def ship(logs: Path, out: Path) -> None:
     """Finished runs not yet shipped + logs -> one tar in parts + manifest under $OUT."""
     shipped = set(SHIPPED.read_text().split()) if SHIPPED.exists() else set()
@@ -178,6 +203,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--check", action="store_true", help="CUDA paths + throughput probes first")
     parser.add_argument("--bench", action="store_true", help="ann.bench on this GPU")
     parser.add_argument("--deadline", type=float, default=540, help="seconds this call may take")
+    parser.add_argument(
+        "--study",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="after training: Table 7 switched at inference on run NAME (repeatable)",
+    )
     parser.add_argument("--reship", action="store_true", help="ship finished runs again (a lost transfer)")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.deadline
@@ -192,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.bench:
         bench(logs)
     train_queue(args.queue, deadline, logs)
+    study(args.study, deadline, logs)
     ship(logs, out)
 
 

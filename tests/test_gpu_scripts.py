@@ -92,3 +92,17 @@ def test_check_commands_are_valid_trainer_calls(tmp_path, monkeypatch):
         "smoke-cuda",
         "probe-ann-r18-synthcity",
     }
+
+
+def test_study_switches_every_table7_setting(shipped, monkeypatch):
+    """--study NAME evaluates the trained run with each Table 7 sampling (commands checked here)."""
+    from scripts import gpu_session
+
+    machine, _ = shipped
+    commands = []
+    monkeypatch.setattr(gpu_session, "sh", lambda command, *a, **k: commands.append(command) or 0)
+    monkeypatch.chdir(machine)
+    gpu_session.study(["smoke", "never-trained"], gpu_session.time.monotonic() + 600, machine / "logs")
+    switched = {(c[c.index("--sampling") + 1], c[c.index("--sizes") + 1]) for c in commands}
+    assert len(commands) == 8 and ("pyramid_max", "1,2,3,6") in switched and ("random", "15") in switched
+    assert all(c[c.index("ann.evaluate") + 1] == "runs/smoke/model.safetensors" for c in commands)
