@@ -125,8 +125,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", type=numbers, help="pyramid sizes for --sampling, e.g. 1,2,3,6")
     p.add_argument("--seed", type=int, default=0, help="seed of random sampling")
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
-    p.add_argument("--synthcity-seed", type=int, default=0)
-    p.add_argument("--synthcity-size", type=numbers, default=(512, 1024), help="H,W of SynthCity images")
+    p.add_argument("--synthcity-seed", type=int, help="default: the checkpoint's training city, else 0")
+    p.add_argument("--synthcity-size", type=numbers,
+                   help="H,W of SynthCity images (default: as trained, else 512,1024)")  # fmt: skip
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
     p.add_argument("--workers", type=int, default=2)
@@ -152,7 +153,10 @@ def run(args: argparse.Namespace) -> dict:
     elif args.sizes:
         raise ValueError("--sizes needs --sampling (e.g. --sampling pyramid_average --sizes 1,2,3,6)")
     if args.data == "synthcity":
-        data = DataConfig(synthcity_seed=args.synthcity_seed, synthcity_size=tuple(args.synthcity_size))
+        trained = meta.provenance.get("data", {})
+        seed = args.synthcity_seed if args.synthcity_seed is not None else trained.get("synthcity_seed", 0)
+        size = args.synthcity_size or trained.get("synthcity_size") or (512, 1024)
+        data = DataConfig(synthcity_seed=seed, synthcity_size=tuple(size))
     else:
         dataset = args.dataset or meta.provenance.get("data", {}).get("dataset", "cityscapes")
         data = DataConfig(dataset="cityscapes" if dataset == "synthcity" else dataset, root=args.data)

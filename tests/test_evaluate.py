@@ -144,3 +144,15 @@ def test_folder_and_procedural_synthcity_agree(checkpoint, tmp_path):
             "--no-progress", "--json", str(folder)]  # fmt: skip
     assert main(argv) == 0
     assert json.loads(folder.read_text()) == procedural
+
+
+def test_synthcity_split_defaults_to_the_trained_city_and_size(tmp_path):
+    """A checkpoint trained on 64x32 scenes of city 2 is scored on that city's split, at that size."""
+    net = build_network(load_config("smoke").model)
+    path = tmp_path / "city2.safetensors"
+    trained = {"dataset": "synthcity", "synthcity_seed": 2, "synthcity_size": [32, 64]}
+    save(net, path, CheckpointMeta(net.config, provenance={"data": trained}))
+    argv = [str(path), "--data", "synthcity", "--limit", "1", "--workers", "0", "--no-progress",
+            "--save-predictions", str(tmp_path / "pred")]  # fmt: skip
+    assert main(argv) == 0
+    assert np.asarray(Image.open(tmp_path / "pred" / "synthcity_2_val_00000.png")).shape == (32, 64)
