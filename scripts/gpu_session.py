@@ -13,7 +13,8 @@ calls, and brings back at most 8 files of 16 MiB (64 MiB in all) written under $
 - every finished, not yet shipped run and all logs go into one tar under $OUT, split into parts of
   at most 15 MiB with a manifest of sha256 sums; `scripts/gpu_unpack.py` joins and checks them.
 A run that does not fit this call's 60 MiB is shipped by the next call.
-Overrides ride on a queue entry after '+': ann-r18-synthcity+data.synthcity_train_images=8000.
+A queue entry is [RUN=]CONFIG[+KEY=VALUE...]: the run folder runs/RUN (default: the config name)
+and overrides, e.g. `ann-r18-synthcity-seed1=ann-r18-synthcity+train.seed=1`.
 """
 
 import argparse
@@ -54,8 +55,15 @@ def sh(command: list[str], log: Path | None = None, timeout: float | None = None
             out.close()
 
 
+def parse_entry(entry: str) -> tuple[str, str, list[str]]:
+    """'[RUN=]CONFIG[+KEY=VALUE...]' -> (run folder name, config, overrides); RUN defaults to CONFIG."""
+    head, *overrides = entry.split("+")
+    run, _, config = head.rpartition("=")
+    return run or config, config, overrides
+
+
 def train_command(entry: str, out: Path, *extra: str) -> list[str]:
-    name, *overrides = entry.split("+")
+    _, name, overrides = parse_entry(entry)
     command = [sys.executable, "-m", "ann.train", name, "--out", str(out), "--set", "train.progress=false"]
     for override in [*overrides, *extra]:
         command += ["--set", override]
@@ -95,9 +103,10 @@ def check(queue: list[str], logs: Path) -> None:
     }
     probe = ["train.iterations=60", "train.log_every=10", "data.val_limit=20", "data.test_split="]
     for entry in queue:
-        probes[f"probe-{entry}"] = train_command(entry, check_dir / f"probe-{entry}", *probe)
+        name = f"probe-{parse_entry(entry)[0]}"
+        probes[name] = train_command(entry, check_dir / name, *probe)
     if queue:  # the first config again, rendering on the fly: does streaming keep up on 16 cores?
-        stream = check_dir / f"probe-stream-{queue[0]}"
+        stream = check_dir / f"probe-stream-{parse_entry(queue[0])[0]}"
         probes[stream.name] = train_command(queue[0], stream, *probe, "data.synthcity_train_images=0")
     results = {}
     for name, command in probes.items():
@@ -122,7 +131,7 @@ def bench(logs: Path) -> None:
 
 def train_queue(queue: list[str], deadline: float, logs: Path) -> None:
     for entry in queue:
-        out = RUNS / entry.split("+")[0]
+        out = RUNS / parse_entry(entry)[0]
         if (out / "model.safetensors").exists():
             continue
         left = deadline - time.monotonic() - RESERVE_S

@@ -106,3 +106,34 @@ def test_study_switches_every_table7_setting(shipped, monkeypatch):
     switched = {(c[c.index("--sampling") + 1], c[c.index("--sizes") + 1]) for c in commands}
     assert len(commands) == 8 and ("pyramid_max", "1,2,3,6") in switched and ("random", "15") in switched
     assert all(c[c.index("ann.evaluate") + 1] == "runs/smoke/model.safetensors" for c in commands)
+
+
+def test_queue_entries_name_their_run_folder():
+    from scripts.gpu_session import parse_entry
+
+    assert parse_entry("fcn-r18-synthcity") == ("fcn-r18-synthcity", "fcn-r18-synthcity", [])
+    seed1 = parse_entry("fcn-seed1=fcn-r18-synthcity+train.seed=1+optim.lr=0.02")
+    assert seed1 == ("fcn-seed1", "fcn-r18-synthcity", ["train.seed=1", "optim.lr=0.02"])
+
+
+def test_device_tree_hides_checkpoints_from_the_index_and_restores_them(tmp_path):
+    """hide: the weights stay on disk but are neither tracked nor untracked-unignored (not sent)."""
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    git("config", "user.email", "t@t")
+    git("config", "user.name", "t")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "a.safetensors").write_bytes(b"w" * 100)
+    (tmp_path / "checkpoints" / "a.md").write_text("card")
+    git("add", "-A")
+    git("commit", "-qm", "x")
+    script = ["bash", str(REPO / "scripts" / "device_tree.sh")]
+    subprocess.run([*script, "hide"], cwd=tmp_path, check=True, capture_output=True)
+    assert git("ls-files").split() == ["checkpoints/a.md"]
+    assert "a.safetensors" not in git("ls-files", "--others", "--exclude-standard")
+    assert (tmp_path / "checkpoints" / "a.safetensors").read_bytes() == b"w" * 100
+    subprocess.run([*script, "restore"], cwd=tmp_path, check=True, capture_output=True)
+    assert git("status", "--porcelain") == "" and "a.safetensors" in git("ls-files")
