@@ -135,6 +135,9 @@ def build_run(config: RunConfig, out: Path, processes: Processes) -> Run:
     seed_everything(config.train.seed)  # same initial weights on every process
     net = build_network(config.model).to(processes.device)
     cuda = processes.device.type == "cuda"
+    if cuda:
+        # crops have one size, so cuDNN's per-shape algorithm search pays off after one step
+        torch.backends.cudnn.benchmark = True
     if cuda and config.train.channels_last:
         net = net.to(memory_format=torch.channels_last)
     model: nn.Module = net
