@@ -4,9 +4,10 @@
 
 The device tool runs one command for at most 10 minutes, keeps a machine warm only between
 calls, and brings back at most 8 files of 16 MiB (64 MiB in all) written under $OUT. So:
-- --check runs the CUDA paths once (smoke config with bf16 + channels_last, torch.compile, a
-  one-process NCCL torchrun) and a throughput probe of each queued config (images/s, share of
-  time waiting for data, GPU memory), before any long training;
+- --check runs the CUDA paths once (smoke config with bf16 + channels_last, torch.compile, and
+  a one-process torchrun: NCCL, DistributedDataParallel and SyncBatchNorm) and a throughput
+  probe of each queued config (images/s, share of time waiting for data, GPU memory), before
+  any long training;
 - --bench runs `ann.bench` (APNB vs NB, the full network) on this GPU, JSON into the bundle;
 - the queue trains each config in runs/NAME (resuming a run an earlier call left), stopping
   (SIGKILL; checkpoints are atomic) when the deadline comes, so the next call goes on;
@@ -99,7 +100,7 @@ def check(queue: list[str], logs: Path) -> None:
     probes = {
         "smoke-cuda": train_command("smoke", check_dir / "smoke-cuda", *cuda),
         "smoke-compile": train_command("smoke", check_dir / "smoke-compile", *compile_),
-        "smoke-nccl": nccl + train_command("smoke", check_dir / "smoke-nccl", *cuda)[1:],
+        "smoke-torchrun-nccl": nccl + train_command("smoke", check_dir / "smoke-torchrun-nccl", *cuda)[1:],
     }
     probe = ["train.iterations=60", "train.log_every=10", "data.val_limit=20", "data.test_split="]
     for entry in queue:

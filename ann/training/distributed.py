@@ -18,6 +18,7 @@ class Processes:
     world: int
     local_rank: int
     device: torch.device
+    distributed: bool = False  # started by torchrun (even as one process): DDP, SyncBN on CUDA
 
     @property
     def main(self) -> bool:
@@ -34,9 +35,12 @@ def setup(device: str) -> Processes:
     chosen = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(chosen)
-    if world > 1 and not dist.is_initialized():
+    # torchrun sets RANK and WORLD_SIZE; one process under torchrun still takes the DDP path,
+    # which is how the NCCL/SyncBatchNorm code runs on a machine with a single GPU
+    launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    if launched and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", device_id=chosen if use_cuda else None)
-    return Processes(rank, world, local_rank, chosen)
+    return Processes(rank, world, local_rank, chosen, launched)
 
 
 def teardown() -> None:
@@ -51,7 +55,7 @@ def barrier() -> None:
 
 def broadcast_error(message: str | None, processes: Processes) -> None:
     """Rank 0 says whether it could prepare the run; every process raises the same error."""
-    if processes.world > 1:
+    if processes.distributed:
         box = [message]
         dist.broadcast_object_list(box, src=0)
         message = box[0]
@@ -69,7 +73,7 @@ def mean_over_processes(values: list[float], device: torch.device) -> list[float
 
 def gather_to_main(value, processes: Processes) -> list | None:
     """[value of rank 0, rank 1, ...] on rank 0 (None elsewhere)."""
-    if processes.world == 1:
+    if not processes.distributed:
         return [value]
     gathered = [None] * processes.world if processes.main else None
     dist.gather_object(value, gathered, dst=0)

@@ -141,7 +141,7 @@ def build_run(config: RunConfig, out: Path, processes: Processes) -> Run:
     if cuda and config.train.channels_last:
         net = net.to(memory_format=torch.channels_last)
     model: nn.Module = net
-    if processes.world > 1:
+    if processes.distributed:
         if cuda:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(net)
             net = model
