@@ -144,3 +144,13 @@ def test_trains_on_a_dataset_folder(tmp_path):
     train(smoke(*folder, "train.iterations=4", "train.val_every=0", "data.test_split="), tmp_path / "run")
     assert len(losses(tmp_path / "run")) == 4
     assert ann.load(tmp_path / "run" / "model.safetensors").meta.provenance["data"]["dataset"] == "cityscapes"
+
+
+def test_git_commit_of_a_copy_without_git_comes_from_the_environment(tmp_path, monkeypatch):
+    from ann.training import export
+
+    monkeypatch.setattr(export, "__file__", str(tmp_path / "ann" / "training" / "export.py"))
+    monkeypatch.setenv("ANN_GIT_COMMIT", "abc123")
+    assert export.git_commit() == "abc123"
+    monkeypatch.delenv("ANN_GIT_COMMIT")
+    assert export.git_commit() == "unknown"

@@ -1,6 +1,7 @@
 """The end of a run: the final model in the library's safetensors format with its provenance, the
 training-curve PNG and the model card."""
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -16,8 +17,14 @@ MODEL_FILE = "model.safetensors"
 
 
 def git_commit() -> str:
-    """HEAD of the checkout the trainer runs from, `+dirty` with uncommitted changes."""
+    """HEAD of the checkout the trainer runs from, `+dirty` with uncommitted changes.
+
+    A copy without .git (the GPU machine gets the working tree only) reads ANN_GIT_COMMIT,
+    which the caller sets to the commit it copied.
+    """
     repo = Path(__file__).resolve().parents[2]
+    if not (repo / ".git").exists():
+        return os.environ.get("ANN_GIT_COMMIT", "unknown")
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
