@@ -38,6 +38,16 @@ def print_configs() -> None:
         print(f"{name:<32} {description}")
 
 
+def reproduce(args: argparse.Namespace, overrides: list[str]) -> str:
+    """The command that recomputes this run: without --resume and the overrides that only change
+    how it runs (progress bar, device, workers, ...), whatever chunks it was trained in."""
+    from ann.training.loop import RESUMABLE_CHANGES
+
+    how = set(RESUMABLE_CHANGES) - {"data.root"}  # where the data is stays in the command
+    sets = [["--set", o] for o in overrides if o.partition("=")[0].strip() not in how]
+    return shlex.join(["python", "-m", "ann.train", args.config, "--out", str(args.out), *sum(sets, [])])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_configs:
@@ -58,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = shlex.join([sys.executable, "-m", "ann.train", *(sys.argv[1:] if argv is None else argv)])
     try:
-        train(config, args.out, resume=args.resume, command=command)
+        train(config, args.out, resume=args.resume, command=command, reproduce=reproduce(args, overrides))
     except (ValueError, RuntimeError, OSError) as error:  # TrainingError, DatasetError, ConfigError
         print(f"error: {error}", file=sys.stderr)
         return 2

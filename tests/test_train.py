@@ -154,3 +154,16 @@ def test_git_commit_of_a_copy_without_git_comes_from_the_environment(tmp_path, m
     assert export.git_commit() == "abc123"
     monkeypatch.delenv("ANN_GIT_COMMIT")
     assert export.git_commit() == "unknown"
+
+
+def test_card_gives_the_command_that_reproduces_a_chunked_run(tmp_path):
+    out = tmp_path / "run"
+    common = ["smoke", "--out", str(out), "--set", "train.progress=false", "--set", "optim.lr=0.02",
+              "--set", "data.val_limit=1", "--set", "train.iterations=3"]  # fmt: skip
+    assert main([*common, "--set", "data.workers=0"]) == 0
+    assert main([*common, "--resume"]) == 0  # a later chunk: --resume, other workers
+    provenance = ann.load(out / "model.safetensors").meta.provenance
+    sets = "--set optim.lr=0.02 --set data.val_limit=1 --set train.iterations=3"
+    want = f"python -m ann.train smoke --out {out} {sets}"
+    assert provenance["reproduce"] == want and "--resume" in provenance["command"]
+    assert f"| reproduce | `{want}` |" in (out / "model_card.md").read_text()

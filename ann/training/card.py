@@ -24,7 +24,8 @@ def model_card(
         f"| wall time | {provenance['wall_time_s'] / 60:.1f} min |",
         f"| device | {provenance['device']} x {provenance['world_size']}, torch {provenance['torch']} |",
         f"| git commit | {provenance['git_commit']} |",
-        f"| command | `{provenance['command']}` |",
+        f"| reproduce | `{provenance.get('reproduce') or provenance['command']}` |",
+        f"| command run | `{provenance['command']}` |",
         "",
     ]
     lines += metrics_section(summary, test, config)

@@ -44,10 +44,11 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def provenance(run, command: str) -> dict:
+def provenance(run, command: str, reproduce: str = "") -> dict:
     config, data = run.config, run.config.data
     return {
         "command": command,
+        "reproduce": reproduce or command,
         "git_commit": git_commit(),
         "config": config.name,
         "data": {
@@ -73,13 +74,13 @@ def provenance(run, command: str) -> dict:
     }
 
 
-def export(run, val_split: Split, command: str) -> Path:
+def export(run, val_split: Split, command: str, reproduce: str = "") -> Path:
     """Write model.safetensors, training_curve.png and model_card.md into the run folder."""
     import time
 
     run.wall_time += time.perf_counter() - run.started
     run.started = time.perf_counter()
-    info = provenance(run, command)
+    info = provenance(run, command, reproduce)
     meta = CheckpointMeta(
         run.net.config,
         list(val_split.class_names),

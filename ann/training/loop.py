@@ -66,7 +66,7 @@ class Run:
     started: float = field(default_factory=time.perf_counter)
 
 
-def train(config: RunConfig, out: Path, resume: bool = False, command: str = "") -> Run:
+def train(config: RunConfig, out: Path, resume: bool = False, command: str = "", reproduce: str = "") -> Run:
     processes = distributed.setup(config.train.device)
     lock = RunLock(out)
     try:
@@ -85,7 +85,7 @@ def train(config: RunConfig, out: Path, resume: bool = False, command: str = "")
         if processes.main:
             from ann.training.export import export
 
-            export(run, val_split, command)
+            export(run, val_split, command, reproduce)
         distributed.barrier()
         return run
     finally:
