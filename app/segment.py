@@ -170,7 +170,7 @@ def model_card(store: ModelStore, name: str) -> str:
         if "miou" in result:
             name_of_split = provenance.get("data", {}).get(split) or key
             lines.append(f"- {name_of_split} mIoU: **{100 * result['miou']:.2f}**")
-    for key in ("data", "dataset", "iterations", "note", "source", "command", "git_commit"):
+    for key in ("data", "dataset", "iterations", "note", "source", "reproduce", "git_commit"):
         if key in provenance:
             lines.append(f"- {key}: {provenance[key]}")
     path = store.path(name)
