@@ -87,7 +87,12 @@ def summarise(folder: Path, skip: int = 1) -> dict:
     return {"iteration": last["iteration"], "loss": round(last["loss"], 4)} | {k: median(k) for k in keys}
 
 
-def check(queue: list[str], logs: Path) -> None:
+def time_left(deadline: float) -> float:
+    """Seconds a step may still take, packing time kept aside."""
+    return deadline - time.monotonic() - RESERVE_S
+
+
+def check(queue: list[str], logs: Path, deadline: float) -> None:
     """The CUDA code paths once, then a throughput probe of each queued config."""
     sh(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv"], logs / "env.log")
     sh([sys.executable, "-c", "import torch, sys; print(sys.version); print('torch', torch.__version__, "
@@ -113,7 +118,10 @@ def check(queue: list[str], logs: Path) -> None:
     for name, command in probes.items():
         folder = RUNS / "check" / name
         started = time.perf_counter()
-        status = sh(command, logs / f"{name}.log", timeout=240)
+        if time_left(deadline) < 30:
+            results[name] = {"exit": "skipped: deadline"}
+            continue
+        status = sh(command, logs / f"{name}.log", timeout=min(240, time_left(deadline)))
         results[name] = {"exit": status, "seconds": round(time.perf_counter() - started, 1)}
         if (folder / "metrics.jsonl").exists():
             results[name].update(summarise(folder))
@@ -121,13 +129,15 @@ def check(queue: list[str], logs: Path) -> None:
     (logs / "check.json").write_text(json.dumps(results, indent=1))
 
 
-def bench(logs: Path) -> None:
+def bench(logs: Path, deadline: float) -> None:
     module = [sys.executable, "-m", "ann.bench"]
     for dtype in ("fp32", "bf16"):
         sh([*module, "block", "--size", "96x96", "--size", "256x128", "--device", "cuda", "--dtype", dtype,
-            "--json", str(logs / f"bench_block_{dtype}.json")], logs / "bench.log")  # fmt: skip
+            "--json", str(logs / f"bench_block_{dtype}.json")], logs / "bench.log",
+           timeout=max(time_left(deadline), 1))  # fmt: skip
         sh([*module, "network", "--device", "cuda", "--dtype", dtype,
-            "--json", str(logs / f"bench_network_{dtype}.json")], logs / "bench.log")  # fmt: skip
+            "--json", str(logs / f"bench_network_{dtype}.json")], logs / "bench.log",
+           timeout=max(time_left(deadline), 1))  # fmt: skip
 
 
 def train_queue(queue: list[str], deadline: float, logs: Path) -> None:
@@ -135,7 +145,7 @@ def train_queue(queue: list[str], deadline: float, logs: Path) -> None:
         out = RUNS / parse_entry(entry)[0]
         if (out / "model.safetensors").exists():
             continue
-        left = deadline - time.monotonic() - RESERVE_S
+        left = time_left(deadline)
         if left < 30:
             break
         status = sh(train_command(entry, out), out.parent / f"{out.name}.log", timeout=left)
@@ -212,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("queue", nargs="*", help="config names, in order of priority")
     parser.add_argument("--check", action="store_true", help="CUDA paths + throughput probes first")
     parser.add_argument("--bench", action="store_true", help="ann.bench on this GPU")
+    parser.add_argument("--no-train", action="store_true", help="probe the queue, do not train it")
     parser.add_argument("--deadline", type=float, default=540, help="seconds this call may take")
     parser.add_argument(
         "--study",
@@ -230,10 +241,11 @@ def main(argv: list[str] | None = None) -> None:
         SHIPPED.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     if args.check:
-        check(args.queue, logs)
+        check(args.queue, logs, deadline)
     if args.bench:
-        bench(logs)
-    train_queue(args.queue, deadline, logs)
+        bench(logs, deadline)
+    if not args.no_train:
+        train_queue(args.queue, deadline, logs)
     study(args.study, deadline, logs)
     ship(logs, out)
 

@@ -81,7 +81,9 @@ def test_check_commands_are_valid_trainer_calls(tmp_path, monkeypatch):
     commands = []
     monkeypatch.setattr(gpu_session, "sh", lambda command, *a, **k: commands.append(command) or 0)
     monkeypatch.chdir(tmp_path)
-    gpu_session.check(["ann-r18-synthcity", "fcn-r18-synthcity"], tmp_path)
+    gpu_session.check(
+        ["ann-r18-synthcity", "fcn-r18-synthcity"], tmp_path, gpu_session.time.monotonic() + 600
+    )
     trainer = [c for c in commands if "ann.train" in c]
     assert len(trainer) == 6  # cuda, compile, nccl, two probes, one streaming probe
     for command in trainer:
@@ -137,3 +139,15 @@ def test_device_tree_hides_checkpoints_from_the_index_and_restores_them(tmp_path
     assert (tmp_path / "checkpoints" / "a.safetensors").read_bytes() == b"w" * 100
     subprocess.run([*script, "restore"], cwd=tmp_path, check=True, capture_output=True)
     assert git("status", "--porcelain") == "" and "a.safetensors" in git("ls-files")
+
+
+def test_check_skips_what_the_deadline_leaves_no_time_for(tmp_path, monkeypatch):
+    from scripts import gpu_session
+
+    commands = []
+    monkeypatch.setattr(gpu_session, "sh", lambda command, *a, **k: commands.append(command) or 0)
+    monkeypatch.chdir(tmp_path)
+    gpu_session.check(["ann-r18-synthcity"], tmp_path, gpu_session.time.monotonic() + 50)
+    results = json.loads((tmp_path / "check.json").read_text())
+    assert not [c for c in commands if "ann.train" in c]
+    assert all(r == {"exit": "skipped: deadline"} for r in results.values())
