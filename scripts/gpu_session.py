@@ -140,21 +140,28 @@ def bench(logs: Path, deadline: float) -> None:
            timeout=max(time_left(deadline), 1))  # fmt: skip
 
 
-def train_queue(queue: list[str], deadline: float, logs: Path) -> None:
-    for entry in queue:
-        out = RUNS / parse_entry(entry)[0]
-        if (out / "model.safetensors").exists():
-            continue
-        left = time_left(deadline)
-        if left < 30:
-            break
-        status = sh(train_command(entry, out), out.parent / f"{out.name}.log", timeout=left)
-        print(
-            f"{entry}: exit {status}",
-            json.dumps(summarise(out, 0) if (out / "metrics.jsonl").exists() else {}),
-        )
-        if status != 0:
-            break  # stopped at the deadline (resume next call) or failed (see its log)
+def train_queue(queue: list[str], deadline: float, parallel: int = 1) -> None:
+    """Train the unfinished entries in order, `parallel` at a time; SIGKILL all at the deadline."""
+    pending = [e for e in queue if not (RUNS / parse_entry(e)[0] / "model.safetensors").exists()]
+    running: dict[subprocess.Popen, tuple[str, Path]] = {}
+    while pending or running:
+        while pending and len(running) < parallel and time_left(deadline) >= 30:
+            entry = pending.pop(0)
+            out = RUNS / parse_entry(entry)[0]
+            command = train_command(entry, out)
+            print("$", shlex.join(command), flush=True)
+            with open(RUNS / f"{out.name}.log", "a") as log:  # the child keeps its own handle
+                running[subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)] = (entry, out)
+        if not running:
+            return  # no time to start the rest: the next call does
+        time.sleep(1)
+        for proc, (entry, out) in list(running.items()):
+            if time_left(deadline) <= 0:
+                proc.kill()  # checkpoints are atomic: the next call resumes
+            if proc.poll() is not None:
+                del running[proc]
+                progress = summarise(out, 0) if (out / "metrics.jsonl").exists() else {}
+                print(f"{entry}: exit {proc.returncode}", json.dumps(progress), flush=True)
 
 
 def table7_settings() -> list[tuple[str, tuple[int, ...]]]:
@@ -223,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--check", action="store_true", help="CUDA paths + throughput probes first")
     parser.add_argument("--bench", action="store_true", help="ann.bench on this GPU")
     parser.add_argument("--no-train", action="store_true", help="probe the queue, do not train it")
+    parser.add_argument("--parallel", type=int, default=1, help="runs trained at once on the GPU")
     parser.add_argument("--deadline", type=float, default=540, help="seconds this call may take")
     parser.add_argument(
         "--study",
@@ -245,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.bench:
         bench(logs, deadline)
     if not args.no_train:
-        train_queue(args.queue, deadline, logs)
+        train_queue(args.queue, deadline, args.parallel)
     study(args.study, deadline, logs)
     ship(logs, out)
 

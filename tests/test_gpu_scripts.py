@@ -151,3 +151,15 @@ def test_check_skips_what_the_deadline_leaves_no_time_for(tmp_path, monkeypatch)
     results = json.loads((tmp_path / "check.json").read_text())
     assert not [c for c in commands if "ann.train" in c]
     assert all(r == {"exit": "skipped: deadline"} for r in results.values())
+
+
+def test_parallel_queue_trains_runs_side_by_side(tmp_path):
+    entries = [f"{name}={ENTRY}" for name in ("a", "b", "c")]
+    text = session(tmp_path, tmp_path / "out", *entries, "--parallel", "2", "--deadline", "240")
+    assert all((tmp_path / "runs" / name / "model.safetensors").exists() for name in "abc")
+    assert text.count(": exit 0") == 3
+    first_end = text.index(": exit 0")
+    assert "--out runs/a" in text[:first_end] and "--out runs/b" in text[:first_end]  # side by side
+    assert "--out runs/c" not in text[:first_end]
+    # one 24 MB smoke model per 35 MiB bundle (5 MiB parts here): the next calls ship b and c
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["runs"] == ["a"]
