@@ -115,3 +115,10 @@ def test_config_pool_makes_train_finite_and_training_reads_it(tmp_path):
     assert meta.provenance["data"]["synthcity_train_images"] == 4
     with pytest.raises(ConfigError, match="synthcity_train_images"):
         load_config("smoke", ["data.synthcity_train_images=-1"])
+
+
+def test_pool_file_is_named_after_the_renderer_code(tmp_path, monkeypatch):
+    """Changed SynthCity code must not read scenes rendered by the old code."""
+    before = TrainPool(tmp_path, 0, 3, SIZE_HW).path
+    monkeypatch.setattr(pool_module, "code_version", lambda: "other")
+    assert TrainPool(tmp_path, 0, 3, SIZE_HW).path != before

@@ -9,6 +9,7 @@ of one run (or several runs on one machine) render it once and never read a part
 """
 
 import fcntl
+import hashlib
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -25,6 +26,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ann" / "synthcity"
 
 
+def code_version() -> str:
+    """Digest of the renderer's source: a cache rendered by other SynthCity code is never read."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 class TrainPool:
     """Picklable reader of a pool file: `pool(i)` -> (image uint8 (H, W, 3), label uint8 (H, W))."""
 
@@ -33,7 +42,8 @@ class TrainPool:
             raise ValueError(f"a SynthCity pool needs at least 1 image, got {count}")
         self.seed, self.count, self.size_hw = seed, count, tuple(size_hw)
         height, width = self.size_hw
-        self.path = Path(cache_dir) / f"synthcity_s{seed}_train_{count}_{width}x{height}.u8"
+        name = f"synthcity_{code_version()}_s{seed}_train_{count}_{width}x{height}.u8"
+        self.path = Path(cache_dir) / name
         self.image_bytes = height * width * 3
         self.record = self.image_bytes + height * width
         self._data: np.memmap | None = None
