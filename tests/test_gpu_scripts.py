@@ -163,3 +163,16 @@ def test_parallel_queue_trains_runs_side_by_side(tmp_path):
     assert "--out runs/c" not in text[:first_end]
     # one 24 MB smoke model per 35 MiB bundle (5 MiB parts here): the next calls ship b and c
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["runs"] == ["a"]
+
+
+def test_bench_commands_parse(tmp_path, monkeypatch):
+    from ann.bench import parse_args
+    from scripts import gpu_session
+
+    commands = []
+    monkeypatch.setattr(gpu_session, "sh", lambda command, *a, **k: commands.append(command) or 0)
+    gpu_session.bench(tmp_path, gpu_session.time.monotonic() + 600)
+    assert len(commands) == 6  # paper widths, shipped widths, network; fp32 and bf16
+    for command in commands:
+        args = parse_args(command[command.index("ann.bench") + 1 :])
+        assert args.device == "cuda" and args.json.parent == tmp_path
