@@ -100,6 +100,9 @@ class TrainConfig:
     val_mode: str = "whole"  # whole | slide | msflip
     progress: bool = True  # tqdm bar on rank 0
     export_dtype: str = "float16"  # float16 | float32 for the final safetensors file
+    # ImageNet weights of a ResNet backbone, a local .pth/.safetensors (torchvision or deep-stem
+    # layout, ann/models/pretrained.py); "" = random init. EfficientNet: model.pretrained.
+    backbone_weights: str = ""
 
     def __post_init__(self) -> None:
         check_positive("train.iterations", self.iterations)

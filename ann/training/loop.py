@@ -21,7 +21,8 @@ from torch import nn
 from ann.checkpoint import CheckpointError, load_state
 from ann.evaluate import evaluate, mode_options
 from ann.losses import CITYSCAPES_CLASS_WEIGHTS, SegmentationLoss
-from ann.models.network import ANN, build_network
+from ann.models.network import ANN, build_backbone, build_network
+from ann.models.pretrained import fitted_state, load_backbone_weights
 from ann.training import distributed
 from ann.training.config import RunConfig, config_differences, load_config, to_toml
 from ann.training.data import Split, eval_loader, normalization, open_split, train_loader
@@ -75,6 +76,7 @@ def train(config: RunConfig, out: Path, resume: bool = False, command: str = "",
         # opened now so that a missing test folder stops the run before training, not after
         test_split = open_split(config.data, config.data.test_split) if config.data.test_split else None
         check_classes(config, val_split)
+        check_backbone_weights(config)
         error = prepare_folder(config, out, resume, lock) if processes.main else None
         distributed.broadcast_error(error, processes)
         run = build_run(config, out, processes)
@@ -99,6 +101,20 @@ def check_classes(config: RunConfig, split: Split) -> None:
             f"model.num_classes is {config.model.num_classes} but {config.data.dataset} has "
             f"{len(split.class_names)} classes"
         )
+
+
+def check_backbone_weights(config: RunConfig) -> None:
+    """A weight file that is missing or does not fit stops the run before its folder is written."""
+    if not config.train.backbone_weights:
+        return
+    if not config.model.backbone.startswith("resnet"):
+        raise TrainingError(
+            f"train.backbone_weights is for ResNet backbones; {config.model.backbone} takes its "
+            "ImageNet weights through model.pretrained"
+        )
+    with torch.device("meta"):  # shapes only: nothing allocated, nothing computed
+        backbone = build_backbone(config.model)
+    fitted_state(backbone, config.train.backbone_weights)
 
 
 def prepare_folder(config: RunConfig, out: Path, resume: bool, lock: RunLock) -> str | None:
@@ -133,7 +149,10 @@ def seed_everything(seed: int) -> None:
 
 def build_run(config: RunConfig, out: Path, processes: Processes) -> Run:
     seed_everything(config.train.seed)  # same initial weights on every process
-    net = build_network(config.model).to(processes.device)
+    net = build_network(config.model)
+    if config.train.backbone_weights:
+        load_backbone_weights(net.backbone, config.train.backbone_weights)
+    net = net.to(processes.device)
     cuda = processes.device.type == "cuda"
     if cuda:
         # crops have one size, so cuDNN's per-shape algorithm search pays off after one step
