@@ -76,11 +76,13 @@ def train(config: RunConfig, out: Path, resume: bool = False, command: str = "",
         # opened now so that a missing test folder stops the run before training, not after
         test_split = open_split(config.data, config.data.test_split) if config.data.test_split else None
         check_classes(config, val_split)
-        check_backbone_weights(config)
+        resuming = resume and (out / CHECKPOINT).exists()
+        if not resuming:  # a resumed run restores its weights: the ImageNet file may be gone
+            check_backbone_weights(config)
         error = prepare_folder(config, out, resume, lock) if processes.main else None
         distributed.broadcast_error(error, processes)
-        run = build_run(config, out, processes)
-        if resume and (out / CHECKPOINT).exists():
+        run = build_run(config, out, processes, initial_weights=not resuming)
+        if resuming:
             restore(run, load_checkpoint(out / CHECKPOINT))
         train_to_end(run, train_split, val_split)
         final_test(run, test_split)
@@ -147,10 +149,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_run(config: RunConfig, out: Path, processes: Processes) -> Run:
+def build_run(config: RunConfig, out: Path, processes: Processes, initial_weights: bool = True) -> Run:
     seed_everything(config.train.seed)  # same initial weights on every process
     net = build_network(config.model)
-    if config.train.backbone_weights:
+    if config.train.backbone_weights and initial_weights:
         load_backbone_weights(net.backbone, config.train.backbone_weights)
     net = net.to(processes.device)
     cuda = processes.device.type == "cuda"
