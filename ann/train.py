@@ -67,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     from ann.training.loop import train
 
     command = shlex.join([sys.executable, "-m", "ann.train", *(sys.argv[1:] if argv is None else argv)])
+    from ann.training.state import Stopped
+
     try:
         train(config, args.out, resume=args.resume, command=command, reproduce=reproduce(args, overrides))
+    except Stopped as stop:
+        print(f"{stop}: {shlex.join(['python', '-m', 'ann.train', *sys.argv[1:]])} --resume", file=sys.stderr)
+        return 143  # 128 + SIGTERM, as a shell reports a terminated job
     except (ValueError, RuntimeError, OSError) as error:  # TrainingError, DatasetError, ConfigError
         print(f"error: {error}", file=sys.stderr)
         return 2

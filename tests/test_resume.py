@@ -97,3 +97,25 @@ def test_sigkill_between_checkpoints_resumes_exactly(tmp_path, reference):
         process.kill()
     assert load_checkpoint(tmp_path / CHECKPOINT)["iteration"] in (4, 6)
     resume_and_compare(tmp_path, reference)
+
+
+def test_sigterm_checkpoints_where_it_is_and_resumes_exactly(tmp_path, reference):
+    """A polite stop (a time limit, a scheduler) loses no iteration: the checkpoint is taken at
+    the step where SIGTERM arrived, not at the last periodic one."""
+    process = start_trainer(tmp_path, {})
+    metrics = tmp_path / "metrics.jsonl"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143
+    logged = [json.loads(line)["iteration"] for line in metrics.read_text().splitlines()]
+    assert load_checkpoint(tmp_path / CHECKPOINT)["iteration"] == logged[-1] < ITERATIONS
+    assert not (tmp_path / "model.safetensors").exists() and not (tmp_path / "train.lock").exists()
+    resume_and_compare(tmp_path, reference)

@@ -78,3 +78,12 @@ def gather_to_main(value, processes: Processes) -> list | None:
     gathered = [None] * processes.world if processes.main else None
     dist.gather_object(value, gathered, dst=0)
     return gathered
+
+
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True on every process if `flag` is true on one (a stop must be taken at the same step)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    tensor = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())

@@ -30,6 +30,8 @@ from ann.training.distributed import Processes
 from ann.training.logging import RunLog
 from ann.training.state import (
     RunLock,
+    Stopped,
+    StopRequest,
     TrainingError,
     atomic_write,
     load_checkpoint,
@@ -250,29 +252,41 @@ def train_to_end(run: Run, train_split: Split, val_split: Split) -> None:
     loader = train_loader(train_split, run.config, run.iteration, processes.rank, processes.world, cuda)
     meter = Meter()
     try:
-        for images, labels in meter.timed(loader):
-            images = images.to(processes.device, non_blocking=True)
-            if cuda and cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            losses = train_step(run, images, labels.to(processes.device, non_blocking=True))
-            run.iteration += 1
-            meter.images += len(images) * processes.world
-            if log:
-                log.bar.update(1)
-            end = run.iteration == cfg.iterations
-            if run.iteration % cfg.log_every == 0 or end:
-                log_training(run, losses, meter, log)
-            if (cfg.val_every and run.iteration % cfg.val_every == 0) or end:
-                validate(run, val_split, log)
-                meter.read()  # validation time is not training throughput
-            if run.iteration % cfg.checkpoint_every == 0 or end:
-                rng = distributed.gather_to_main(rng_states(), processes)
-                if processes.main:
-                    save_checkpoint(run.out / CHECKPOINT, checkpoint_state(run, rng))
-                distributed.barrier()
+        with StopRequest() as stop:
+            for images, labels in meter.timed(loader):
+                train_iteration(run, images, labels, meter, log, val_split, stop)
     finally:
         if log:
             log.close()
+
+
+def train_iteration(
+    run: Run, images, labels, meter: "Meter", log, val_split: Split, stop: StopRequest
+) -> None:
+    """One step, then what is due after it: logging, validation, checkpoint, or a requested stop."""
+    cfg, processes = run.config.train, run.processes
+    images = images.to(processes.device, non_blocking=True)
+    if processes.device.type == "cuda" and cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    losses = train_step(run, images, labels.to(processes.device, non_blocking=True))
+    run.iteration += 1
+    meter.images += len(images) * processes.world
+    if log:
+        log.bar.update(1)
+    end = run.iteration == cfg.iterations
+    if run.iteration % cfg.log_every == 0 or end:
+        log_training(run, losses, meter, log)
+    if (cfg.val_every and run.iteration % cfg.val_every == 0) or end:
+        validate(run, val_split, log)
+        meter.read()  # validation time is not training throughput
+    stopping = not end and distributed.any_process(stop.requested, processes.device)
+    if run.iteration % cfg.checkpoint_every == 0 or end or stopping:
+        rng = distributed.gather_to_main(rng_states(), processes)
+        if processes.main:
+            save_checkpoint(run.out / CHECKPOINT, checkpoint_state(run, rng))
+        distributed.barrier()
+    if stopping:
+        raise Stopped(run.iteration)
 
 
 class Meter:

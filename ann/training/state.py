@@ -10,8 +10,10 @@ import errno
 import io
 import os
 import random
+import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +29,36 @@ _checkpoints_written = 0
 
 class TrainingError(RuntimeError):
     """A run that cannot start or continue; the message says why and what to do."""
+
+
+class Stopped(Exception):
+    """SIGTERM asked the run to stop: it saved a checkpoint at `iteration` and --resume goes on."""
+
+    def __init__(self, iteration: int) -> None:
+        super().__init__(f"stopped by SIGTERM after iteration {iteration}; --resume continues from there")
+        self.iteration = iteration
+
+
+class StopRequest:
+    """Turns SIGTERM into a flag the loop reads between steps (a job scheduler's or a time limit's
+    polite stop), so the run checkpoints where it is instead of losing the iterations since the
+    last periodic checkpoint. The previous handler comes back on exit."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def atomic_write(path: Path, payload: bytes, pause: float = 0.0) -> None:
