@@ -1,21 +1,26 @@
 """One call of the device tool on the lent GPU machine: check, benchmark, train a queue, ship.
 
-    python scripts/gpu_session.py [--check] [--bench] [--deadline 540] CONFIG[+KEY=VALUE...] ...
+    python3 scripts/gpu_session.py [--check] [--bench] [--no-train] [--parallel K] [--deadline S]
+                                   [--study RUN] QUEUE...
 
 The device tool runs one command for at most 10 minutes, keeps a machine warm only between
-calls, and brings back at most 8 files of 16 MiB (64 MiB in all) written under $OUT. So:
-- --check runs the CUDA paths once (smoke config with bf16 + channels_last, torch.compile, and
-  a one-process torchrun: NCCL, DistributedDataParallel and SyncBatchNorm) and a throughput
-  probe of each queued config (images/s, share of time waiting for data, GPU memory), before
-  any long training;
+calls, and brings back at most 8 files of 16 MiB (64 MiB in all) written under $OUT, also when
+the command is killed. So:
+- --check renders the SynthCity pool once (timed), runs the CUDA paths (smoke config with bf16 +
+  channels_last, with torch.compile, and as one torchrun-style process: NCCL process group and
+  DistributedDataParallel) and probes each queued config (images/s, share of time waiting for
+  data, GPU memory), before any long training;
 - --bench runs `ann.bench` (APNB vs NB, the full network) on this GPU, JSON into the bundle;
-- the queue trains each config in runs/NAME (resuming a run an earlier call left), stopping
-  (SIGKILL; checkpoints are atomic) when the deadline comes, so the next call goes on;
-- every finished, not yet shipped run and all logs go into one tar under $OUT, split into parts of
-  at most 15 MiB with a manifest of sha256 sums; `scripts/gpu_unpack.py` joins and checks them.
-A run that does not fit this call's 60 MiB is shipped by the next call.
+- the queue trains each unfinished run in runs/RUN (resuming what an earlier call left),
+  `parallel` at a time; at the deadline each trainer gets SIGTERM (it checkpoints where it is)
+  and, 30 s later, SIGKILL; a run that failed (exit 2) is marked and not retried;
+- after every finished run and at the end, all finished runs not shipped by an earlier call plus
+  the logs are written under $OUT as one tar in parts of at most 15 MiB with a manifest of
+  sha256 sums (`scripts/gpu_unpack.py` joins and checks them); a run that does not fit this
+  call's 60 MiB is shipped by the next call.
 A queue entry is [RUN=]CONFIG[+KEY=VALUE...]: the run folder runs/RUN (default: the config name)
-and overrides, e.g. `ann-r18-synthcity-seed1=ann-r18-synthcity+train.seed=1`.
+and overrides, e.g. `ann-r18-synthcity-seed1=ann-r18-synthcity+train.seed=1`. Every step is
+bounded by --deadline (seconds from the start); keep it under the device time left.
 """
 
 import argparse
@@ -23,11 +28,16 @@ import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tarfile
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # started by path: `ann` is beside this folder, not on sys.path
+from ann.training.config import list_configs, load_config  # noqa: E402
 
 RUNS = Path("runs")
 SHIPPED = RUNS / "shipped.txt"
@@ -35,25 +45,49 @@ PART_BYTES = int(os.environ.get("ANN_PART_BYTES", 15 * 2**20))  # smaller in the
 MAX_PARTS = 7  # + the manifest = the tool's 8 files
 # under the tool's 64 MiB, and 1 MiB left for the tar's headers
 MAX_BUNDLE = min(60 * 2**20, MAX_PARTS * PART_BYTES) - 2**20
-RESERVE_S = 40  # kept for packing after the last training is stopped
+RESERVE_S = 40  # kept for packing after the last step is stopped
+START_S = 120  # no run is started with less time left: start-up alone takes tens of seconds
+GRACE_S = 30  # between SIGTERM (checkpoint now) and SIGKILL
+FINISHED = "model_card.md"  # the export writes it last: a run without it is not finished
 RUN_FILES = ("model.safetensors", "model_card.md", "training_curve.png", "metrics.jsonl", "config.toml")
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
-def sh(command: list[str], log: Path | None = None, timeout: float | None = None) -> int:
-    """Run, echo the command, tee output to `log`; SIGKILL at `timeout`. Returns the exit status."""
+def start(command: list[str], log: Path | None, env: dict | None = None) -> subprocess.Popen:
+    """A child in its own process group, so that stopping it also stops its DataLoader workers."""
     print("$", shlex.join(command), flush=True)
-    out = open(log, "a") if log else None
+    out = open(log, "a") if log else None  # noqa: SIM115 - the child keeps its own copy of the handle
     try:
-        proc = subprocess.Popen(command, stdout=out or None, stderr=subprocess.STDOUT if out else None)
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return -9
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                env=env or CHILD_ENV, start_new_session=True)  # fmt: skip
     finally:
         if out:
             out.close()
+
+
+def stop(proc: subprocess.Popen, grace: float = GRACE_S) -> None:
+    """SIGTERM to the trainer (it checkpoints at the current step), then SIGKILL to its group."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # workers and anything else it started
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def sh(command: list[str], log: Path | None = None, timeout: float | None = None, env=None) -> int:
+    """Run to the end or to `timeout` (then stopped as `stop` does). Returns the exit status."""
+    proc = start(command, log, env)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc, grace=5)
+        return proc.returncode
 
 
 def parse_entry(entry: str) -> tuple[str, str, list[str]]:
@@ -73,6 +107,8 @@ def train_command(entry: str, out: Path, *extra: str) -> list[str]:
 
 def summarise(folder: Path, skip: int = 1) -> dict:
     """Median images/s, data wait and peak GPU memory over the log windows after the first `skip`."""
+    if not (folder / "metrics.jsonl").exists():
+        return {}
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     windows = [r for r in records if "images_per_s" in r][skip:]
     if not windows:
@@ -92,39 +128,63 @@ def time_left(deadline: float) -> float:
     return deadline - time.monotonic() - RESERVE_S
 
 
+def render_pools(queue: list[str], logs: Path) -> None:
+    """Each SynthCity pool the queue needs, once, timed (the probes would otherwise pay for it)."""
+    from ann.training.data import synthcity_pool
+
+    for entry in queue:
+        _, name, overrides = parse_entry(entry)
+        data = load_config(name, overrides).data
+        if data.dataset == "synthcity" and data.synthcity_train_images:
+            started = time.perf_counter()
+            path = synthcity_pool(data).path
+            seconds = time.perf_counter() - started
+            line = f"pool {path.name}: {path.stat().st_size / 2**30:.1f} GiB in {seconds:.0f} s"
+            print(line, flush=True)
+            with open(logs / "env.log", "a") as log:
+                log.write(line + "\n")
+
+
 def check(queue: list[str], logs: Path, deadline: float) -> None:
     """The CUDA code paths once, then a throughput probe of each queued config."""
     sh(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv"], logs / "env.log")
-    sh([sys.executable, "-c", "import torch, sys; print(sys.version); print('torch', torch.__version__, "
-        "torch.cuda.get_device_name(), 'cpus', __import__('os').cpu_count())"], logs / "env.log")  # fmt: skip
+    sh([sys.executable, "-c", "import torch, sys, os; print(sys.version); print('torch', torch.__version__, "
+        "torch.cuda.get_device_name(), 'cpus', os.cpu_count())"], logs / "env.log")  # fmt: skip
+    sh(["df", "-h", "/dev/shm", str(Path.home()), "."], logs / "env.log")
+    render_pools(queue, logs)
     cuda = ["train.device=cuda", "train.iterations=30", "train.log_every=10", "train.amp=bf16",
             "train.channels_last=true", "data.workers=4"]  # fmt: skip
     check_dir = RUNS / "check"
-    compile_ = [*cuda, "train.compile=true"]
-    nccl = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1"]
+    # what torchrun sets for one process: the trainer's NCCL + DDP path on a single GPU
+    one_rank = {**CHILD_ENV, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
+                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29533"}  # fmt: skip
     probes = {
-        "smoke-cuda": train_command("smoke", check_dir / "smoke-cuda", *cuda),
-        "smoke-compile": train_command("smoke", check_dir / "smoke-compile", *compile_),
-        "smoke-torchrun-nccl": nccl + train_command("smoke", check_dir / "smoke-torchrun-nccl", *cuda)[1:],
+        "smoke-cuda": (train_command("smoke", check_dir / "smoke-cuda", *cuda), None),
+        "smoke-compile": (
+            train_command("smoke", check_dir / "smoke-compile", *cuda, "train.compile=true"),
+            None,
+        ),
+        "smoke-ddp-nccl": (train_command("smoke", check_dir / "smoke-ddp-nccl", *cuda), one_rank),
     }
     probe = ["train.iterations=60", "train.log_every=10", "data.val_limit=20", "data.test_split="]
     for entry in queue:
         name = f"probe-{parse_entry(entry)[0]}"
-        probes[name] = train_command(entry, check_dir / name, *probe)
+        probes[name] = (train_command(entry, check_dir / name, *probe), None)
     if queue:  # the first config again, rendering on the fly: does streaming keep up on 16 cores?
-        stream = check_dir / f"probe-stream-{parse_entry(queue[0])[0]}"
-        probes[stream.name] = train_command(queue[0], stream, *probe, "data.synthcity_train_images=0")
+        name = f"probe-stream-{parse_entry(queue[0])[0]}"
+        probes[name] = (
+            train_command(queue[0], check_dir / name, *probe, "data.synthcity_train_images=0"),
+            None,
+        )
     results = {}
-    for name, command in probes.items():
-        folder = RUNS / "check" / name
-        started = time.perf_counter()
+    for name, (command, env) in probes.items():
         if time_left(deadline) < 30:
             results[name] = {"exit": "skipped: deadline"}
             continue
-        status = sh(command, logs / f"{name}.log", timeout=min(240, time_left(deadline)))
+        started = time.perf_counter()
+        status = sh(command, logs / f"{name}.log", timeout=min(240, time_left(deadline)), env=env)
         results[name] = {"exit": status, "seconds": round(time.perf_counter() - started, 1)}
-        if (folder / "metrics.jsonl").exists():
-            results[name].update(summarise(folder))
+        results[name].update(summarise(check_dir / name))
         print(name, json.dumps(results[name]), flush=True)
     (logs / "check.json").write_text(json.dumps(results, indent=1))
 
@@ -143,125 +203,148 @@ def bench(logs: Path, deadline: float) -> None:
         for name, args in runs.items():
             json_path = logs / f"bench_{name}_{dtype}.json"
             command = [*module, *args, "--device", "cuda", "--dtype", dtype, "--json", str(json_path)]
-            sh(command, logs / "bench.log", timeout=max(time_left(deadline), 1))
+            if time_left(deadline) > 10:
+                sh(command, logs / "bench.log", timeout=time_left(deadline))
 
 
-def train_queue(queue: list[str], deadline: float, parallel: int = 1) -> None:
-    """Train the unfinished entries in order, `parallel` at a time; SIGKILL all at the deadline."""
-    pending = [e for e in queue if not (RUNS / parse_entry(e)[0] / "model.safetensors").exists()]
+def finished(run: Path) -> bool:
+    return (run / FINISHED).exists()
+
+
+def train_queue(queue: list[str], deadline: float, parallel: int = 1, on_finish=lambda: None) -> None:
+    """Train the unfinished entries in order, `parallel` at a time, until the deadline."""
+    pending = [e for e in queue if not finished(RUNS / parse_entry(e)[0])]
+    pending = [e for e in pending if not failed_before(RUNS / parse_entry(e)[0])]
     running: dict[subprocess.Popen, tuple[str, Path]] = {}
     while pending or running:
-        while pending and len(running) < parallel and time_left(deadline) >= 30:
+        while pending and len(running) < parallel and time_left(deadline) >= START_S:
             entry = pending.pop(0)
             out = RUNS / parse_entry(entry)[0]
-            command = train_command(entry, out)
-            print("$", shlex.join(command), flush=True)
-            with open(RUNS / f"{out.name}.log", "a") as log:  # the child keeps its own handle
-                running[subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)] = (entry, out)
+            running[start(train_command(entry, out), RUNS / f"{out.name}.log")] = (entry, out)
         if not running:
             return  # no time to start the rest: the next call does
         time.sleep(1)
         for proc, (entry, out) in list(running.items()):
-            if time_left(deadline) <= 0:
-                proc.kill()  # checkpoints are atomic: the next call resumes
-            if proc.poll() is not None:
-                del running[proc]
-                progress = summarise(out, 0) if (out / "metrics.jsonl").exists() else {}
-                print(f"{entry}: exit {proc.returncode}", json.dumps(progress), flush=True)
+            if time_left(deadline) <= GRACE_S and proc.poll() is None:
+                stop(proc)  # the trainer checkpoints at this step: the next call resumes
+            if proc.poll() is None:
+                continue
+            del running[proc]
+            print(f"{entry}: exit {proc.returncode}", json.dumps(summarise(out, 0)), flush=True)
+            if proc.returncode == 2:  # the trainer refused or diverged: retrying repeats it
+                (RUNS / f"{out.name}.failed").write_text(f"exit 2; see {out.name}.log\n")
+            if finished(out):
+                on_finish()
+
+
+def failed_before(run: Path) -> bool:
+    marker = RUNS / f"{run.name}.failed"
+    if marker.exists():
+        print(f"{run.name}: failed in an earlier call ({marker}); delete the marker to retry", flush=True)
+    return marker.exists()
 
 
 def table7_settings() -> list[tuple[str, tuple[int, ...]]]:
     """(method, sizes) of the full model and of every Table 7 row config (ann/configs)."""
-    from ann.training.config import list_configs, load_config
-
     names = [n for n in list_configs() if n == "ann-r18-synthcity" or n.startswith("ann-r18-synthcity-")]
-    settings = {
-        (load_config(n).model.sampling.method, tuple(load_config(n).model.sampling.sizes)) for n in names
-    }
-    return [(method, list(sizes)) for method, sizes in sorted(settings)]
+    samplings = [load_config(n).model.sampling for n in names]
+    return sorted({(s.method, tuple(s.sizes)) for s in samplings})
 
 
 def study(names: list[str], deadline: float, logs: Path) -> None:
     """Table 7 at inference time: each trained model's sampling switched, scored on SynthCity test."""
     for name in names:
         model = RUNS / name / "model.safetensors"
-        for method, sizes in table7_settings() if model.exists() else []:
+        for method, sizes in table7_settings() if finished(RUNS / name) else []:
             sizes_text = ",".join(map(str, sizes))
             result = logs / f"switch_{name}_{method}_{sizes_text.replace(',', '-')}.json"
-            if result.exists() or deadline - time.monotonic() < RESERVE_S + 30:
+            if result.exists() or time_left(deadline) < 30:
                 continue
             sh([sys.executable, "-m", "ann.evaluate", str(model), "--data", "synthcity", "--split", "test",
                 "--sampling", method, "--sizes", sizes_text, "--amp", "--workers", "12", "--no-progress",
-                "--json", str(result)], logs / "study.log")  # fmt: skip
+                "--json", str(result)], logs / "study.log", timeout=time_left(deadline))  # fmt: skip
 
 
-def ship(logs: Path, out: Path) -> None:
-    """Finished runs not yet shipped + logs -> one tar in parts + manifest under $OUT."""
-    shipped = set(SHIPPED.read_text().split()) if SHIPPED.exists() else set()
-    members: list[tuple[Path, str]] = [(p, f"logs/{p.name}") for p in sorted(logs.iterdir()) if p.is_file()]
-    members += [(p, f"logs/{p.name}") for p in sorted(RUNS.glob("*.log"))]
-    size = sum(p.stat().st_size for p, _ in members)
-    packed = []
-    for run in sorted(p.parent for p in RUNS.glob("*/model.safetensors")):
-        files = [(run / f, f"{run.name}/{f}") for f in RUN_FILES if (run / f).exists()]
-        run_size = sum(p.stat().st_size for p, _ in files)
-        if run.name in shipped or size + run_size > MAX_BUNDLE:
-            continue
-        members += files
-        size += run_size
-        packed.append(run.name)
-    tar = out / "bundle.tar"
-    with tarfile.open(tar, "w") as bundle:
-        for path, name in members:
-            bundle.add(path, arcname=name)
-    digest = hashlib.sha256(tar.read_bytes()).hexdigest()
-    parts = []
-    with open(tar, "rb") as source:
-        while chunk := source.read(PART_BYTES):
-            part = out / f"bundle.part{len(parts):02d}"
+class Shipper:
+    """Writes $OUT afresh each time: logs + the runs this call shipped + finished unshipped runs."""
+
+    def __init__(self, logs: Path, out: Path) -> None:
+        self.logs, self.out = logs, out
+        self.earlier = set(SHIPPED.read_text().split()) if SHIPPED.exists() else set()
+        self.now: list[str] = []
+
+    def __call__(self) -> None:
+        members = [(p, f"logs/{p.name}") for p in sorted(self.logs.iterdir()) if p.is_file()]
+        members += [(p, f"logs/{p.name}") for p in sorted(RUNS.glob("*.log")) + sorted(RUNS.glob("*.failed"))]
+        size = sum(p.stat().st_size for p, _ in members)
+        candidates = self.now + [r.name for r in sorted(RUNS.iterdir()) if r.is_dir() and finished(r)
+                                 and r.name not in self.earlier and r.name not in self.now]  # fmt: skip
+        packed = []
+        for name in candidates:
+            files = [(RUNS / name / f, f"{name}/{f}") for f in RUN_FILES if (RUNS / name / f).exists()]
+            run_size = sum(p.stat().st_size for p, _ in files)
+            if size + run_size <= MAX_BUNDLE:
+                members += files
+                size += run_size
+                packed.append(name)
+        self.write(members, packed)
+        self.now = packed
+        SHIPPED.write_text("".join(f"{name}\n" for name in sorted(self.earlier | set(packed))))
+        print(f"shipped {packed or 'no runs'} ({size / 2**20:.1f} MiB)", flush=True)
+
+    def write(self, members: list[tuple[Path, str]], packed: list[str]) -> None:
+        for old in [*self.out.glob("bundle.part*"), self.out / "manifest.json"]:
+            old.unlink(missing_ok=True)  # a manifest never describes parts of another bundle
+        tar = self.out / "bundle.tar"
+        with tarfile.open(tar, "w") as bundle:
+            for path, name in members:
+                bundle.add(path, arcname=name)
+        data = tar.read_bytes()
+        tar.unlink()
+        parts = []
+        for offset in range(0, len(data), PART_BYTES):
+            chunk = data[offset : offset + PART_BYTES]
+            part = self.out / f"bundle.part{len(parts):02d}"
             part.write_bytes(chunk)
             parts.append({"name": part.name, "sha256": hashlib.sha256(chunk).hexdigest()})
-    tar.unlink()
-    if len(parts) > MAX_PARTS:
-        raise SystemExit(f"bundle of {size} bytes needs {len(parts)} parts; the tool brings back {MAX_PARTS}")
-    manifest = {"sha256": digest, "parts": parts, "runs": packed, "files": [n for _, n in members]}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    SHIPPED.write_text("".join(f"{name}\n" for name in sorted(shipped | set(packed))))
-    print(f"shipped {packed or 'no runs'} in {len(parts)} parts ({size / 2**20:.1f} MiB)")
+        if len(parts) > MAX_PARTS:
+            raise SystemExit(
+                f"bundle of {len(data)} bytes needs {len(parts)} parts; the tool brings back {MAX_PARTS}"
+            )
+        manifest = {"sha256": hashlib.sha256(data).hexdigest(), "parts": parts, "runs": packed,
+                    "files": [n for _, n in members]}  # fmt: skip
+        (self.out / "manifest.json").write_text(json.dumps(manifest, indent=1))  # last: marks complete
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("queue", nargs="*", help="config names, in order of priority")
-    parser.add_argument("--check", action="store_true", help="CUDA paths + throughput probes first")
+    parser.add_argument("queue", nargs="*", help="[RUN=]CONFIG[+KEY=VALUE...], in order of priority")
+    parser.add_argument("--check", action="store_true", help="pool, CUDA paths and throughput probes first")
     parser.add_argument("--bench", action="store_true", help="ann.bench on this GPU")
     parser.add_argument("--no-train", action="store_true", help="probe the queue, do not train it")
     parser.add_argument("--parallel", type=int, default=1, help="runs trained at once on the GPU")
     parser.add_argument("--deadline", type=float, default=540, help="seconds this call may take")
-    parser.add_argument(
-        "--study",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="after training: Table 7 switched at inference on run NAME (repeatable)",
-    )
+    parser.add_argument("--study", action="append", default=[], metavar="RUN",
+                        help="after training: Table 7 switched at inference on RUN (repeatable)")  # fmt: skip
     parser.add_argument("--reship", action="store_true", help="ship finished runs again (a lost transfer)")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.deadline
     out = Path(os.environ.get("OUT") or RUNS / "out")
     logs = RUNS / "session-logs"
     logs.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     if args.reship:
         SHIPPED.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    ship = Shipper(logs, out)
+    ship()  # something valid under $OUT from the start, should the call be cut short
     if args.check:
         check(args.queue, logs, deadline)
     if args.bench:
         bench(logs, deadline)
     if not args.no_train:
-        train_queue(args.queue, deadline, args.parallel)
+        train_queue(args.queue, deadline, args.parallel, on_finish=ship)
     study(args.study, deadline, logs)
-    ship(logs, out)
+    ship()
 
 
 if __name__ == "__main__":

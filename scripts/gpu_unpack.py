@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"unpacked {len(manifest['files'])} files into {args.into}; runs: {manifest['runs'] or 'none'}")
     for name in manifest["runs"] if args.install else []:
+        if not (args.into / name / "model_card.md").is_file():
+            print(f"error: {name} came without its model card; not installed", file=sys.stderr)
+            return 2
         print("installed", install(args.into / name, args.install))
     return 0
 

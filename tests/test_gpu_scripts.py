@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ ENTRY = "smoke+train.device=cpu+train.iterations=3+data.val_limit=1+data.test_sp
 
 
 def session(cwd: Path, out: Path, *args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OUT": str(out), "ANN_PART_BYTES": str(5 * 2**20)}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the script finds `ann` itself
+    env.update(OUT=str(out), ANN_PART_BYTES=str(5 * 2**20))
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "gpu_session.py"), *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
@@ -85,7 +87,7 @@ def test_check_commands_are_valid_trainer_calls(tmp_path, monkeypatch):
         ["ann-r18-synthcity", "fcn-r18-synthcity"], tmp_path, gpu_session.time.monotonic() + 600
     )
     trainer = [c for c in commands if "ann.train" in c]
-    assert len(trainer) == 6  # cuda, compile, nccl, two probes, one streaming probe
+    assert len(trainer) == 6  # cuda, compile, ddp/nccl, two probes, one streaming probe
     for command in trainer:
         args = command[command.index("ann.train") + 1 :]
         assert train_main([*args, "--print-config"]) == 0, command
@@ -146,6 +148,7 @@ def test_check_skips_what_the_deadline_leaves_no_time_for(tmp_path, monkeypatch)
 
     commands = []
     monkeypatch.setattr(gpu_session, "sh", lambda command, *a, **k: commands.append(command) or 0)
+    monkeypatch.setattr(gpu_session, "render_pools", lambda queue, logs: None)
     monkeypatch.chdir(tmp_path)
     gpu_session.check(["ann-r18-synthcity"], tmp_path, gpu_session.time.monotonic() + 50)
     results = json.loads((tmp_path / "check.json").read_text())
@@ -176,3 +179,35 @@ def test_bench_commands_parse(tmp_path, monkeypatch):
     for command in commands:
         args = parse_args(command[command.index("ann.bench") + 1 :])
         assert args.device == "cuda" and args.json.parent == tmp_path
+
+
+def test_stop_asks_politely_then_kills_the_whole_group(tmp_path):
+    """SIGTERM reaches the trainer (which checkpoints); SIGKILL then takes its workers too."""
+    from scripts import gpu_session
+
+    code = (
+        "import signal, subprocess, sys, time\n"
+        "worker = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(worker.pid, flush=True)\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\n"
+        "time.sleep(60)\n"
+    )
+    log = tmp_path / "child.log"
+    proc = gpu_session.start([sys.executable, "-c", code], log)
+    deadline = time.monotonic() + 20
+    while not log.read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker = int(log.read_text().split()[0])
+    gpu_session.stop(proc, grace=10)
+    assert proc.returncode == 143
+    time.sleep(0.2)
+    assert not alive(worker)  # the worker in the same process group is gone
+
+
+def alive(pid: int) -> bool:
+    """Running or sleeping; a zombie waiting for its reaper is dead."""
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in state

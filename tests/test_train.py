@@ -149,8 +149,9 @@ def test_trains_on_a_dataset_folder(tmp_path):
 def test_git_commit_of_a_copy_without_git_comes_from_the_environment(tmp_path, monkeypatch):
     from ann.training import export
 
-    monkeypatch.setattr(export, "__file__", str(tmp_path / "ann" / "training" / "export.py"))
     monkeypatch.setenv("ANN_GIT_COMMIT", "abc123")
+    assert export.git_commit() == "abc123"  # wins also in this checkout, which has .git
+    monkeypatch.setattr(export, "__file__", str(tmp_path / "ann" / "training" / "export.py"))
     assert export.git_commit() == "abc123"
     monkeypatch.delenv("ANN_GIT_COMMIT")
     assert export.git_commit() == "unknown"

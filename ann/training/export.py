@@ -19,12 +19,14 @@ MODEL_FILE = "model.safetensors"
 def git_commit() -> str:
     """HEAD of the checkout the trainer runs from, `+dirty` with uncommitted changes.
 
-    A copy without .git (the GPU machine gets the working tree only) reads ANN_GIT_COMMIT,
-    which the caller sets to the commit it copied.
+    ANN_GIT_COMMIT, when set, wins: a copy of a working tree (the GPU machine gets one, without
+    .git or with a .git git may refuse) cannot tell which commit it is; the caller can.
     """
     repo = Path(__file__).resolve().parents[2]
+    if os.environ.get("ANN_GIT_COMMIT"):
+        return os.environ["ANN_GIT_COMMIT"]
     if not (repo / ".git").exists():
-        return os.environ.get("ANN_GIT_COMMIT", "unknown")
+        return "unknown"
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
