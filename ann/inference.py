@@ -13,17 +13,33 @@ from torch import Tensor, nn
 DEFAULT_SCALES = (0.75, 1.0, 1.25)
 
 
+class Normalization(nn.Module):
+    """uint8 (B, 3, H, W) RGB -> the network's input, by a checkpoint's normalization dict (channel
+    order, scale, mean, std). A module, so its constants live on the device of the images: the
+    trainer ships uint8 batches to the GPU (4x fewer bytes) and normalises them there."""
+
+    def __init__(self, normalization: dict) -> None:
+        super().__init__()
+        self.bgr = normalization.get("channel_order", "RGB") == "BGR"
+        self.scale = float(normalization.get("scale", 255.0))
+        self.register_buffer(
+            "mean", torch.tensor(normalization["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+        )
+        self.register_buffer("std", torch.tensor(normalization["std"], dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.float()
+        if self.bgr:
+            x = x.flip(1)
+        return (x / self.scale - self.mean) / self.std  # the order of ann.data.transforms.Normalize
+
+
 def preprocess(image: np.ndarray, normalization: dict) -> Tensor:
     """uint8 (H, W, 3) RGB -> normalised float (1, 3, H, W) by a checkpoint's normalization dict."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 H x W x 3 RGB image, got {image.dtype} {image.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    if normalization.get("channel_order", "RGB") == "BGR":
-        x = x.flip(0)
-    x = x / float(normalization.get("scale", 255.0))
-    mean = torch.tensor(normalization["mean"], dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(normalization["std"], dtype=torch.float32).view(3, 1, 1)
-    return ((x - mean) / std).unsqueeze(0)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)
+    return Normalization(normalization)(x)
 
 
 @torch.no_grad()

@@ -264,3 +264,18 @@ def test_fused_scale_crop_keeps_alignment_on_a_large_image():
         out, out_label = RandomScaleCrop((64, 96), PAD)(image, label, np.random.default_rng(seed))
         assert (out_label != 255).all()
         assert np.abs(out[..., 0].astype(int) - out_label).max() <= 1, seed
+
+
+@pytest.mark.parametrize("norm", [ANN_BGR, IMAGENET])
+def test_uint8_batches_normalised_on_the_device_equal_the_cpu_path(norm):
+    """The trainer's uint8 samples + ann.inference.Normalization give the very same floats."""
+    from ann.inference import Normalization
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    label = rng.integers(0, 19, (40, 50), dtype=np.uint8)
+    float_image, long_label = train_transform(24, norm, seed=3)(image, label)
+    u8_image, u8_label = train_transform(24, norm, seed=3, normalize=False)(image, label)
+    assert u8_image.dtype == torch.uint8 and u8_label.dtype == torch.uint8
+    assert torch.equal(Normalization(norm)(u8_image[None])[0], float_image)
+    assert torch.equal(u8_label.long(), long_label)

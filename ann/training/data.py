@@ -103,15 +103,18 @@ def open_split(data: DataConfig, split: str) -> Split:
 
 
 class TrainStream(torch.utils.data.Dataset):
-    """Item k = training sample k of the run, augmented with a generator seeded by (seed, k)."""
+    """Item k = training sample k of the run, augmented with a generator seeded by (seed, k):
+    (image uint8 (3, H, W) RGB, label uint8 (H, W))."""
 
     def __init__(self, split: Split, config: RunConfig) -> None:
         self.split = split
         self.seed = config.train.seed
         data = config.data
+        # uint8 out: the loop normalises on the device (ann.inference.Normalization)
         self.transforms = train_transform(
-            data.crop_size, normalization(config), data.scale_range, data.aspect_range, data.brightness
-        ).transforms
+            data.crop_size, normalization(config), data.scale_range, data.aspect_range, data.brightness,
+            normalize=False,
+        ).transforms  # fmt: skip
         self._epoch, self._order = -1, None
 
     def image_index(self, k: int) -> int:

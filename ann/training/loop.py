@@ -20,6 +20,7 @@ from torch import nn
 
 from ann.checkpoint import CheckpointError, load_state
 from ann.evaluate import evaluate, mode_options
+from ann.inference import Normalization
 from ann.losses import CITYSCAPES_CLASS_WEIGHTS, SegmentationLoss
 from ann.models.network import ANN, build_backbone, build_network
 from ann.models.pretrained import fitted_state, load_backbone_weights
@@ -60,6 +61,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     criterion: nn.Module
+    normalize: nn.Module  # uint8 batches -> network input, on the device
     iteration: int = 0
     best_miou: float = float("nan")
     wall_time: float = 0.0  # seconds, summed over resumed sessions
@@ -185,7 +187,9 @@ def build_run(config: RunConfig, out: Path, processes: Processes, initial_weight
     criterion = SegmentationLoss(loss.aux_weight, loss.ohem, loss.ohem_threshold, loss.ohem_min_kept, weights)
     # dropout masks differ per process; the weights start equal (DDP also broadcasts them)
     seed_everything(config.train.seed * 1000 + processes.rank + 1)
-    return Run(config, out, processes, net, model, optimizer, scheduler, criterion.to(processes.device))
+    normalize = Normalization(normalization(config)).to(processes.device)
+    device = processes.device
+    return Run(config, out, processes, net, model, optimizer, scheduler, criterion.to(device), normalize)
 
 
 def checkpoint_state(run: Run, rng: list[dict]) -> dict:
@@ -265,10 +269,11 @@ def train_iteration(
 ) -> None:
     """One step, then what is due after it: logging, validation, checkpoint, or a requested stop."""
     cfg, processes = run.config.train, run.processes
-    images = images.to(processes.device, non_blocking=True)
+    images = run.normalize(images.to(processes.device, non_blocking=True))
     if processes.device.type == "cuda" and cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    losses = train_step(run, images, labels.to(processes.device, non_blocking=True))
+    labels = labels.to(processes.device, non_blocking=True).long()  # 255 stays the ignore index
+    losses = train_step(run, images, labels)
     run.iteration += 1
     meter.images += len(images) * processes.world
     if log:
