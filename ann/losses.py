@@ -15,20 +15,23 @@ CITYSCAPES_CLASS_WEIGHTS = (
 
 
 def ohem_keep_mask(logits: Tensor, target: Tensor, threshold: float, min_kept: int) -> Tensor:
-    """Pixels of one image whose ground-truth probability is below max(p[min_kept], threshold).
+    """Pixels of each image whose ground-truth probability is below max(p[min_kept], threshold).
 
-    logits (K, H, W), target (H, W); p sorted ascending over the valid pixels, index clipped to
-    the last one, strict comparison, as in the released loss. Ignored pixels are never kept.
+    logits (B, K, H, W), target (B, H, W) -> (B, H, W). Per image, as released: p sorted ascending
+    over its valid pixels, index clipped to the last one, strict comparison; ignored pixels are
+    never kept. All images at once, without a host round trip per image (a GPU step would wait
+    on each one).
     """
-    valid = target != IGNORE_INDEX
-    if not valid.any():
-        return valid
+    valid = target != IGNORE_INDEX  # (B, H, W)
     with torch.no_grad():
-        prob = logits.float().softmax(dim=0)  # (K, H, W)
-        gt_prob = prob.gather(0, target.masked_fill(~valid, 0).unsqueeze(0)).squeeze(0)  # (H, W)
-        sorted_prob = gt_prob[valid].sort().values
-        cut = max(float(sorted_prob[min(min_kept, sorted_prob.numel() - 1)]), threshold)
-        return valid & (gt_prob < cut)
+        prob = logits.float().softmax(dim=1)  # (B, K, H, W)
+        gt_prob = prob.gather(1, target.masked_fill(~valid, 0).unsqueeze(1)).squeeze(1)  # (B, H, W)
+        # ignored pixels sort last, so the first n_valid entries are the released sorted list
+        ordered = gt_prob.masked_fill(~valid, float("inf")).flatten(1).sort(dim=1).values  # (B, HW)
+        last = valid.flatten(1).sum(1) - 1  # (B,) index of the last valid pixel (-1: none)
+        index = last.clamp(max=min_kept).clamp(min=0)
+        cut = ordered.gather(1, index.unsqueeze(1)).clamp(min=threshold)  # (B, 1)
+        return valid & (gt_prob < cut.view(-1, 1, 1))
 
 
 class OhemCrossEntropy(nn.Module):
@@ -45,15 +48,12 @@ class OhemCrossEntropy(nn.Module):
         self.register_buffer("weight", weight, persistent=False)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        keep = torch.stack(
-            [ohem_keep_mask(logits[b], target[b], self.threshold, self.min_kept) for b in range(len(target))]
-        )  # (B, H, W); min_kept is per image in the released code
+        keep = ohem_keep_mask(logits, target, self.threshold, self.min_kept)  # min_kept per image
         losses = F.cross_entropy(
             logits, target, weight=self.weight, ignore_index=IGNORE_INDEX, reduction="none"
         )
-        if not keep.any():
-            return logits.sum() * 0.0  # keeps the graph (and DDP) alive on an all-ignore batch
-        return losses[keep].mean()
+        # the mean over kept pixels; 0 with a graph (DDP needs one) when none is kept
+        return (losses * keep).sum() / keep.sum().clamp(min=1)
 
 
 class SegmentationLoss(nn.Module):

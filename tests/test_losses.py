@@ -25,7 +25,24 @@ def test_keep_mask_matches_the_rule(min_kept, threshold):
     target = torch.randint(0, 4, (6, 7))
     target[0, :3] = 255
     expected = brute_force_keep(logits, target, threshold, min_kept)
-    assert torch.equal(ohem_keep_mask(logits, target, threshold, min_kept), expected)
+    assert torch.equal(ohem_keep_mask(logits[None], target[None], threshold, min_kept)[0], expected)
+
+
+def test_batched_mask_is_the_rule_image_by_image():
+    """Images with different numbers of valid pixels (one with none, one with fewer than
+    min_kept) in one batch: each gets exactly its own released mask."""
+    torch.manual_seed(3)
+    logits = torch.randn(4, 5, 6, 7) * 3
+    target = torch.randint(0, 5, (4, 6, 7))
+    target[1] = 255  # nothing valid
+    target[2, :5] = 255  # 7 valid pixels < min_kept
+    target[3, 0] = 255
+    keep = ohem_keep_mask(logits, target, 0.7, 20)
+    for b in range(4):
+        expected = (
+            brute_force_keep(logits[b], target[b], 0.7, 20) if b != 1 else torch.zeros(6, 7, dtype=bool)
+        )
+        assert torch.equal(keep[b], expected), b
 
 
 def test_min_kept_is_per_image():
@@ -35,8 +52,7 @@ def test_min_kept_is_per_image():
     logits[0, 0] = torch.linspace(5, 10, 16).view(4, 4)  # image 0: every pixel confidently right
     logits[1, 0] = torch.linspace(-2, 2, 16).view(4, 4)
     loss = OhemCrossEntropy(threshold=0.7, min_kept=4)
-    keep0 = ohem_keep_mask(logits[0], target[0], 0.7, 4)
-    keep1 = ohem_keep_mask(logits[1], target[1], 0.7, 4)
+    keep0, keep1 = ohem_keep_mask(logits, target, 0.7, 4)
     assert keep0.sum() == 4  # only min_kept pixels, though all are above the 0.7 threshold
     assert keep1.sum() > 4  # the hard image keeps everything below 0.7
     per_pixel = F.cross_entropy(logits, target, reduction="none")
