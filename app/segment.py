@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -176,5 +178,23 @@ def model_card(store: ModelStore, name: str) -> str:
     path = store.path(name)
     card = path.with_suffix(".md") if path is not None else None
     if card is not None and card.is_file():
-        lines += ["", "---", "", card.read_text(encoding="utf-8", errors="replace")[:20_000]]
+        text = card.read_text(encoding="utf-8", errors="replace")[:20_000]
+        lines += ["", "---", "", inline_images(text, card.parent)]
     return "\n".join(lines)
+
+
+CARD_IMAGE = re.compile(r"!\[([^\]]*)\]\(([\w.-]+\.png)\)")  # a bare file name: no folders, no '..'
+
+
+def inline_images(card: str, folder: Path, limit: int = 2_000_000) -> str:
+    """The card's own PNGs (its training curve, beside it) as data URIs: the page cannot fetch
+    files from the checkpoint folder, and nothing outside that folder is ever read."""
+
+    def inline(match: re.Match) -> str:
+        image = folder / match.group(2)
+        if not image.is_file() or image.stat().st_size > limit:
+            return match.group(0)
+        data = base64.b64encode(image.read_bytes()).decode()
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
+
+    return CARD_IMAGE.sub(inline, card)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ann.checkpoint import CheckpointMeta, save
 from ann.inference import preprocess
@@ -62,6 +63,9 @@ def store(tmp_path_factory):
     model = calibrated_model(decode_upload(EXAMPLE, MAX_SIDE))
     note = {"note": "browser test: untrained, BatchNorm statistics of one example image"}
     save(model, folder / TINY_NAME, CheckpointMeta(model.config, provenance=note))
+    # a model card beside it, with its training curve as the trainer's cards have
+    Image.new("RGB", (120, 60), (200, 40, 40)).save(folder / "tiny_curve.png")
+    (folder / TINY_NAME).with_suffix(".md").write_text("# tiny\n\n![training curve](tiny_curve.png)\n")
     return ModelStore(folder)
 
 
@@ -225,3 +229,11 @@ def test_stage_features_gallery_shows_the_maps(page, segmented):
         picture = bh.read_image(page, src)
         assert picture.shape[:2] == (160, 320)  # the image's aspect, longer side 320
         assert picture.std() > 1, f"{src} is a blank map"
+
+
+def test_model_card_shows_its_training_curve(page):
+    page.locator("#model-card-accordion").get_by_text("Model card").first.click()
+    curve = page.locator("#model-card img[alt='training curve']")
+    curve.wait_for(state="visible")
+    assert curve.evaluate("image => image.complete && image.naturalWidth") == 120
+    bh.screenshot(page, "08-model-card")
