@@ -211,3 +211,36 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "State:\tZ" not in state
+
+
+def test_only_runs_with_a_card_are_finished_and_failed_runs_are_not_retried(tmp_path, monkeypatch):
+    """The export writes the card last: a run killed between weights and card is resumed, not
+    shipped; a run that exited 2 in an earlier call is skipped, not started again."""
+    from scripts import gpu_session
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("half", "done", "broken"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "model.safetensors").write_bytes(b"w")
+    (tmp_path / "runs" / "done" / "model_card.md").write_text("card")
+    (tmp_path / "runs" / "broken.failed").write_text("exit 2")
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    out.mkdir()
+    logs.mkdir()
+    gpu_session.Shipper(logs, out)()
+    assert json.loads((out / "manifest.json").read_text())["runs"] == ["done"]
+    started = []
+    monkeypatch.setattr(
+        gpu_session, "start", lambda command, log, env=None: started.append(command) or Done()
+    )
+    gpu_session.train_queue(["half", "done", "broken"], gpu_session.time.monotonic() + 600)
+    assert [c[c.index("--out") + 1] for c in started] == ["runs/half"]
+
+
+class Done:
+    """A finished child process."""
+
+    returncode = 0
+
+    def poll(self):
+        return 0
