@@ -169,3 +169,31 @@ def test_inference_skips_the_auxiliary_head():
         assert calls == []
         model(torch.randn(1, 3, 32, 32), with_aux=True)
     assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    "fusion, context, method",
+    [("afnb", "apnb", "pyramid_average"), ("fnb", "nb", "pyramid_max"), ("common", "apnb", "random"),
+     ("none", "none", "average"), ("afnb", "nb", "pyramid_random"), ("afnb", "apnb", "max")],
+)  # fmt: skip
+def test_trains_under_bf16_autocast_channels_last(fusion, context, method):
+    """The trainer's CUDA settings (bf16 autocast, channels_last), on CPU's autocast: no op of
+    ours mixes dtypes that autocast leaves alone, forward or backward."""
+    from dataclasses import replace
+
+    from ann.losses import SegmentationLoss
+    from ann.training.config import load_config
+
+    sizes = (1, 3, 6, 8) if method.startswith("pyramid") else (4,)
+    config = replace(load_config("smoke").model, fusion=fusion, context=context,
+                     sampling=SamplingConfig(method, sizes, 0))  # fmt: skip
+    net = build_network(config).train().to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 64, 96).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", torch.bfloat16):
+        logits, aux = net(x, with_aux=True)
+    assert logits.dtype == torch.bfloat16 and logits.shape == (2, 19, 64, 96)
+    target = torch.randint(0, 19, (2, 64, 96))
+    SegmentationLoss(min_kept=100)(logits.float(), aux.float(), target)["total"].backward()
+    assert all(
+        p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters() if p.requires_grad
+    )
