@@ -168,3 +168,11 @@ def test_card_gives_the_command_that_reproduces_a_chunked_run(tmp_path):
     want = f"python -m ann.train smoke --out {out} {sets}"
     assert provenance["reproduce"] == want and "--resume" in provenance["command"]
     assert f"| reproduce | `{want}` |" in (out / "model_card.md").read_text()
+
+
+@pytest.mark.slow
+def test_compiled_run_trains(tmp_path):
+    """train.compile=true through torch.compile (inductor; about a minute on 2 CPU cores)."""
+    run = train(smoke("train.compile=true", "train.iterations=3", "train.val_every=0"), tmp_path)
+    assert run.iteration == 3 and run.model is not run.net  # the step called the compiled wrapper
+    assert len(losses(tmp_path)) == 3
