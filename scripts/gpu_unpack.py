@@ -5,7 +5,8 @@
 FILES_AT is the folder the device tool copied $OUT to (manifest.json + bundle.partNN). Every part
 and the joined tar are checked against the manifest's sha256 before anything is extracted; a
 missing or damaged part stops with its name and nothing is written. --install copies each shipped
-run to CHECKPOINTS/NAME.safetensors with its card (NAME.md) and curve (NAME_curve.png).
+run named after a bundled config to CHECKPOINTS/NAME.safetensors with its card (NAME.md) and
+curve (NAME_curve.png); other runs (second seeds, re-runs) stay in --into, for the report.
 """
 
 import argparse
@@ -16,6 +17,9 @@ import shutil
 import sys
 import tarfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run by path from anywhere
+from ann.training.config import list_configs  # noqa: E402
 
 
 class BundleError(ValueError):
@@ -76,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"unpacked {len(manifest['files'])} files into {args.into}; runs: {manifest['runs'] or 'none'}")
+    bundled = set(list_configs())
     for name in manifest["runs"] if args.install else []:
+        if name not in bundled:
+            print(f"kept in {args.into / name} (not a bundled config: not a shipped checkpoint)")
+            continue
         if not (args.into / name / "model_card.md").is_file():
             print(f"error: {name} came without its model card; not installed", file=sys.stderr)
             return 2

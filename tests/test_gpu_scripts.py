@@ -166,6 +166,10 @@ def test_parallel_queue_trains_runs_side_by_side(tmp_path):
     assert "--out runs/c" not in text[:first_end]
     # one 24 MB smoke model per 35 MiB bundle (5 MiB parts here): the next calls ship b and c
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["runs"] == ["a"]
+    # "a" is no bundled config (a second seed, say): unpacked for the report, not installed
+    into, checkpoints = tmp_path / "gpu", tmp_path / "ck"
+    assert gpu_unpack.main([str(tmp_path / "out"), "--into", str(into), "--install", str(checkpoints)]) == 0
+    assert (into / "a" / "model.safetensors").is_file() and not list(checkpoints.glob("*"))
 
 
 def test_bench_commands_parse(tmp_path, monkeypatch):
