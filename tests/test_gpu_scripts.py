@@ -250,3 +250,38 @@ class Done:
 
     def poll(self):
         return 0
+
+
+def test_reproduction_tables_fill_in_and_check(tmp_path, capsys):
+    """Runs with known test mIoU, a Table 7 switch and block costs -> the tables and verdicts."""
+    from ann.checkpoint import CheckpointMeta, save
+    from ann.models.network import build_network
+    from ann.training.config import load_config
+    from scripts import reproduction_tables
+
+    net = build_network(load_config("local9-synthcity", ["model.head_channels=8"]).model)
+    results = {"ann-r18-synthcity": 0.62, "fcn-r18-synthcity": 0.57, "nb-r18-synthcity": 0.60,
+               "apnb-r18-synthcity": 0.604, "local9-synthcity": 0.45, "ann-r18-synthcity-rerun": 0.615,
+               "ann-r18-synthcity-pyramid-max": 0.61}  # fmt: skip
+    for name, miou in results.items():
+        (tmp_path / name).mkdir()
+        save(
+            net,
+            tmp_path / name / "model.safetensors",
+            CheckpointMeta(net.config, provenance={"test_metrics": {"miou": miou}}),
+        )
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "switch_ann-r18-synthcity_pyramid_max_1-2-3-6.json").write_text(json.dumps({"miou": 0.598}))
+    rows = [{"block": b, "height": 64, "width": 64, "gmacs": g, "time_ms": t, "peak_mem_mb": m}
+            for b, g, t, m in (("nb", 2.4, 1.5, 300.0), ("apnb", 0.3, 0.4, 20.0))]  # fmt: skip
+    (logs / "bench_block_r18_bf16.json").write_text(json.dumps(rows))
+    assert reproduction_tables.main(["--runs", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "| + AFNB + APNB (Full) | 79.9 | 62.0 |  | 0.30 | 0.40 | 20.0 |" in text
+    assert "| pyramid max | 1,2,3,6 | 50 | 79.1 | 61.0 | 59.8 |" in text
+    assert "| full beats baseline by >= 3 mIoU | 5.00 | PASS |" in text
+    assert "| +APNB within 0.5 mIoU of +NB | 0.40 | PASS |" in text
+    assert "| APNB block >= 4x cheaper than NB (GMACs) | 8.00 | PASS |" in text
+    assert "| local9 control >= 20 mIoU below full | 17.00 | FAIL |" in text
+    assert "| re-run within 1.0 test mIoU of the card | -0.50 | PASS |" in text
