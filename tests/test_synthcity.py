@@ -183,3 +183,24 @@ def test_dataset_api():
         val[500]
     with pytest.raises(IndexError):
         render(0, "test", 500, (64, 32))
+
+
+def test_context_blind_oracle_collapses_each_group_onto_its_most_frequent_class():
+    from ann.data.synthcity.ceiling import context_blind_ceiling
+
+    label = np.full((4, 10), SKY, np.uint8)
+    label[2:, :6] = ROAD  # 12 road pixels
+    label[2:, 6:] = SIDEWALK  # 8 sidewalk pixels: a context-blind model calls them road
+    label[0, 0] = IGNORE_INDEX
+    summary = context_blind_ceiling([label])
+    iou = summary["per_class_iou"]
+    assert iou["sidewalk"] == 0 and iou["road"] == pytest.approx(12 / 20) and iou["sky"] == 1
+    assert iou["wall"] is None  # absent classes stay out of the mean
+    assert summary["miou"] == pytest.approx((0.6 + 0 + 1) / 3)
+
+
+def test_ceiling_cli_reports_the_mean_and_every_class(capsys):
+    main(["--ceiling", "4", "--size", "128x64"])
+    out = capsys.readouterr().out
+    assert out.startswith("context-blind oracle on val 0..3 (128x64): mIoU ")
+    assert sum(line.startswith("  ") for line in out.splitlines()) == 19

@@ -2,6 +2,7 @@
 
 python -m ann.data.synthcity --split val --count 500 --out DIR [--seed S] [--size 1024x512]
 python -m ann.data.synthcity --benchmark 200 [--size 1024x512]
+python -m ann.data.synthcity --ceiling 500 [--split test]   # best mIoU without context
 """
 
 import argparse
@@ -52,6 +53,16 @@ def benchmark(count: int, seed: int, size: tuple[int, int]) -> None:
     print(f"numpy {np.__version__}, pillow {Image.__version__}")
 
 
+def print_ceiling(seed: int, split: str, count: int, size: tuple[int, int]) -> None:
+    from .ceiling import split_ceiling
+
+    summary = split_ceiling(seed, split, count, size)
+    where = f"{split} 0..{count - 1} ({size[0]}x{size[1]})"
+    print(f"context-blind oracle on {where}: mIoU {100 * summary['miou']:.1f}")
+    for name, iou in summary["per_class_iou"].items():
+        print(f"  {name:<14} {'absent' if iou is None else f'{100 * iou:.1f}'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m ann.data.synthcity",
@@ -70,9 +81,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=parse_size, default=(1024, 512), help="WIDTHxHEIGHT")
     parser.add_argument("--benchmark", type=int, metavar="N", help="time N renders instead of writing files")
+    parser.add_argument("--ceiling", type=int, metavar="N",
+                        help="mIoU of a context-blind oracle on the first N images of --split")  # fmt: skip
     args = parser.parse_args(argv)
     if args.benchmark:
         benchmark(args.benchmark, args.seed, args.size)
+        return
+    if args.ceiling:
+        print_ceiling(args.seed, args.split, args.ceiling, args.size)
         return
     if args.out is None:
         parser.error("--out DIR is required unless --benchmark is given")
