@@ -276,7 +276,7 @@ def test_reproduction_tables_fill_in_and_check(tmp_path, capsys):
     rows = [{"block": b, "height": 64, "width": 64, "gmacs": g, "time_ms": t, "peak_mem_mb": m}
             for b, g, t, m in (("nb", 2.4, 1.5, 300.0), ("apnb", 0.3, 0.4, 20.0))]  # fmt: skip
     (logs / "bench_block_r18_bf16.json").write_text(json.dumps(rows))
-    assert reproduction_tables.main(["--runs", str(tmp_path)]) == 0
+    assert reproduction_tables.main(["--runs", str(tmp_path), "--ceiling", "60.8"]) == 0
     text = capsys.readouterr().out
     assert "| + AFNB + APNB (Full) | 79.9 | 62.0 |  | 0.30 | 0.40 | 20.0 |" in text
     assert "| pyramid max | 1,2,3,6 | 50 | 79.1 | 61.0 | 59.8 |" in text
@@ -285,3 +285,4 @@ def test_reproduction_tables_fill_in_and_check(tmp_path, capsys):
     assert "| APNB block >= 4x cheaper than NB (GMACs) | 8.00 | PASS |" in text
     assert "| local9 control >= 20 mIoU below full | 17.00 | FAIL |" in text
     assert "| re-run within 1.0 test mIoU of the card | -0.50 | PASS |" in text
+    assert "| local9 below the context-blind ceiling (60.8) | 45.00 | PASS |" in text
