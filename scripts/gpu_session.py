@@ -48,6 +48,7 @@ MAX_BUNDLE = min(60 * 2**20, MAX_PARTS * PART_BYTES) - 2**20
 RESERVE_S = 40  # kept for packing after the last step is stopped
 START_S = 120  # no run is started with less time left: start-up alone takes tens of seconds
 GRACE_S = 30  # between SIGTERM (checkpoint now) and SIGKILL
+TRAIN_MINUTES = 7  # one model per call (docs/reproduction.md); the check suggests iterations for it
 FINISHED = "model_card.md"  # the export writes it last: a run without it is not finished
 RUN_FILES = ("model.safetensors", "model_card.md", "training_curve.png", "metrics.jsonl", "config.toml")
 CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -185,8 +186,21 @@ def check(queue: list[str], logs: Path, deadline: float) -> None:
         status = sh(command, logs / f"{name}.log", timeout=min(240, time_left(deadline)), env=env)
         results[name] = {"exit": status, "seconds": round(time.perf_counter() - started, 1)}
         results[name].update(summarise(check_dir / name))
+        rate = results[name].get("images_per_s")
+        if name.startswith("probe-") and rate:
+            results[name]["iterations_for_7_min"] = iterations_for(TRAIN_MINUTES, rate, command)
         print(name, json.dumps(results[name]), flush=True)
     (logs / "check.json").write_text(json.dumps(results, indent=1))
+
+
+def iterations_for(minutes: float, images_per_s: float, command: list[str]) -> int:
+    """Iterations (rounded to 100) that train `minutes` at the probed rate, at the entry's batch."""
+    config = command[command.index("ann.train") + 1]
+    batch = load_config(config).train.batch_size
+    for key, value in zip(command, command[1:], strict=False):
+        if key == "--set" and value.startswith("train.batch_size="):
+            batch = int(value.partition("=")[2])
+    return int(round(minutes * 60 * images_per_s / batch, -2))
 
 
 def bench(logs: Path, deadline: float) -> None:

@@ -286,3 +286,11 @@ def test_reproduction_tables_fill_in_and_check(tmp_path, capsys):
     assert "| local9 control >= 20 mIoU below full | 17.00 | FAIL |" in text
     assert "| re-run within 1.0 test mIoU of the card | -0.50 | PASS |" in text
     assert "| local9 below the context-blind ceiling (60.8) | 45.00 | PASS |" in text
+
+
+def test_check_suggests_iterations_for_seven_minutes():
+    from scripts.gpu_session import iterations_for, train_command
+
+    command = train_command("ann-r18-synthcity", Path("runs/x"))  # batch 16 in the config
+    assert iterations_for(7, 400.0, command) == 10500  # 7 x 60 x 400 / 16
+    assert iterations_for(7, 400.0, train_command("ann-r18-synthcity+train.batch_size=8", Path("x"))) == 21000
