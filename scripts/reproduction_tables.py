@@ -113,6 +113,28 @@ def checks(runs: Path, costs: dict, ceiling: float) -> list[str]:
     return lines
 
 
+def bench_tables(logs: Path) -> list[str]:
+    """Every --bench row, for the GPU section of docs/benchmarks.md (device, torch, dtype in each)."""
+    columns = [
+        "benchmark",
+        "block / network",
+        "size (W x H)",
+        "dtype",
+        "GMACs",
+        "time ms",
+        "peak MB",
+        "device, torch",
+    ]
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for path in sorted(logs.glob("bench_*.json")):
+        for r in json.loads(path.read_text()):
+            what = r.get("block") or f"{r['variant']} {r['backbone']} ({r['params_m']} M params)"
+            cells = [path.stem, what, f"{r['width']} x {r['height']}", r["dtype"], r["gmacs"], r["time_ms"],
+                     r["peak_mem_mb"], f"{r['device_name']}, {r['torch']}"]  # fmt: skip
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/gpu"), help="what gpu_unpack.py unpacked")
@@ -125,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         args.ceiling = 100 * split_ceiling(0, "test", 500, (1024, 512))["miou"]
     sections = [("Table 6 (SynthCity test beside the paper's Cityscapes val)", table6(args.runs, costs)),
                 ("Table 7 (retrained, and switched at inference time on the full model)", table7(args.runs)),
-                ("Checks", checks(args.runs, costs, args.ceiling))]  # fmt: skip
+                ("Checks", checks(args.runs, costs, args.ceiling)),
+                ("GPU benchmarks (docs/benchmarks.md)", bench_tables(args.runs / "logs"))]  # fmt: skip
     for title, lines in sections:
         print(f"## {title}\n\n" + "\n".join(lines) + "\n")
     return 0

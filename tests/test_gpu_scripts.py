@@ -273,7 +273,8 @@ def test_reproduction_tables_fill_in_and_check(tmp_path, capsys):
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "switch_ann-r18-synthcity_pyramid_max_1-2-3-6.json").write_text(json.dumps({"miou": 0.598}))
-    rows = [{"block": b, "height": 64, "width": 64, "gmacs": g, "time_ms": t, "peak_mem_mb": m}
+    gpu = {"dtype": "bf16", "device_name": "NVIDIA H100 80GB HBM3", "torch": "2.11.0+cu130"}
+    rows = [{"block": b, "height": 64, "width": 64, "gmacs": g, "time_ms": t, "peak_mem_mb": m, **gpu}
             for b, g, t, m in (("nb", 2.4, 1.5, 300.0), ("apnb", 0.3, 0.4, 20.0))]  # fmt: skip
     (logs / "bench_block_r18_bf16.json").write_text(json.dumps(rows))
     assert reproduction_tables.main(["--runs", str(tmp_path), "--ceiling", "60.8"]) == 0
@@ -286,6 +287,8 @@ def test_reproduction_tables_fill_in_and_check(tmp_path, capsys):
     assert "| local9 control >= 20 mIoU below full | 17.00 | FAIL |" in text
     assert "| re-run within 1.0 test mIoU of the card | -0.50 | PASS |" in text
     assert "| local9 below the context-blind ceiling (60.8) | 45.00 | PASS |" in text
+    bench_row = "| bench_block_r18_bf16 | apnb | 64 x 64 | bf16 | 0.3 | 0.4 | 20.0 | NVIDIA H100 80GB HBM3, 2.11.0+cu130"
+    assert bench_row in text
 
 
 def test_check_suggests_iterations_for_seven_minutes():
