@@ -287,8 +287,7 @@ def test_reproduction_tables_fill_in_and_check(tmp_path, capsys):
     assert "| local9 control >= 20 mIoU below full | 17.00 | FAIL |" in text
     assert "| re-run within 1.0 test mIoU of the card | -0.50 | PASS |" in text
     assert "| local9 below the context-blind ceiling (60.8) | 45.00 | PASS |" in text
-    bench_row = "| bench_block_r18_bf16 | apnb | 64 x 64 | bf16 | 0.3 | 0.4 | 20.0 | NVIDIA H100 80GB HBM3, 2.11"
-    assert bench_row in text
+    assert "| bench_block_r18_bf16 | apnb | 64 x 64 | bf16 | 0.3 | 0.4 | 20.0 | NVIDIA H100" in text
 
 
 def test_check_suggests_iterations_for_seven_minutes():
