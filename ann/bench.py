@@ -122,20 +122,11 @@ def block_inputs(
     )
 
 
-def block_gmacs(
-    kind: str,
-    height: int,
-    width: int,
-    channels: int = 2048,
-    key: int = 256,
-    sampling: SamplingConfig = PYRAMID,
-    low_channels: int | None = None,
-    scope: str = "attention",
-    value: int | None = None,
-) -> float:
-    """GMACs of one block at a feature size, counted on meta tensors (instant, no memory)."""
+def block_gmacs(kind: str, height: int, width: int, *block_args, **block_kwargs) -> float:
+    """GMACs of one block at a feature size, counted on meta tensors (instant, no memory); the
+    block is `make_block(kind, *block_args, **block_kwargs)`."""
     with torch.device("meta"):
-        module = make_block(kind, channels, key, sampling, low_channels, scope, value)
+        module = make_block(kind, *block_args, **block_kwargs)
     return count_gmacs(module, *block_inputs(module, height, width, "meta"))
 
 

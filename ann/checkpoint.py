@@ -27,6 +27,14 @@ IMAGENET_NORMALIZATION = {
     "scale": 255.0,
     "channel_order": "RGB",
 }
+# The authors' Caffe-style input of the released ResNet-101 (ANN-REFERENCE.md): BGR in 0..255
+# minus the Caffe ImageNet mean; converted checkpoints carry it, `data.normalization = caffe_bgr`.
+CAFFE_BGR_NORMALIZATION = {
+    "mean": [102.98, 115.95, 122.77],
+    "std": [1.0, 1.0, 1.0],
+    "scale": 1.0,
+    "channel_order": "BGR",
+}
 
 
 class CheckpointError(ValueError):

@@ -19,7 +19,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ann.checkpoint import CheckpointError, CheckpointMeta, file_sha256, save, short_list
+from ann.checkpoint import (
+    CAFFE_BGR_NORMALIZATION,
+    CheckpointError,
+    CheckpointMeta,
+    file_sha256,
+    save,
+    short_list,
+)
 from ann.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from ann.models.network import ANN, build_network, variant
 
@@ -56,13 +63,7 @@ RULES: tuple[tuple[str, str | None], ...] = (
 # dropped prefix -> the prefix whose tensors it must equal
 SHARED = {"context.2.stages.0.f_query.": "context.2.stages.0.f_key."}
 
-# Their input convention (ANN-REFERENCE.md): BGR in 0..255 minus the Caffe ImageNet mean.
-ORIGINAL_NORMALIZATION = {
-    "mean": [102.98, 115.95, 122.77],
-    "std": [1.0, 1.0, 1.0],
-    "scale": 1.0,
-    "channel_order": "BGR",
-}
+ORIGINAL_NORMALIZATION = CAFFE_BGR_NORMALIZATION  # their input convention (ANN-REFERENCE.md)
 PROVENANCE_NOTE = "converted from the authors' release"
 
 

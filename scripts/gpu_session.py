@@ -194,12 +194,10 @@ def check(queue: list[str], logs: Path, deadline: float) -> None:
 
 
 def iterations_for(minutes: float, images_per_s: float, command: list[str]) -> int:
-    """Iterations (rounded to 100) that train `minutes` at the probed rate, at the entry's batch."""
-    config = command[command.index("ann.train") + 1]
-    batch = load_config(config).train.batch_size
-    for key, value in zip(command, command[1:], strict=False):
-        if key == "--set" and value.startswith("train.batch_size="):
-            batch = int(value.partition("=")[2])
+    """Iterations (rounded to 100) that train `minutes` at the probed rate, at the command's batch."""
+    args = command[command.index("ann.train") + 1 :]
+    overrides = [value for key, value in zip(args, args[1:], strict=False) if key == "--set"]
+    batch = load_config(args[0], overrides).train.batch_size
     return int(round(minutes * 60 * images_per_s / batch, -2))
 
 
@@ -258,18 +256,22 @@ def failed_before(run: Path) -> bool:
     return marker.exists()
 
 
-def table7_settings() -> list[tuple[str, tuple[int, ...]]]:
-    """(method, sizes) of the full model and of every Table 7 row config (ann/configs)."""
-    names = [n for n in list_configs() if n == "ann-r18-synthcity" or n.startswith("ann-r18-synthcity-")]
-    samplings = [load_config(n).model.sampling for n in names]
-    return sorted({(s.method, tuple(s.sizes)) for s in samplings})
+def table7_configs() -> dict[tuple[str, tuple[int, ...]], str]:
+    """(method, sizes) -> config, for the full model and every Table 7 row config (ann/configs)."""
+    full = "ann-r18-synthcity"
+    rows = {}
+    for name in list_configs():
+        if name == full or name.startswith(full + "-"):
+            sampling = load_config(name).model.sampling
+            rows[(sampling.method, tuple(sampling.sizes))] = name
+    return rows
 
 
 def study(names: list[str], deadline: float, logs: Path) -> None:
     """Table 7 at inference time: each trained model's sampling switched, scored on SynthCity test."""
     for name in names:
         model = RUNS / name / "model.safetensors"
-        for method, sizes in table7_settings() if finished(RUNS / name) else []:
+        for method, sizes in sorted(table7_configs()) if finished(RUNS / name) else []:
             sizes_text = ",".join(map(str, sizes))
             result = logs / f"switch_{name}_{method}_{sizes_text.replace(',', '-')}.json"
             if result.exists() or time_left(deadline) < 30:

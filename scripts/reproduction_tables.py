@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run by path from anywhere
 from ann.checkpoint import CheckpointError, read_meta  # noqa: E402
-from ann.training.config import list_configs, load_config  # noqa: E402
+from scripts.gpu_session import table7_configs  # noqa: E402
 
 FULL, BASELINE = "ann-r18-synthcity", "fcn-r18-synthcity"
 TABLE6 = {  # row: (run, paper's Cityscapes val mIoU, block benchmarked for the row)
@@ -67,11 +67,7 @@ def table6(runs: Path, costs: dict) -> list[str]:
 
 
 def table7(runs: Path) -> list[str]:
-    retrained = {}
-    for name in list_configs():
-        if name == FULL or name.startswith(FULL + "-"):
-            sampling = load_config(name).model.sampling
-            retrained[(sampling.method, tuple(sampling.sizes))] = name
+    retrained = table7_configs()
     lines = ["| sampling | n | S | paper | retrained | switched |", "|---|---|---|---|---|---|"]
     for (method, sizes), paper in PAPER_TABLE7.items():
         switch = runs / "logs" / f"switch_{FULL}_{method}_{'-'.join(map(str, sizes))}.json"

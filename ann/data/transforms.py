@@ -64,10 +64,13 @@ class RandomScale:
         self.aspect_range = aspect_range
 
     def __call__(self, image: Array, label: Array, rng: np.random.Generator) -> tuple[Array, Array]:
+        return resize(image, label, *self.draw_size(*label.shape, rng))
+
+    def draw_size(self, H: int, W: int, rng: np.random.Generator) -> tuple[int, int]:
+        """The scaled (height, width) of an H x W image."""
         scale = rng.uniform(*self.scale_range)
         aspect = np.sqrt(rng.uniform(*self.aspect_range))
-        H, W = label.shape
-        return resize(image, label, max(1, round(H * scale / aspect)), max(1, round(W * scale * aspect)))
+        return max(1, round(H * scale / aspect)), max(1, round(W * scale * aspect))
 
 
 def pad_to(image: Array, label: Array, height: int, width: int, fill: Sequence[int]) -> tuple[Array, Array]:
@@ -93,10 +96,14 @@ class RandomCrop:
     def __call__(self, image: Array, label: Array, rng: np.random.Generator) -> tuple[Array, Array]:
         height, width = self.size
         image, label = pad_to(image, label, height, width, self.fill)
-        H, W = label.shape
-        top = int(rng.integers(0, H - height + 1))
-        left = int(rng.integers(0, W - width + 1))
+        top, left = self.draw_corner(*label.shape, rng)
         return image[top : top + height, left : left + width], label[top : top + height, left : left + width]
+
+    def draw_corner(self, H: int, W: int, rng: np.random.Generator) -> tuple[int, int]:
+        """(top, left) of the window in an H x W image padded up to the crop size."""
+        height, width = self.size
+        top = int(rng.integers(0, max(H, height) - height + 1))
+        return top, int(rng.integers(0, max(W, width) - width + 1))
 
 
 class RandomScaleCrop:
@@ -115,18 +122,14 @@ class RandomScaleCrop:
         scale_range: tuple[float, float] = (0.5, 2.0),
         aspect_range: tuple[float, float] = (0.9, 1.1),
     ) -> None:
-        self.size = (size, size) if isinstance(size, int) else tuple(size)
-        self.fill = tuple(fill)
-        self.scale_range, self.aspect_range = scale_range, aspect_range
+        self.scale = RandomScale(scale_range, aspect_range)
+        self.crop = RandomCrop(size, fill)
 
     def __call__(self, image: Array, label: Array, rng: np.random.Generator) -> tuple[Array, Array]:
-        scale = rng.uniform(*self.scale_range)
-        aspect = np.sqrt(rng.uniform(*self.aspect_range))
         H, W = label.shape
-        scaled_h, scaled_w = max(1, round(H * scale / aspect)), max(1, round(W * scale * aspect))
-        height, width = self.size
-        top = int(rng.integers(0, max(scaled_h, height) - height + 1))
-        left = int(rng.integers(0, max(scaled_w, width) - width + 1))
+        scaled_h, scaled_w = self.scale.draw_size(H, W, rng)
+        top, left = self.crop.draw_corner(scaled_h, scaled_w, rng)
+        height, width = self.crop.size
         # the part of the window inside the scaled image; the rest is bottom/right padding
         inside_h, inside_w = min(height, scaled_h - top), min(width, scaled_w - left)
         fy, fx = H / scaled_h, W / scaled_w
@@ -134,12 +137,8 @@ class RandomScaleCrop:
         size = (inside_w, inside_h)
         window = Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.BILINEAR, box=box)
         window_label = Image.fromarray(np.ascontiguousarray(label)).resize(size, Image.NEAREST, box=box)
-        out_image = np.empty((height, width, 3), dtype=np.uint8)
-        out_image[...] = np.asarray(self.fill, dtype=np.uint8)
-        out_image[:inside_h, :inside_w] = np.asarray(window)
-        out_label = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
-        out_label[:inside_h, :inside_w] = np.asarray(window_label)
-        return out_image, out_label
+        # np.array: writable copies (torch.from_numpy warns on the read-only views of PIL images)
+        return pad_to(np.array(window), np.array(window_label), height, width, self.crop.fill)
 
 
 class RandomHorizontalFlip:

@@ -11,7 +11,6 @@ a pickle that would run code is refused) or .safetensors.
 import re
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from ann.checkpoint import CheckpointError, short_list
@@ -28,16 +27,13 @@ def read_state(path: str | Path) -> dict[str, Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            data = load_file(path)
-        else:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(path)
+        # the converter's reader: weights_only, code-running pickles refused and named
+        from ann.convert import read_original
+
+        return read_original(path)[0]
     except Exception as error:  # noqa: BLE001 - any reader failure is one clear message
         raise CheckpointError(f"{path}: not a readable weight file ({error})") from error
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict) or not all(isinstance(v, Tensor) for v in data.values()):
-        raise CheckpointError(f"{path}: expected a state dict of tensors")
-    return data
 
 
 def backbone_state(state: dict[str, Tensor]) -> dict[str, Tensor]:

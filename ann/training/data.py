@@ -15,18 +15,10 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from ann.checkpoint import IMAGENET_NORMALIZATION
+from ann.checkpoint import CAFFE_BGR_NORMALIZATION, IMAGENET_NORMALIZATION
 from ann.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from ann.data.transforms import Normalize, ToTensor, train_transform
 from ann.training.config import ConfigError, DataConfig, RunConfig
-
-# The authors' Caffe-style input of the released ResNet-101 (ANN-REFERENCE.md).
-CAFFE_BGR_NORMALIZATION = {
-    "mean": [102.98, 115.95, 122.77],
-    "std": [1.0, 1.0, 1.0],
-    "scale": 1.0,
-    "channel_order": "BGR",
-}
 
 
 def normalization(config: RunConfig) -> dict:

@@ -284,7 +284,10 @@ def train_iteration(
     if (cfg.val_every and run.iteration % cfg.val_every == 0) or end:
         validate(run, val_split, log)
         meter.read()  # validation time is not training throughput
-    stopping = not end and distributed.any_process(stop.requested, processes.device)
+    # ranks must agree on the step; a collective (and host sync) every step would stall DDP, so
+    # they compare at the log steps, which synchronise for the loss anyway
+    due = not processes.distributed or run.iteration % cfg.log_every == 0
+    stopping = not end and due and distributed.any_process(stop.requested, processes.device)
     if run.iteration % cfg.checkpoint_every == 0 or end or stopping:
         rng = distributed.gather_to_main(rng_states(), processes)
         if processes.main:
