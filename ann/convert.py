@@ -224,7 +224,7 @@ def convert(source: str | Path, out: str | Path, dtype: torch.dtype = torch.floa
     return save(model, out, replace(meta, config=model.config), dtype=dtype)
 
 
-def main(argv: list[str] | None = None) -> Path:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ann.convert", description=__doc__.split("\n")[0])
     parser.add_argument("--from", dest="layout", choices=("original",), required=True,
                         help="layout of the source checkpoint (original: the authors' release)")  # fmt: skip
@@ -238,7 +238,6 @@ def main(argv: list[str] | None = None) -> Path:
     except CheckpointError as error:
         raise SystemExit(f"error: {error}") from None
     print(f"wrote {out} ({args.dtype}); input convention: {ORIGINAL_NORMALIZATION}, align_corners=True")
-    return out
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ is also the trainer's periodic validation.
 """
 
 import argparse
-import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from ann.inference import DEFAULT_SCALES, predict
+from ann.inference import DEFAULT_SCALES, autocast, predict
 from ann.metrics import ConfusionMatrix
 
 Prediction = Callable[[torch.Tensor, torch.Tensor, int], None]  # (pred HxW, image HxWx3, index)
@@ -43,10 +43,9 @@ def evaluate(
     was_training = model.training
     model.eval()
     device = torch.device(device)
-    autocast = torch.autocast("cuda", torch.bfloat16) if amp and device.type == "cuda" else None
     try:
         for x, target, image, index in tqdm(loader, desc="eval", disable=not progress, leave=False):
-            with autocast or contextlib.nullcontext():
+            with autocast(device, amp):
                 logits = predict(model, x.to(device, non_blocking=True), mode, **(options or {}))
             pred = logits.float().argmax(1).cpu()  # (B, H, W)
             matrix.update(pred, target)
@@ -78,7 +77,8 @@ def mode_options(mode: str, crop=None, stride=None, scales=DEFAULT_SCALES, flip=
 
 
 class PredictionWriter:
-    """Writes `<name>.png` (trainIds, 255 nowhere) and `<name>_overlay.png` (colours on the image)."""
+    """Writes `<name>.png` (trainIds, 255 nowhere) and `<name>_overlay.png` (colours on the image);
+    a name may hold subfolders. Each file is written whole or not at all (temp file + rename)."""
 
     def __init__(self, folder: Path, names: Callable[[int], str], palette) -> None:
         self.folder, self.names = folder, names
@@ -86,12 +86,21 @@ class PredictionWriter:
         folder.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, pred: torch.Tensor, image: torch.Tensor, index: int) -> None:
-        name = self.names(index)
+        path = self.folder / self.names(index)
+        path.parent.mkdir(parents=True, exist_ok=True)
         label = pred.numpy().astype(np.uint8)
-        Image.fromarray(label).save(self.folder / f"{name}.png")
-        colours = self.palette[label]
-        overlay = (0.5 * image.numpy() + 0.5 * colours).round().astype(np.uint8)
-        Image.fromarray(overlay).save(self.folder / f"{name}_overlay.png")
+        overlay = (0.5 * image.numpy() + 0.5 * self.palette[label]).round().astype(np.uint8)
+        save_png(label, path.with_name(f"{path.name}.png"))
+        save_png(overlay, path.with_name(f"{path.name}_overlay.png"))
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        Image.fromarray(array).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def format_table(summary: dict) -> str:
@@ -110,12 +119,8 @@ def numbers(text: str, kind: type = int) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from error
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ann.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("--data", required=True, help="dataset folder, or 'synthcity' for the procedural split")
-    p.add_argument("--dataset", help="layout name (cityscapes, ade20k, ...); default: from the checkpoint")
-    p.add_argument("--split", default="val")
+def add_inference_args(p: argparse.ArgumentParser) -> None:
+    """The options evaluate and predict share: inference mode, Table 7 switch, device."""
     p.add_argument("--mode", default="whole", choices=("whole", "slide", "msflip"))
     p.add_argument("--crop", type=numbers, help="H,W of sliding windows (slide, or msflip with windows)")
     p.add_argument("--stride", type=numbers, help="H,W between windows (default: the crop)")
@@ -124,34 +129,53 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sampling", help="switch the sampling method of AFNB/APNB (Table 7 at inference)")
     p.add_argument("--sizes", type=numbers, help="pyramid sizes for --sampling, e.g. 1,2,3,6")
     p.add_argument("--seed", type=int, default=0, help="seed of random sampling")
-    p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
-    p.add_argument("--synthcity-seed", type=int, help="default: the checkpoint's training city, else 0")
-    p.add_argument("--synthcity-size", type=numbers,
-                   help="H,W of SynthCity images (default: as trained, else 512,1024)")  # fmt: skip
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--json", type=Path, help="write miou, pixel_acc and per_class_iou here")
-    p.add_argument("--save-predictions", type=Path, help="folder for trainId PNGs and overlays")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Load, optionally switch sampling, evaluate; the summary dict of ConfusionMatrix.summary."""
+def load_for_inference(args: argparse.Namespace):
+    """The checkpoint on args.device, its sampling switched if asked, and predict's options."""
     from ann.checkpoint import load
     from ann.models.sampling import SamplingConfig
-    from ann.training.config import DataConfig
-    from ann.training.data import eval_loader, open_split
 
     model = load(args.checkpoint, args.device)
-    meta = model.meta
     if args.sampling:
         model.set_sampling(
             SamplingConfig(args.sampling, args.sizes or model.config.sampling.sizes, args.seed)
         )
     elif args.sizes:
         raise ValueError("--sizes needs --sampling (e.g. --sampling pyramid_average --sizes 1,2,3,6)")
+    options = mode_options(
+        args.mode, args.crop, args.stride, args.scales, not args.no_flip, model.config.align_corners
+    )
+    return model, options
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ann.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--data", required=True, help="dataset folder, or 'synthcity' for the procedural split")
+    p.add_argument("--dataset", help="layout name (cityscapes, ade20k, ...); default: from the checkpoint")
+    p.add_argument("--split", default="val")
+    add_inference_args(p)
+    p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
+    p.add_argument("--synthcity-seed", type=int, help="default: the checkpoint's training city, else 0")
+    p.add_argument("--synthcity-size", type=numbers,
+                   help="H,W of SynthCity images (default: as trained, else 512,1024)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--json", type=Path, help="write miou, pixel_acc and per_class_iou here")
+    p.add_argument("--save-predictions", type=Path, help="folder for trainId PNGs and overlays")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Load, optionally switch sampling, evaluate; the summary dict of ConfusionMatrix.summary."""
+    from ann.training.config import DataConfig
+    from ann.training.data import eval_loader, open_split
+
+    model, options = load_for_inference(args)
+    meta = model.meta
     if args.data == "synthcity":
         trained = meta.provenance.get("data", {})
         seed = args.synthcity_seed if args.synthcity_seed is not None else trained.get("synthcity_seed", 0)
@@ -170,9 +194,6 @@ def run(args: argparse.Namespace) -> dict:
     loader = eval_loader(split, meta.normalization, args.limit, 0, 1, args.workers, pin)
     writer = (
         PredictionWriter(args.save_predictions, split.name, meta.palette) if args.save_predictions else None
-    )
-    options = mode_options(
-        args.mode, args.crop, args.stride, args.scales, not args.no_flip, model.config.align_corners
     )
     progress = not args.no_progress
     matrix = evaluate(

@@ -5,6 +5,8 @@ Logits of overlapping windows are averaged; the passes of multi-scale + flip are
 softmax-free resizing to the input size, as the released test protocol sums logits.
 """
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,7 +40,7 @@ def preprocess(image: np.ndarray, normalization: dict) -> Tensor:
     """uint8 (H, W, 3) RGB -> normalised float (1, 3, H, W) by a checkpoint's normalization dict."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 H x W x 3 RGB image, got {image.dtype} {image.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)
+    x = torch.from_numpy(np.array(image, copy=not image.flags.writeable)).permute(2, 0, 1).unsqueeze(0)
     return Normalization(normalization)(x)
 
 
@@ -103,6 +105,13 @@ def predict_msflip(
             out = F.interpolate(out, size=(H, W), mode="bilinear", align_corners=align_corners)
             total = out if total is None else total + out
     return total
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when asked; elsewhere a no-op (CPU inference stays fp32)."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def predict(model: nn.Module, x: Tensor, mode: str = "whole", **options) -> Tensor:

@@ -129,7 +129,7 @@ def segment_tab(classes: list[str]) -> dict:
     c = {}
     with gr.Row():
         with gr.Column(scale=1):
-            c["image"] = UploadedImage(  # the file reaches app.images.read_image undecoded
+            c["image"] = UploadedImage(  # the file reaches ann.images.read_image undecoded
                 label="image",
                 type="filepath",
                 image_mode=None,

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ann.explore import class_shares, describe, error_map, per_class_iou
+from ann.images import ImageError, from_array, read_image, read_label_map
 from app import plots
-from app.images import ImageError, from_array, read_image, read_label_map
 from app.session import UNTRAINED, ModelStore, Session, require, returns_freed_memory
 
 CONFIDENCE_CMAP, ENTROPY_CMAP = "cividis", "magma"

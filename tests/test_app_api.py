@@ -1,5 +1,5 @@
 """The app's named endpoints through gradio_client, against a launched app on a free loopback port
-with a tiny checkpoint; and the decoding of untrusted uploads (app/images.py)."""
+with a tiny checkpoint; and the decoding of untrusted uploads (ann/images.py)."""
 
 import json
 import os
@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from ann.checkpoint import CheckpointMeta, file_sha256, save
+from ann.images import ImageError, from_array, read_image, read_label_map
 from ann.models import build_network, variant
-from app.images import ImageError, from_array, read_image, read_label_map
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 H, W = 96, 128

@@ -1,5 +1,5 @@
 """Bad and unusual uploads (issue 7). The file zoo is generated in tmp_path, decoded directly by
-app.images and sent through the launched app with gradio_client: a refused file gets an error that
+ann.images and sent through the launched app with gradio_client: a refused file gets an error that
 names the file and the problem, in the API as in the UI (both show the gr.Error text), and the app
 serves the next request; odd modes are converted to the RGB a viewer would show.
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from app.images import ImageError, UploadedImage, read_image, read_label_map
+from ann.images import ImageError, read_image, read_label_map
+from app.images import UploadedImage
 from tests import conftest_app
 from tests.conftest_app import TINY_NAME, street_image
 

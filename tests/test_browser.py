@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 
 from ann.checkpoint import CheckpointMeta, save
+from ann.images import read_image as decode_upload
 from ann.inference import preprocess
 from ann.models import build_network
-from app.images import read_image as decode_upload
 from tests import browser_helpers as bh
 from tests.conftest_app import TINY_NAME, free_port, tiny_config
 

@@ -1,5 +1,5 @@
 """Property-based tests (hypothesis) of upload decoding and preprocessing (issue 7): on random sizes,
-modes, formats and bytes, app.images either returns a uint8 RGB image within the size limit or
+modes, formats and bytes, ann.images either returns a uint8 RGB image within the size limit or
 raises ImageError naming the file; nothing else escapes, so no upload can crash a handler."""
 
 import io
@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from ann.checkpoint import IMAGENET_NORMALIZATION
+from ann.images import ImageError, from_array, read_image, read_label_map, resize_max_side
 from ann.inference import preprocess
-from app.images import ImageError, from_array, read_image, read_label_map, resize_max_side
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

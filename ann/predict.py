@@ -1,0 +1,101 @@
+"""Segment your own images with a checkpoint: no labels, no dataset layout.
+
+    python -m ann.predict model.safetensors IMAGE_OR_FOLDER... --out DIR [--mode whole|slide|msflip]
+        [--max-side N] [--sampling pyramid_max --sizes 1,2,3,6] [--json shares.json]
+
+For each image, `DIR/<name>.png` holds the predicted class ids (trainIds of the checkpoint's
+classes) and `DIR/<name>_overlay.png` the class colours over the image; a folder keeps its
+subfolders. Images are decoded as the app decodes uploads (`ann.images`: EXIF orientation, any
+mode to RGB, size checked before decoding); a file that cannot be used is named and skipped, the
+others are still segmented, and the exit status is 1.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ann.evaluate import PredictionWriter, add_inference_args, load_for_inference
+from ann.images import ImageError, read_image
+from ann.inference import autocast, predict, preprocess
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def collect_inputs(paths: list[Path]) -> dict[str, Path]:
+    """Output name -> image file, in order: files by stem, folders walked (sorted) by relative path."""
+    inputs: dict[str, Path] = {}
+    for path in paths:
+        if path.is_dir():
+            files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise ValueError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            named = [(f.relative_to(path).with_suffix("").as_posix(), f) for f in files]
+        elif path.is_file():
+            named = [(path.stem, path)]
+        else:
+            raise ValueError(f"{path}: no such file or folder")
+        for name, file in named:
+            if name in inputs and inputs[name] != file:
+                raise ValueError(f"{inputs[name]} and {file} would both be written as {name}.png")
+            inputs[name] = file
+    return inputs
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ann.predict", description=__doc__.split("\n")[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("inputs", type=Path, nargs="+", help="image files and folders of images")
+    p.add_argument("--out", type=Path, required=True, help="folder for <name>.png and <name>_overlay.png")
+    p.add_argument("--max-side", type=int, default=0, help="downscale so the longer side is at most N")
+    p.add_argument("--json", type=Path, help="write each image's class pixel shares here")
+    add_inference_args(p)
+    return p.parse_args(argv)
+
+
+def segment_all(args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """Segment every input; (name -> class shares, messages of the skipped files)."""
+    model, options = load_for_inference(args)
+    meta, device = model.meta, torch.device(args.device)
+    inputs = collect_inputs(args.inputs)
+    names = list(inputs)
+    writer = PredictionWriter(args.out, names.__getitem__, meta.palette)
+    shares, skipped = {}, []
+    for index, name in enumerate(tqdm(names, desc="predict", disable=args.no_progress)):
+        try:
+            image = read_image(inputs[name], args.max_side or None)
+        except ImageError as error:
+            skipped.append(f"{inputs[name].parent}/{error}")  # the error names the file only
+            continue
+        x = preprocess(image, meta.normalization).to(device)
+        with autocast(device, args.amp):
+            pred = predict(model, x, args.mode, **options).float().argmax(1)[0].cpu()  # (H, W)
+        writer(pred, torch.from_numpy(image), index)
+        counts = np.bincount(pred.numpy().ravel(), minlength=len(meta.classes)) / pred.numel()
+        shares[name] = {meta.classes[k]: round(float(v), 6) for k, v in enumerate(counts) if v > 0}
+    return shares, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        shares, skipped = segment_all(args)
+    except (ValueError, OSError) as error:  # CheckpointError, a missing input, an unwritable --out
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for message in skipped:
+        print(f"skipped {message}", file=sys.stderr)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(shares, indent=2) + "\n")
+    tail = f", {len(skipped)} skipped" if skipped else ""
+    print(f"{len(shares)} images segmented into {args.out}{tail}")
+    return 1 if skipped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""`python -m ann.predict`: the files it writes are the network's own prediction, folders keep
+their structure, a bad file is named and skipped, and refused runs write nothing."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from ann.checkpoint import CheckpointMeta, load, save
+from ann.inference import predict_msflip, preprocess
+from ann.models.network import build_network
+from ann.models.sampling import SamplingConfig
+from ann.predict import main
+from ann.training.config import load_config
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    net = build_network(load_config("smoke").model)
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d) and module.weight.abs().sum() == 0:
+            nn.init.normal_(module.weight, std=0.1)  # non-zero W: the attention matters
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = None  # running statistics = the mean over the calibration passes
+    with torch.no_grad():  # calibrated BN: an untrained net whose prediction varies across the image
+        for _ in range(3):
+            net(torch.randn(2, 3, 40, 56))
+    net.eval()
+    path = tmp_path_factory.mktemp("ckpt") / "smoke.safetensors"
+    save(net, path, CheckpointMeta(net.config))
+    return path
+
+
+def photo(path, seed, size=(40, 56), mode="RGB"):
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (*size, 4 if mode == "RGBA" else 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels, mode).save(path)
+    return path
+
+
+def expected_labels(checkpoint, image, **msflip):
+    model = load(checkpoint)
+    if msflip.pop("sampling", None):
+        model.set_sampling(SamplingConfig("pyramid_max", (1, 2, 3, 6)))
+    x = preprocess(image, model.meta.normalization)
+    logits = predict_msflip(model, x, **msflip) if msflip else model(x)
+    return logits.argmax(1)[0].numpy().astype(np.uint8)
+
+
+def test_folder_with_subfolders_and_a_bad_file(checkpoint, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photo(photos / "a.jpg", 0)
+    photo(photos / "night" / "b.png", 1, mode="RGBA")
+    (photos / "notes.txt").write_text("not an image, and not picked up")
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but cut short")
+    single = photo(tmp_path / "c.png", 2, size=(33, 47))
+    out, shares = tmp_path / "out", tmp_path / "shares.json"
+    argv = [str(checkpoint), str(photos), str(single), "--out", str(out), "--json", str(shares)]
+    assert main([*argv, "--no-progress"]) == 1  # one file skipped
+    captured = capsys.readouterr()
+    assert "broken.png" in captured.err and "2 images" not in captured.out and "3 images" in captured.out
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == [
+        "a.png",
+        "a_overlay.png",
+        "c.png",
+        "c_overlay.png",
+        "night/b.png",
+        "night/b_overlay.png",
+    ]
+    # the label file is the network's argmax on the decoded image (RGBA composited on white)
+    from ann.images import read_image
+
+    for name, source in [("a", photos / "a.jpg"), ("night/b", photos / "night" / "b.png"), ("c", single)]:
+        label = np.asarray(Image.open(out / f"{name}.png"))
+        np.testing.assert_array_equal(label, expected_labels(checkpoint, read_image(source, None)))
+        overlay = np.asarray(Image.open(out / f"{name}_overlay.png"))
+        assert overlay.shape == (*label.shape, 3) and len(np.unique(label)) > 1
+    table = json.loads(shares.read_text())
+    assert set(table) == {"a", "night/b", "c"}
+    for name, row in table.items():
+        label = np.asarray(Image.open(out / f"{name}.png"))
+        assert sum(row.values()) == pytest.approx(1.0, abs=1e-4)
+        assert len(row) == len(np.unique(label))
+
+
+def test_msflip_with_switched_sampling(checkpoint, tmp_path):
+    source = photo(tmp_path / "x.png", 3)
+    out = tmp_path / "out"
+    argv = [str(checkpoint), str(source), "--out", str(out), "--mode", "msflip", "--scales", "0.5,1.0",
+            "--sampling", "pyramid_max", "--sizes", "1,2,3,6", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    image = np.asarray(Image.open(source))
+    expected = expected_labels(checkpoint, image, scales=(0.5, 1.0), flip=True, sampling=True)
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "x.png")), expected)
+    assert (expected != expected_labels(checkpoint, image)).any()  # msflip + switch is not whole
+
+
+def test_max_side_downscales(checkpoint, tmp_path):
+    source = photo(tmp_path / "wide.png", 4, size=(30, 80))
+    assert main([str(checkpoint), str(source), "--out", str(tmp_path / "out"), "--max-side", "40"]) == 0
+    assert np.asarray(Image.open(tmp_path / "out" / "wide.png")).shape == (15, 40)
+
+
+@pytest.mark.parametrize("problem", ["missing", "clash", "empty_folder", "bad_checkpoint"])
+def test_refused_runs_write_nothing(checkpoint, tmp_path, capsys, problem):
+    args = {
+        "missing": [str(checkpoint), str(tmp_path / "nowhere.jpg")],
+        "clash": [
+            str(checkpoint),
+            str(photo(tmp_path / "1" / "a.png", 0)),
+            str(photo(tmp_path / "2" / "a.png", 1)),
+        ],
+        "empty_folder": [str(checkpoint), str((tmp_path / "empty").mkdir() or tmp_path / "empty")],
+        "bad_checkpoint": [str(photo(tmp_path / "weights.png", 0)), str(photo(tmp_path / "b.png", 0))],
+    }[problem]
+    assert main([*args, "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    message = capsys.readouterr().err
+    assert (
+        message.startswith("error: ")
+        and {
+            "missing": "nowhere.jpg: no such file",
+            "clash": "would both be written as a.png",
+            "empty_folder": "no images",
+            "bad_checkpoint": "weights.png",
+        }[problem]
+        in message
+    )
+    assert not (tmp_path / "out").exists()
