@@ -8,8 +8,8 @@ calls, and brings back at most 8 files of 16 MiB (64 MiB in all) written under $
 the command is killed. So:
 - --check renders the SynthCity pool once (timed), runs the CUDA paths (smoke config with bf16 +
   channels_last, with torch.compile, and as one torchrun-style process: NCCL process group and
-  DistributedDataParallel) and probes each queued config (images/s, share of time waiting for
-  data, GPU memory), before any long training;
+  DistributedDataParallel) and probes the first queued config, from the pool and streaming
+  (images/s, share of time waiting for data, GPU memory), before the queue trains;
 - --bench runs `ann.bench` (APNB vs NB, the full network) on this GPU, JSON into the bundle;
 - the queue trains each unfinished run in runs/RUN (resuming what an earlier call left),
   `parallel` at a time; at the deadline each trainer gets SIGTERM (it checkpoints where it is)
@@ -147,7 +147,7 @@ def render_pools(queue: list[str], logs: Path) -> None:
 
 
 def check(queue: list[str], logs: Path, deadline: float) -> None:
-    """The CUDA code paths once, then a throughput probe of each queued config."""
+    """The CUDA code paths once, then a throughput probe of the first queued config."""
     sh(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv"], logs / "env.log")
     sh([sys.executable, "-c", "import torch, sys, os; print(sys.version); print('torch', torch.__version__, "
         "torch.cuda.get_device_name(), 'cpus', os.cpu_count())"], logs / "env.log")  # fmt: skip
@@ -168,7 +168,9 @@ def check(queue: list[str], logs: Path, deadline: float) -> None:
         "smoke-ddp-nccl": (train_command("smoke", check_dir / "smoke-ddp-nccl", *cuda), one_rank),
     }
     probe = ["train.iterations=60", "train.log_every=10", "data.val_limit=20", "data.test_split="]
-    for entry in queue:
+    # The first queued config only: every run logs its own images/s and data wait as it trains,
+    # so probing the rest would only delay the training that follows in the same call.
+    for entry in queue[:1]:
         name = f"probe-{parse_entry(entry)[0]}"
         probes[name] = (train_command(entry, check_dir / name, *probe), None)
     if queue:  # the first config again, rendering on the fly: does streaming keep up on 16 cores?
