@@ -13,6 +13,7 @@ the standard non-local block (NB) and AFNB into FNB: one attention code path for
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -111,12 +112,13 @@ class Sampler(nn.Module):
         if self.training:
             self._draws += 1
         key = f"{self.config.seed},{H},{W},{draw}".encode()
-        generator = torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(key).digest()[:7]))
+        # numpy, not torch.randperm: the draw is then a constant to torch.export (ONNX, ann.deploy)
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:7]))
         N = H * W
         if any(n * n > N for n in self.config.sizes):
             raise ValueError(f"random sampling of sizes {self.config.sizes} needs more than {N} positions")
-        levels = [torch.randperm(N, generator=generator)[: n * n] for n in self.config.sizes]
-        return torch.cat(levels).to(device)
+        levels = [rng.choice(N, n * n, replace=False) for n in self.config.sizes]
+        return torch.from_numpy(np.concatenate(levels)).to(device)
 
     def anchors(self, H: int, W: int) -> AnchorGeometry:
         """The geometry of the anchors this sampler takes from an H x W map."""

@@ -1,0 +1,130 @@
+"""Export a checkpoint to ONNX, checked against PyTorch with onnxruntime.
+
+    python -m ann.deploy model.safetensors --onnx model.onnx --size 1024x512 [--batch 1] [--no-check]
+
+The graph takes uint8 RGB images (B, 3, H, W), normalises them as the checkpoint says (the
+`ann.inference.Normalization` module is part of the graph) and returns the logits (B, K, H, W):
+a runtime needs nothing but the file. Its metadata holds the class names, palette,
+normalisation and the sha256 of the source checkpoint.
+
+The input size is fixed at export: the pyramid pooling bins of AFNB/APNB (paper Sec. 3.2) and the
+random sampler's draws follow from the feature map's size, so the exporter specialises them.
+Export once per deployment resolution (the app and `ann.predict` have no such limit).
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ann.checkpoint import load
+from ann.inference import Normalization
+
+MIN_AGREEMENT = 0.999  # share of pixels whose argmax must match PyTorch's
+
+
+class Deployed(nn.Module):
+    """uint8 RGB -> logits, the checkpoint's normalisation included."""
+
+    def __init__(self, model: nn.Module, normalization: dict) -> None:
+        super().__init__()
+        self.normalize, self.model = Normalization(normalization), model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalize(image))
+
+
+def export(checkpoint: Path, out: Path, size: tuple[int, int], batch: int = 1) -> dict[str, str]:
+    """Write the ONNX file (temp file + rename); returns its metadata."""
+    try:
+        import onnx
+    except ImportError as error:
+        raise RuntimeError("ONNX export needs onnx and onnxscript: pip install '.[onnx]'") from error
+    model = load(checkpoint)
+    meta = model.meta
+    width, height = size
+    image = torch.zeros(batch, 3, height, width, dtype=torch.uint8)
+    metadata = {
+        "classes": json.dumps(meta.classes),
+        "palette": json.dumps(meta.palette),
+        "normalization": json.dumps(meta.normalization),
+        "source_sha256": meta.sha256,
+        "input": f"uint8 RGB ({batch}, 3, {height}, {width}); output: logits ({batch}, K, {height}, {width})",
+    }
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        program = torch.onnx.export(
+            Deployed(model, meta.normalization).eval(), (image,), dynamo=True,
+            input_names=["image"], output_names=["logits"], verbose=False,
+        )  # fmt: skip
+        proto = program.model_proto
+        for key, value in metadata.items():
+            proto.metadata_props.add(key=key, value=value)
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return metadata
+
+
+def check(checkpoint: Path, onnx_file: Path, seed: int = 0) -> dict[str, float]:
+    """Logits of onnxruntime and PyTorch on one seeded random image of the exported size."""
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise RuntimeError(
+            "the check needs onnxruntime (pip install '.[onnx]'), or pass --no-check"
+        ) from error
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    shape = session.get_inputs()[0].shape
+    image = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    ours = session.run(None, {"image": image})[0]
+    model = load(checkpoint)
+    with torch.no_grad():
+        theirs = Deployed(model, model.meta.normalization).eval()(torch.from_numpy(image)).numpy()
+    return {
+        "max_abs_diff": float(np.abs(ours - theirs).max()),
+        "argmax_agreement": float((ours.argmax(1) == theirs.argmax(1)).mean()),
+    }
+
+
+def size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1024x512, got {text!r}") from error
+    if width < 32 or height < 32:
+        raise argparse.ArgumentTypeError(f"{text}: at least 32x32 (the backbone's stride is 8 or more)")
+    return width, height
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ann.deploy", description=__doc__.split("\n")[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--onnx", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--size", type=size, default=(1024, 512), help="WIDTHxHEIGHT of the input (fixed)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    args = p.parse_args(argv)
+    try:
+        export(args.checkpoint, args.onnx, args.size, args.batch)
+        print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 2**20:.1f} MiB)")
+        if not args.no_check:
+            result = check(args.checkpoint, args.onnx)
+            print(f"onnxruntime vs PyTorch: {json.dumps(result)}")
+            if result["argmax_agreement"] < MIN_AGREEMENT:
+                args.onnx.unlink()
+                raise RuntimeError(f"the exported graph disagrees with PyTorch ({result}); file removed")
+    except (ValueError, OSError, RuntimeError) as error:  # CheckpointError, a missing package
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

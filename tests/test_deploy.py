@@ -1,0 +1,71 @@
+"""ONNX export: the graph onnxruntime runs gives PyTorch's logits from uint8 input, carries the
+checkpoint's classes and normalisation, keeps its fixed size, and a refused export writes nothing."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from torch import nn
+
+from ann.checkpoint import CAFFE_BGR_NORMALIZATION, CheckpointMeta, load, save
+from ann.deploy import main
+from ann.inference import preprocess
+from ann.models.network import build_network
+from ann.models.sampling import SamplingConfig
+from ann.training.config import load_config
+
+
+def checkpoint(folder, sampling=None, normalization=None):
+    torch.manual_seed(0)
+    config = load_config("smoke").model
+    if sampling:
+        config = replace(config, sampling=sampling)
+    net = build_network(config)
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d) and module.weight.abs().sum() == 0:
+            nn.init.normal_(module.weight, std=0.1)  # non-zero W: the attention is in the logits
+    path = folder / "smoke.safetensors"
+    meta = CheckpointMeta(net.eval().config, classes=[f"class {k}" for k in range(19)])
+    if normalization:
+        meta.normalization = normalization
+    save(net, path, meta, dtype=torch.float32)
+    return path
+
+
+@pytest.mark.parametrize(
+    "sampling, normalization",
+    [(None, None), (SamplingConfig("pyramid_random", (1, 2, 3)), CAFFE_BGR_NORMALIZATION)],
+)
+def test_onnxruntime_matches_pytorch_on_uint8_images(tmp_path, sampling, normalization, capsys):
+    source = checkpoint(tmp_path, sampling, normalization)
+    out = tmp_path / "model.onnx"
+    assert main([str(source), "--onnx", str(out), "--size", "96x64"]) == 0
+    assert "argmax_agreement" in capsys.readouterr().out
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(7).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    logits = session.run(None, {"image": image.transpose(2, 0, 1)[None].copy()})[0]
+    model = load(source)
+    with torch.no_grad():
+        expected = model(preprocess(image, model.meta.normalization)).numpy()
+    assert logits.shape == (1, 19, 64, 96)
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(props["classes"])[3] == "class 3"
+    assert json.loads(props["normalization"]) == model.meta.normalization
+    assert props["source_sha256"] == model.meta.sha256
+    with pytest.raises(Exception, match="(?i)dimension|shape"):  # the size is fixed at export
+        session.run(None, {"image": np.zeros((1, 3, 64, 64), np.uint8)})
+
+
+def test_refused_exports_write_nothing(tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    assert main([str(tmp_path / "missing.safetensors"), "--onnx", str(out)]) == 2
+    assert "missing.safetensors" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "x.safetensors"), "--onnx", str(out), "--size", "1024"])
+    assert "WIDTHxHEIGHT" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
