@@ -102,8 +102,9 @@ def read_original(path: str | Path) -> tuple[dict[str, Tensor], dict]:
                 f"would run code from the pickle; only tensor checkpoints are converted ({detail})"
             ) from error
         raise ConvertError(f"{path}: not a readable torch checkpoint ({detail})") from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise ConvertError(f"{path}: not a readable torch checkpoint ({error})") from error
+    except Exception as error:  # arbitrary bytes make the unpickler raise anything (KeyError, ...)
+        detail = f"{type(error).__name__}: {error}"
+        raise ConvertError(f"{path}: not a readable torch checkpoint ({detail})") from error
     runner_state = {}
     if isinstance(data, dict) and "state_dict" in data:
         runner_state = data.get("runner_state") or {}

@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(config, args.out, resume=args.resume, command=command, reproduce=reproduce(args, overrides))
     except Stopped as stop:
-        print(f"{stop}: {shlex.join(['python', '-m', 'ann.train', *sys.argv[1:]])} --resume", file=sys.stderr)
+        again = [arg for arg in sys.argv[1:] if arg != "--resume"]
+        print(f"{stop}: {shlex.join(['python', '-m', 'ann.train', *again, '--resume'])}", file=sys.stderr)
         return 143  # 128 + SIGTERM, as a shell reports a terminated job
     except (ValueError, RuntimeError, OSError) as error:  # TrainingError, DatasetError, ConfigError
         print(f"error: {error}", file=sys.stderr)

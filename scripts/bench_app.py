@@ -72,14 +72,24 @@ def server_times(store: ModelStore, name: str, image_path: str, repeats: int, ma
     return out
 
 
-def client_times(store_dir: str, image_path: str, repeats: int, port: int = 7869) -> dict:
+def client_times(store_dir: str, image_path: str, repeats: int, max_side: int, port: int = 7869) -> dict:
     """End to end over loopback: the app in a subprocess, gradio_client calls (includes encoding)."""
     import subprocess
     import sys
 
     from gradio_client import Client, handle_file
 
-    server = subprocess.Popen([sys.executable, "app.py", "--checkpoints", store_dir, "--port", str(port)])
+    command = [
+        sys.executable,
+        "app.py",
+        "--checkpoints",
+        store_dir,
+        "--port",
+        str(port),
+        "--max-side",
+        str(max_side),
+    ]
+    server = subprocess.Popen(command)
     try:
         client = None
         for _ in range(120):
@@ -137,7 +147,7 @@ def main(argv=None) -> dict:
         print(f"  {key:<13} {median * 1000:7.0f} {best * 1000:8.0f} {BUDGETS[key] * 1000:8.0f} ms")
     if args.client:
         print("  end to end over loopback (gradio_client: upload, queue, encoding)")
-        for key, (median, best) in client_times(args.checkpoints, path, args.repeats).items():
+        for key, (median, best) in client_times(args.checkpoints, path, args.repeats, args.max_side).items():
             print(f"  {key:<13} {median * 1000:7.0f} {best * 1000:8.0f} {BUDGETS[key] * 1000:8.0f} ms")
     return times
 

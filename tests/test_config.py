@@ -127,3 +127,19 @@ def test_bundled_config_lists_every_field(name):
 
     written = keys(tomllib.loads(config_path(name).read_text()))
     assert written == keys(tomllib.loads(to_toml(load_config(name))))
+
+
+@pytest.mark.parametrize("name", list_configs())
+def test_bundled_config_predicts_its_datasets_classes(name):
+    from ann.data.layouts import LAYOUTS
+
+    config = load_config(name)
+    assert config.model.num_classes == len(LAYOUTS[config.data.dataset].class_names)
+
+
+def test_a_folder_named_like_a_config_is_not_taken_for_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smoke").mkdir()  # e.g. a run folder: python -m ann.train smoke --out smoke
+    assert config_path("smoke").parent.name == "configs"
+    with pytest.raises(ConfigError, match="no such config file"):
+        config_path("missing.toml")

@@ -249,9 +249,10 @@ def test_refuses_a_pickle_that_runs_code(tmp_path):
 
 def test_refuses_files_that_are_not_checkpoints(tmp_path):
     junk = tmp_path / "junk.pth"
-    junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ConvertError, match="junk.pth: not a readable torch checkpoint"):
-        read_original(junk)
+    for text in (b"not a checkpoint", b"junk\n", b"hello world, some notes\n"):  # the last two: KeyError
+        junk.write_bytes(text)
+        with pytest.raises(ConvertError, match="junk.pth: not a readable torch checkpoint"):
+            read_original(junk)
     listed = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], listed)
     with pytest.raises(ConvertError, match="list.pth: expected a state dict"):

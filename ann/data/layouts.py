@@ -257,7 +257,7 @@ NYUD_V2 = DatasetLayout(
     palette=voc_palette(40),
 )
 
-# SynthCity (ann/data/synthcity.py) writes the Cityscapes layout with labelTrainIds.
+# SynthCity (ann/data/synthcity/) writes the Cityscapes layout with labelTrainIds.
 LAYOUTS = {
     "cityscapes": CITYSCAPES,
     "synthcity": CITYSCAPES,

@@ -148,7 +148,7 @@ def list_configs() -> list[str]:
 def config_path(name_or_path: str) -> Path:
     """A bundled config by name (`smoke`) or a path to a TOML file."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file():  # a folder named like a config is not one (runs/smoke)
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
         return path

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from scipy.optimize import nnls
 
 from ann import bench
-from app.session import MODEL_QUEUE
+from app.session import MODEL_QUEUE, returns_freed_memory
 
 DEFAULT_SIZES = "16x16, 32x16, 32x32, 48x32, 64x32"  # width x height of the feature map
 MAX_POSITIONS = 96 * 96  # NB's N x N attention at larger N takes seconds and GBs on a CPU
@@ -91,6 +91,7 @@ def chart(
     return figure
 
 
+@returns_freed_memory  # NB's N x N attention maps are the largest buffers the app allocates
 def measure_blocks(sizes: str, channels: int, key: int, repeats: int, progress=gr.Progress()):  # noqa: B008
     """NB and APNB (attention part, as Table 1) at each size: rows and three charts."""
     grid = parse_sizes(sizes)
