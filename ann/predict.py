@@ -4,7 +4,8 @@
         [--max-side N] [--sampling pyramid_max --sizes 1,2,3,6] [--json shares.json]
 
 For each image, `DIR/<name>.png` holds the predicted class ids (trainIds of the checkpoint's
-classes) and `DIR/<name>_overlay.png` the class colours over the image; a folder keeps its
+classes) and `DIR/<name>_overlay.png` the class colours over the image, both at the file's own
+size (the network sees it with its longer side at most --max-side); a folder keeps its
 subfolders. Images are decoded as the app decodes uploads (`ann.images`: EXIF orientation, any
 mode to RGB, size checked before decoding); a file that cannot be used is named and skipped, the
 others are still segmented, and the exit status is 1.
@@ -17,12 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
 from ann.evaluate import PredictionWriter, add_inference_args, load_for_inference
-from ann.images import ImageError, read_image
+from ann.images import ImageError, read_image, resize_max_side
 from ann.inference import autocast, predict, preprocess
 
+# Cityscapes' width. Beyond it NB's N x N attention outgrows memory: 4.3 GB at 2048x1024
+# (N = 256 x 128 at output stride 8), 140 GB for a 12-Mpixel photo.
+DEFAULT_MAX_SIDE = 2048
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -51,7 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("inputs", type=Path, nargs="+", help="image files and folders of images")
     p.add_argument("--out", type=Path, required=True, help="folder for <name>.png and <name>_overlay.png")
-    p.add_argument("--max-side", type=int, default=0, help="downscale so the longer side is at most N")
+    p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+                   help="longer side the network sees (0: the file's); masks keep its size")  # fmt: skip
     p.add_argument("--json", type=Path, help="write each image's class pixel shares here")
     add_inference_args(p)
     return p.parse_args(argv)
@@ -67,13 +74,16 @@ def segment_all(args: argparse.Namespace) -> tuple[dict, list[str]]:
     shares, skipped = {}, []
     for index, name in enumerate(tqdm(names, desc="predict", disable=args.no_progress)):
         try:
-            image = read_image(inputs[name], args.max_side or None)
+            image = read_image(inputs[name], None)
         except ImageError as error:
             skipped.append(f"{inputs[name].parent}/{error}")  # the error names the file only
             continue
-        x = preprocess(image, meta.normalization).to(device)
+        small = np.array(resize_max_side(Image.fromarray(image), args.max_side or None))
+        x = preprocess(small, meta.normalization).to(device)
         with autocast(device, args.amp):
-            pred = predict(model, x, args.mode, **options).float().argmax(1)[0].cpu()  # (H, W)
+            pred = predict(model, x, args.mode, **options).float().argmax(1).cpu()  # (1, h, w)
+        # the mask is written at the file's own size, so it lies on the image it came from
+        pred = F.interpolate(pred[None].byte(), size=image.shape[:2], mode="nearest")[0, 0]  # (H, W)
         writer(pred, torch.from_numpy(image), index)
         counts = np.bincount(pred.numpy().ravel(), minlength=len(meta.classes)) / pred.numel()
         shares[name] = {meta.classes[k]: round(float(v), 6) for k, v in enumerate(counts) if v > 0}

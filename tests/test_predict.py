@@ -101,10 +101,13 @@ def test_msflip_with_switched_sampling(checkpoint, tmp_path):
     assert (expected != expected_labels(checkpoint, image)).any()  # msflip + switch is not whole
 
 
-def test_max_side_downscales(checkpoint, tmp_path):
+def test_max_side_runs_smaller_and_writes_at_the_files_size(checkpoint, tmp_path):
     source = photo(tmp_path / "wide.png", 4, size=(30, 80))
     assert main([str(checkpoint), str(source), "--out", str(tmp_path / "out"), "--max-side", "40"]) == 0
-    assert np.asarray(Image.open(tmp_path / "out" / "wide.png")).shape == (15, 40)
+    label = np.asarray(Image.open(tmp_path / "out" / "wide.png"))
+    small = np.asarray(Image.open(source).resize((40, 15), Image.BILINEAR))  # as ann.images resizes
+    expected = expected_labels(checkpoint, small)  # (15, 40), then nearest up to the file's size
+    np.testing.assert_array_equal(label, expected[np.arange(30) * 15 // 30][:, np.arange(80) * 40 // 80])
 
 
 @pytest.mark.parametrize("problem", ["missing", "clash", "empty_folder", "bad_checkpoint"])
