@@ -89,8 +89,12 @@ class Explorer:
         x = preprocess(image, self.meta.normalization)
         with self.lock:
             stages = self.model.backbone(x)
-        self.stages = [s.detach() for s in stages]
-        self.result = self._head(np.ascontiguousarray(image))
+        previous, self.stages = self.stages, [s.detach() for s in stages]
+        try:
+            self.result = self._head(np.ascontiguousarray(image))
+        except Exception:
+            self.stages = previous  # stages and result always describe the same image
+            raise
         return self.result
 
     def set_sampling(

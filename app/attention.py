@@ -75,12 +75,20 @@ def attention(session: Session | None, x: float, y: float, block: str):
     return session, panels, chart, summary, gr.update(choices=choices, value=top)
 
 
-def refresh(session: Session | None):
-    """The last clicked pixel again, after the sampling (and so the anchors) changed."""
+def refresh(session: Session | None, block: str | None = None):
+    """The last clicked pixel again: after the sampling (and so the anchors) changed, or seen
+    through the other block (AFNB <-> APNB) when `block` is given."""
     if session is None or session.result is None or "x" not in session.selection:
         return session, *([gr.skip()] * 4)
     selection = session.selection
-    return attention(session, selection["x"], selection["y"], selection["block"])
+    return attention(session, selection["x"], selection["y"], block or selection["block"])
+
+
+def cleared():
+    """Empty views of the last image: after a new image or model they describe something else.
+    (attention panels, chart, summary, anchor menu, anchor map, anchor summary; the sampling
+    tab's changed-pixels picture and area chart)"""
+    return None, None, "", gr.update(choices=[], value=None), None, "", None, None
 
 
 def pick_pixel(session: Session | None, block: str, event: gr.SelectData):
@@ -94,17 +102,21 @@ def anchor(session: Session | None, index: int, block: str):
     session = require(session)
     if index is None:
         raise gr.Error("Pick an anchor: from the list, the chart's rank, or a cell of a level panel.")
+    try:
+        index = int(index)
+    except (TypeError, ValueError) as error:
+        raise gr.Error(f"an anchor is a whole number 0..S-1, got {index!r}") from error
     key = block_choice(session, block)
     try:
-        amap = session.explorer.anchor_map(int(index), key)
+        amap = session.explorer.anchor_map(index, key)
     except ValueError as error:
         raise gr.Error(str(error)) from error
     geometry = session.explorer.attention(key).anchors
-    box = geometry.to_pixels(session.image.shape[:2])[int(index)].numpy()
+    box = geometry.to_pixels(session.image.shape[:2])[index].numpy()
     picture = plots.anchor_picture(session.image, amap, box)
-    session.selection = {**session.selection, "block": key, "anchor": int(index)}
+    session.selection = {**session.selection, "block": key, "anchor": index}
     summary = (
-        f"**{key.upper()}** anchor {plots.anchor_label(geometry, int(index))} (white box): "
+        f"**{key.upper()}** anchor {plots.anchor_label(geometry, index)} (white box): "
         f"attention every pixel pays to it, min {amap.min():.4f}, mean {amap.mean():.4f}, "
         f"max {amap.max():.4f} (viridis, scaled to this range)."
     )

@@ -173,7 +173,7 @@ def segment_tab(classes: list[str]) -> dict:
             elem_id="error-map",
         )
     c["iou"] = gr.Dataframe(
-        headers=["class", "IoU"],
+        headers=["class", "IoU %"],
         label="per-class IoU (needs a ground-truth label map)",
         interactive=False,
         elem_id="iou-table",
@@ -259,22 +259,25 @@ def sampling_tab() -> dict:
 def wire(store, max_side, state, models, seg, att, smp, export_button, export_files) -> None:
     """All listeners; model work in one concurrency group, clicks always_last."""
     view = [seg["opacity"], seg["outline"], seg["hidden"]]
-    wire_segment(store, max_side, state, models, seg, att, view)
+    wire_segment(store, max_side, state, models, seg, att, smp, view)
     wire_attention(state, att)
     wire_sampling(state, seg, att, smp, view)
     export_button.click(export.export, [state, *view], export_files, api_name="export")
 
 
-def wire_segment(store, max_side, state, models, seg, att, view) -> None:
+def wire_segment(store, max_side, state, models, seg, att, smp, view) -> None:
     seg_inputs = [state, seg["image"], seg["label"], models["checkpoint"], *view]
     seg_outputs = [state, seg["overlay"], seg["legend"], seg["confidence"], seg["entropy"], seg["errors"],
                    seg["iou"], seg["summary"], att["image"]]  # fmt: skip
+    stale, trained = refreshers(state, att, smp)
     run_segment = partial(segment.segment, store=store, max_side=max_side)
-    seg["button"].click(run_segment, seg_inputs, seg_outputs, api_name="segment", **MODEL_QUEUE)
+    seg["button"].click(run_segment, seg_inputs, seg_outputs, api_name="segment", **MODEL_QUEUE).success(
+        *stale, api_visibility="private"
+    )
     if "examples" in seg:
         seg["examples"].load_input_event.then(
             run_segment, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE
-        )
+        ).success(*stale, api_visibility="private")
     for control in view:
         control.change(
             segment.redraw, [state, *view], [seg["overlay"], seg["legend"]], api_visibility="private", **CLICK
@@ -287,14 +290,27 @@ def wire_segment(store, max_side, state, models, seg, att, view) -> None:
         [state, models["card"], seg["hidden"], att["block"]],
         api_name="choose_model",
         **MODEL_QUEUE,
-    ).then(rerun, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE)
+    ).then(rerun, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE).then(
+        *stale, api_visibility="private"
+    ).then(*trained, api_visibility="private")
     models["upload"].upload(
         partial(segment.upload_checkpoint, store=store),
         [state, models["upload"]],
         [state, models["checkpoint"], models["card"], seg["hidden"], att["block"]],
         api_name="upload_checkpoint",
         **MODEL_QUEUE,
-    ).then(rerun, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE)
+    ).success(rerun, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE).then(
+        *stale, api_visibility="private"
+    ).then(*trained, api_visibility="private")
+
+
+def refreshers(state, att, smp) -> tuple[tuple, tuple]:
+    """(fn, inputs, outputs) that empty the views of the previous image or model once a new one
+    is in, and that set the sampling controls to a new model's training sampling."""
+    views = ["panels", "chart", "summary", "anchor", "anchor_map", "anchor_summary"]
+    stale = (attention.cleared, None, [att[k] for k in views] + [smp["changed"], smp["area"]])
+    trained = (sampling.trained_controls, state, [smp[k] for k in ("preset", "sizes", "method", "summary")])
+    return stale, trained
 
 
 def wire_attention(state, att) -> None:
@@ -306,10 +322,14 @@ def wire_attention(state, att) -> None:
     att["image"].select(
         attention.pick_pixel, [state, att["block"]], pixel_outputs, api_visibility="private", **CLICK
     )
+    att["block"].input(
+        attention.refresh, [state, att["block"]], outputs, api_visibility="private", **CLICK
+    )  # the same pixel through the other block
     anchor_inputs = [state, att["anchor"], att["block"]]
     anchor_outputs = [state, att["anchor_map"], att["anchor_summary"]]
     att["anchor_button"].click(attention.anchor, anchor_inputs, anchor_outputs, api_name="anchor", **CLICK)
-    att["anchor"].input(attention.anchor, anchor_inputs, anchor_outputs, api_visibility="private", **CLICK)
+    # picking from the list shows it at once; a typed number waits for the button (not both)
+    att["anchor"].select(attention.anchor, anchor_inputs, anchor_outputs, api_visibility="private", **CLICK)
     picked = [att["anchor"], *anchor_outputs]
     att["panels"].select(
         attention.pick_anchor, [state, att["block"]], picked, api_visibility="private", **CLICK
@@ -323,6 +343,13 @@ def attention_outputs(state, att) -> list:
 def wire_sampling(state, seg, att, smp, view) -> None:
     smp["preset"].input(
         lambda preset: preset, smp["preset"], smp["sizes"], api_visibility="private", queue=False
+    )
+    smp["method"].input(  # single-level methods take one n: pre-fill it
+        sampling.suggest_sizes,
+        [smp["method"], smp["sizes"]],
+        smp["sizes"],
+        api_visibility="private",
+        queue=False,
     )
     outputs = [
         state,

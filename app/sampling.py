@@ -42,16 +42,43 @@ def suggest_sizes(method: str, sizes: str) -> str:
         return sizes
 
 
+def trained_controls(session: Session | None):
+    """The controls set to the model's own sampling: a new model starts from its training
+    sampling. (preset, sizes, method, summary)"""
+    if session is None:
+        return (gr.skip(),) * 4
+    trained = session.explorer.model.config.sampling
+    sizes = ",".join(map(str, trained.sizes))
+    method = trained.method if trained.method in TABLE7_METHODS else gr.skip()
+    preset = sizes if sizes in PRESETS else None
+    return preset, sizes, method, f"Training sampling: {describe(trained)}."
+
+
 def set_sampling(session: Session | None, method: str, sizes: str, seed: float, opacity, outline, hidden):
     """Apply a sampling to AFNB and APNB; new segmentation, changed pixels, area changes, S, GMACs."""
     session = require(session)
     if method not in TABLE7_METHODS:
         raise gr.Error(f"unknown sampling method {method!r}; valid: {', '.join(TABLE7_METHODS)}")
+    sizes = parse_sizes(sizes)  # its gr.Error as it is: caught below it would be quoted again
     try:
-        config = SamplingConfig(method, parse_sizes(sizes), int(seed or 0))
+        config = SamplingConfig(method, sizes, int(seed or 0))
     except ValueError as error:
         raise gr.Error(str(error)) from error
+    check_fits(config, session.explorer.stages[-1].shape[-2:])
     return apply(session, config, opacity, outline, hidden)
+
+
+def check_fits(config: SamplingConfig, feature_hw) -> None:
+    """Refuse grids finer than the feature map: adaptive pooling would repeat cells (S = n^2
+    anchors from fewer positions), and random sampling cannot draw n^2 distinct ones."""
+    H, W = (int(v) for v in feature_hw)
+    n = max(config.sizes)
+    if config.kind == "random" and n * n > H * W:
+        raise gr.Error(f"random sampling with n = {n} needs {n * n} distinct positions; this image's "
+                       f"{H}x{W} feature map has {H * W}")  # fmt: skip
+    if config.kind != "random" and n > min(H, W):
+        raise gr.Error(f"pyramid size {n} is finer than this image's {H}x{W} feature map (output "
+                       f"stride 8): use sizes up to {min(H, W)}, or a larger image")  # fmt: skip
 
 
 def reset_sampling(session: Session | None, opacity, outline, hidden):

@@ -58,17 +58,18 @@ def segment(
     session = session_for(store, session, checkpoint)
     if image is None and session.image is None:
         raise gr.Error("Upload an image, use the webcam or click an example first.")
+    # decode and check everything before the session changes: a refused label map must not
+    # leave the new image beside the old result (attention and export would mix the two)
+    picture, name, target = session.image, session.image_name, session.target
     if image is not None:
-        session.image, session.image_name = load_image(image, max_side)
-        session.target = None
-    meta = session.explorer.meta
+        (picture, name), target = load_image(image, max_side), None
     if label_map:
         try:
-            session.target = read_label_map(label_map, session.image.shape[:2], len(meta.classes))
+            target = read_label_map(label_map, picture.shape[:2], len(session.explorer.meta.classes))
         except ImageError as error:
             raise gr.Error(str(error)) from error
-    session.selection = {}
-    session.explorer.run(session.image)
+    session.explorer.run(picture)
+    session.image, session.image_name, session.target, session.selection = picture, name, target, {}
     return session, *segment_views(session, opacity, outline, hidden)
 
 
@@ -92,14 +93,16 @@ def segment_views(session: Session, opacity: float, outline: bool, hidden: list[
         errors = plots.error_picture(result.image, error_map(result.labels, session.target))
         iou = per_class_iou(result.labels, session.target, len(meta.classes))
         present = np.flatnonzero(~np.isnan(iou))
-        table = pd.DataFrame(
-            {"class": [meta.classes[k] for k in present], "IoU": [round(float(iou[k]), 4) for k in present]}
-        )
+        percent = [round(100 * float(iou[k]), 1) for k in present]
+        table = pd.DataFrame({"class": [meta.classes[k] for k in present], "IoU %": percent})
         valid = session.target != 255
         accuracy = (
             float((result.labels[valid] == session.target[valid]).mean()) if valid.any() else float("nan")
         )
-        scores = f" mIoU over present classes **{np.nanmean(iou):.3f}**, pixel accuracy **{accuracy:.3f}**."
+        scores = (  # percent, as the model card and the evaluator report them
+            f" mIoU over present classes **{100 * np.nanmean(iou):.1f}**, "
+            f"pixel accuracy **{100 * accuracy:.1f}** (%)."
+        )
     H, W = result.size
     summary = (
         f"{session.image_name}: {W}x{H} px on **{session.checkpoint}**. Mean confidence "

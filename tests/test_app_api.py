@@ -108,7 +108,7 @@ def test_segment_with_ground_truth(client, files):
     assert np.asarray(Image.open(overlay)).shape == (H, W, 3)
     assert Image.open(confidence).size == (W, H) and Image.open(errors).size == (W, H)
     assert "%" in legend and "tiny.safetensors" in summary and "mIoU" in summary
-    assert iou["headers"] == ["class", "IoU"] and len(iou["data"]) > 0
+    assert iou["headers"] == ["class", "IoU %"] and len(iou["data"]) > 0
 
 
 def test_attention_anchor_and_bad_points(client, files):
@@ -264,3 +264,48 @@ def test_label_maps_are_checked(tmp_path):
         read_label_map(tmp_path / "rgb.png", (10, 20), 19)
     with pytest.raises(ImageError, match="does not match"):
         read_label_map(tmp_path / "ok.png", (20, 20), 19)
+
+
+def test_refused_segment_leaves_the_session_as_it_was(client, files, tmp_path):
+    """A label map that does not fit the new image: error, and the earlier image, result and
+    ground truth stay together (attention and export do not mix two images)."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    segment(client, files)
+    other = tmp_path / "other.png"
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(other)
+    with pytest.raises(AppError, match="does not match"):
+        client.predict(handle_file(str(other)), handle_file(str(files["label"])), "tiny.safetensors", *VIEW,
+                       api_name="/segment")  # fmt: skip
+    summary = client.predict(100, 80, "apnb", api_name="/attention")[2]  # outside other.png
+    assert "pixel (x=100, y=80)" in summary
+    paths = {os.path.basename(p): p for p in client.predict(*VIEW, api_name="/export")}
+    settings = json.loads(open(paths["settings.json"]).read())
+    assert settings["image"] == "image.png" and settings["image_size_wh"] == [W, H]
+    assert Image.open(paths["labels.png"]).size == (W, H)
+
+
+@pytest.mark.parametrize(
+    "method, sizes, message",
+    [
+        ("pyramid_average", "a,b", "^pyramid sizes must be integers separated by commas, got 'a,b'$"),
+        ("pyramid_average", "1,3,6,40", "pyramid size 40 is finer than this image's 13x17 feature map"),
+        ("random", "15", "random sampling with n = 15 needs 225 distinct positions; this image's 13x17"),
+    ],
+)
+def test_sampling_refusals_are_plain_and_size_aware(client, files, method, sizes, message):
+    from gradio_client.exceptions import AppError
+
+    segment(client, files, label=False)
+    with pytest.raises(AppError, match=message):
+        client.predict(method, sizes, 0, *VIEW, api_name="/set_sampling")
+
+
+def test_typed_anchor_that_is_not_a_number(client, files):
+    from gradio_client.exceptions import AppError
+
+    segment(client, files, label=False)
+    client.predict(10, 20, "apnb", api_name="/attention")
+    with pytest.raises(AppError, match="an anchor is a whole number 0..S-1, got 'abc'"):
+        client.predict("abc", "apnb", api_name="/anchor")

@@ -188,6 +188,18 @@ def test_clicking_pixels_changes_the_attention_panels(page, segmented):
     assert second_bars != first_bars
 
 
+def test_switching_the_block_shows_the_same_pixel_through_it(page, segmented):
+    show_tab(page, "attention")
+    bh.wait_for_src(page, "#attention-image", timeout_s=STEP_TIMEOUT_S)
+    _, before = click_pixel(page, 0.3, 0.6, expect="APNB")
+    pixel = re.search(r"pixel \(x=\d+, y=\d+\)", before)[0]
+    page.locator("#attention-block").get_by_text("AFNB", exact=False).click()  # no new click
+    after = bh.wait_for_text(page, "#attention-summary", "AFNB", STEP_TIMEOUT_S)
+    assert pixel in after
+    page.locator("#attention-block").get_by_text("APNB", exact=False).click()
+    assert pixel in bh.wait_for_text(page, "#attention-summary", "APNB", STEP_TIMEOUT_S)
+
+
 def test_pyramid_preset_changes_the_number_of_anchors(page, segmented):
     show_tab(page, "attention")
     bh.wait_for_src(page, "#attention-image", timeout_s=STEP_TIMEOUT_S)

@@ -116,7 +116,11 @@ class Sampler(nn.Module):
         rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:7]))
         N = H * W
         if any(n * n > N for n in self.config.sizes):
-            raise ValueError(f"random sampling of sizes {self.config.sizes} needs more than {N} positions")
+            n = max(self.config.sizes)
+            raise ValueError(
+                f"random sampling of sizes {self.config.sizes} draws {n * n} distinct positions at its "
+                f"largest level; the {H}x{W} map has {N}"
+            )
         levels = [rng.choice(N, n * n, replace=False) for n in self.config.sizes]
         return torch.from_numpy(np.concatenate(levels)).to(device)
 

@@ -146,7 +146,8 @@ def recorded(root: Path = ROOT):
     """The recorded table and its time chart, or a note saying where rows are looked for."""
     rows = recorded_rows(root)
     if not rows:
-        note = f"No recorded benchmark JSON found (looked for {', '.join(RECORDED)}); see docs/benchmarks.md."
+        looked = ", ".join(f"`{pattern}`" for pattern in RECORDED)  # code spans: Markdown keeps the *
+        note = f"No recorded benchmark JSON found (looked for {looked}); see docs/benchmarks.md."
         return None, [], note
     for row in rows:  # one series per block, device and dtype
         row["series"] = (
