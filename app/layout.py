@@ -271,12 +271,15 @@ def wire_segment(store, max_side, state, models, seg, att, smp, view) -> None:
                    seg["iou"], seg["summary"], att["image"]]  # fmt: skip
     stale, trained = refreshers(state, att, smp)
     run_segment = partial(segment.segment, store=store, max_side=max_side)
-    seg["button"].click(run_segment, seg_inputs, seg_outputs, api_name="segment", **MODEL_QUEUE).success(
+    # progress and errors on the Segment tab's own views only: an error pill over the Attention
+    # tab's image would block its clicks, and the image there is still the last good one
+    seg_queue = {**MODEL_QUEUE, "show_progress_on": seg_outputs[1:-1]}
+    seg["button"].click(run_segment, seg_inputs, seg_outputs, api_name="segment", **seg_queue).success(
         *stale, api_visibility="private"
     )
     if "examples" in seg:
         seg["examples"].load_input_event.then(
-            run_segment, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE
+            run_segment, seg_inputs, seg_outputs, api_visibility="private", **seg_queue
         ).success(*stale, api_visibility="private")
     for control in view:
         control.change(
@@ -290,7 +293,7 @@ def wire_segment(store, max_side, state, models, seg, att, smp, view) -> None:
         [state, models["card"], seg["hidden"], att["block"]],
         api_name="choose_model",
         **MODEL_QUEUE,
-    ).then(rerun, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE).then(
+    ).then(rerun, seg_inputs, seg_outputs, api_visibility="private", **seg_queue).then(
         *stale, api_visibility="private"
     ).then(*trained, api_visibility="private")
     models["upload"].upload(
@@ -299,7 +302,7 @@ def wire_segment(store, max_side, state, models, seg, att, smp, view) -> None:
         [state, models["checkpoint"], models["card"], seg["hidden"], att["block"]],
         api_name="upload_checkpoint",
         **MODEL_QUEUE,
-    ).success(rerun, seg_inputs, seg_outputs, api_visibility="private", **MODEL_QUEUE).then(
+    ).success(rerun, seg_inputs, seg_outputs, api_visibility="private", **seg_queue).then(
         *stale, api_visibility="private"
     ).then(*trained, api_visibility="private")
 

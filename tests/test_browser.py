@@ -249,3 +249,19 @@ def test_model_card_shows_its_training_curve(page):
     curve.wait_for(state="visible")
     assert curve.evaluate("image => image.complete && image.naturalWidth") == 120
     bh.screenshot(page, "08-model-card")
+
+
+def test_refused_segmentation_leaves_the_attention_image_clickable(page, segmented, tmp_path):
+    """A label map that does not fit: the error shows on the Segment tab only; the Attention tab
+    keeps the last good image, free of an error overlay, and answers clicks on it."""
+    bad = tmp_path / "tiny_label.png"
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(bad)
+    show_tab(page, "segment")
+    page.locator("#label-file input[type=file]").set_input_files(str(bad))
+    page.locator("#segment-button").click()
+    page.locator(".toast-body", has_text="does not match").first.wait_for(timeout=STEP_TIMEOUT_S * 1000)
+    bh.screenshot(page, "09-refused-label-map")
+    show_tab(page, "attention")
+    assert "error" not in page.locator("#attention-image").inner_html().lower()
+    click_pixel(page, 0.7, 0.3)  # the click reaches the image and names that pixel
+    # last in this module: the refused label map stays in its box
