@@ -14,6 +14,7 @@ from app.images import UploadedImage
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session
 from app.tabs.efficiency import efficiency_tab
 from app.tabs.explain import explain_tab
+from app.tabs.explain import show_image as explain_image
 from app.tabs.features import features_tab
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -98,8 +99,10 @@ def build_demo(store: ModelStore, default_checkpoint: str | None = None, max_sid
                 smp = sampling_tab()
             with gr.Tab("Stage features", id="features", elem_id="tab-features"):
                 features_tab(state, store)
-            with gr.Tab("Explain", id="explain", elem_id="tab-explain"):
-                explain_tab(state, store)
+            with gr.Tab("Explain", id="explain", elem_id="tab-explain") as explain:
+                shown = explain_tab(state, store)
+            # opening the tab shows the session's segmented image: no extra button press
+            explain.select(explain_image, state, shown, api_visibility="private", queue=False)
             with gr.Tab("Efficiency", id="efficiency", elem_id="tab-efficiency"):
                 efficiency_tab()
             with gr.Tab("Export", id="export", elem_id="tab-export"):

@@ -154,6 +154,13 @@ def test_explain_image_shows_the_segmented_image(app_client):
     image, menu = client.predict(api_name="/explain_image")
     assert read(image).shape == (48, 64, 3)
     assert [choice[0] for choice in menu["choices"]] == [MAJORITY, *CITYSCAPES_CLASSES]  # the model's classes
+    import os
+
+    from PIL import Image
+
+    paths = {os.path.basename(p): p for p in client.predict(0.5, False, [], api_name="/export")}
+    labels = np.asarray(Image.open(paths["labels.png"]))
+    assert menu["value"] == CITYSCAPES_CLASSES[np.bincount(labels.ravel()).argmax()]  # it has pixels
 
 
 def test_time_fits_recover_the_cost_shape_and_never_bend_down():

@@ -243,6 +243,12 @@ def test_stage_features_gallery_shows_the_maps(page, segmented):
         assert picture.std() > 1, f"{src} is a blank map"
 
 
+def test_opening_explain_shows_the_segmented_image(page, segmented):
+    show_tab(page, "explain")  # no button press: the tab fills itself when opened
+    src = bh.wait_for_src(page, "#explain-image", timeout_s=STEP_TIMEOUT_S)
+    assert bh.read_image(page, src).shape[:2] == (128, 256)
+
+
 def test_model_card_shows_its_training_curve(page):
     page.locator("#model-card-accordion").get_by_text("Model card").first.click()
     curve = page.locator("#model-card img[alt='training curve']")

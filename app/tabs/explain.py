@@ -154,15 +154,18 @@ def pick_point(event: gr.SelectData):
 
 
 def show_image(session: Session | None):
-    """The segmented image to click on, and the session model's classes for the class menu."""
-    if session is None or session.image is None:
+    """The segmented image to click on, and the session model's classes for the class menu, set
+    to the class predicted most (a class the image has pixels of)."""
+    if session is None or session.image is None or session.result is None:
         return None, gr.update()
     classes = list(session.explorer.meta.classes)
-    return session.image, gr.update(choices=[MAJORITY, *classes])
+    most = int(np.bincount(session.result.labels.ravel(), minlength=len(classes)).argmax())
+    return session.image, gr.update(choices=[MAJORITY, *classes], value=classes[most])
 
 
-def explain_tab(state: gr.State, store) -> None:
-    """Builds the tab's UI in the caller's `with gr.Tab(...)` and registers its listeners."""
+def explain_tab(state: gr.State, store) -> list:
+    """Builds the tab's UI in the caller's `with gr.Tab(...)` and registers its listeners; the
+    outputs of `show_image`, for the caller to refresh when the tab is opened."""
     gr.Markdown(
         "What drives a prediction: the **target** is the sum of one class logit over the pixels "
         "predicted as that class, or over a clicked region. **Grad-CAM** weighs a stage's (or "
@@ -172,15 +175,17 @@ def explain_tab(state: gr.State, store) -> None:
         "its completeness error is reported."
     )
     with gr.Row():
-        image = gr.Image(label="click a region", interactive=False, type="numpy", height=320)
+        image = gr.Image(
+            label="click a region", interactive=False, type="numpy", height=320, elem_id="explain-image"
+        )
         with gr.Column():
             mode = gr.Radio(list(MODES), value=MODES[0], label="target")
             name = gr.Dropdown(
                 [MAJORITY, *CITYSCAPES_CLASSES], value="road", label="class", allow_custom_value=True
             )
             with gr.Row():
-                x = gr.Number(label="x (pixels)", precision=0)
-                y = gr.Number(label="y (pixels)", precision=0)
+                x = gr.Number(None, label="x (pixels)", precision=0)  # None: no region until a click
+                y = gr.Number(None, label="y (pixels)", precision=0)
                 radius = gr.Slider(0, 200, value=24, step=1, label="region radius (pixels)")
             layer = gr.Dropdown(list(LAYERS), value="stage5", label="Grad-CAM layer")
             methods = gr.CheckboxGroup(list(METHODS), value=[METHODS[0]], label="methods")
@@ -202,3 +207,4 @@ def explain_tab(state: gr.State, store) -> None:
     )
     image.select(pick_point, None, [x, y, mode], api_visibility="private")
     load.click(show_image, state, [image, name], api_name="explain_image")
+    return [image, name]
