@@ -250,7 +250,7 @@ def sampling_tab() -> dict:
     c["summary"] = gr.Markdown(elem_id="sampling-summary")
     with gr.Row():
         c["changed"] = gr.Image(
-            label="pixels whose class changed (yellow)",
+            label="pixels whose class changed from the previous sampling (yellow)",
             interactive=False,
             format="jpeg",
             elem_id="sampling-changed",

@@ -226,11 +226,17 @@ def weights_chart(weights: np.ndarray, geometry: AnchorGeometry, selected: int |
             marker={"color": colours, "line": {"width": line, "color": "#000000"}},
             hovertext=labels,
             hovertemplate="%{hovertext}<br>weight %{y:.4f}<br>rank %{x}<extra></extra>",
+            showlegend=False,
         )
     )
+    for level, n in enumerate(geometry.sizes):  # legend only: one marker per level, no data
+        colour = LEVEL_COLOURS[level % len(LEVEL_COLOURS)]
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{n}x{n}",
+                                    marker={"color": colour, "symbol": "square", "size": 10}))  # fmt: skip
     figure.update_layout(
         height=260,
         margin={"l": 40, "r": 10, "t": 30, "b": 30},
+        legend={"title": {"text": "level"}, "orientation": "h", "y": 1.02, "x": 1, "xanchor": "right"},
         title={"text": f"{len(order)} anchor weights, sorted (colour = pyramid level)", "font": {"size": 13}},
         xaxis_title="rank",
         yaxis_title="weight",

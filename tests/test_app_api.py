@@ -117,8 +117,9 @@ def test_attention_anchor_and_bad_points(client, files):
     segment(client, files, label=False)
     panels, chart, summary, anchor = client.predict(10, 20, "apnb", api_name="/attention")
     assert Image.open(panels).size[0] > 0
-    bars = json.loads(chart["plot"])["data"][0]
+    bars, *legend = json.loads(chart["plot"])["data"]
     assert len(bars["hovertext"]) == 110 and "level" in bars["hovertext"][0]
+    assert [entry["name"] for entry in legend] == ["1x1", "3x3", "6x6", "8x8"]  # the level colours
     assert "S = 110" in summary and "exp(entropy)" in summary
     anchor = anchor["value"]  # a dropdown update: the strongest anchor, choices sorted by weight
     picture, text = client.predict(anchor, "apnb", api_name="/anchor")
