@@ -101,10 +101,15 @@ def stage_features(
         low, high = next(iter(ranges.values()))
         scope = f"one range shared by all {len(maps)} maps, [{low:.3g}, {high:.3g}]"
     else:
-        scope = "each map scaled to its own range (in its caption)"
+        scope = "each map scaled to its own range (below: the gallery cuts long captions)"
     status = f"{reduction}; {scope}, from 1st-99th percentiles. Model A: {session.checkpoint}"
     if "B" in groups:
         status += f"; model B: {compare}"
+    if not shared:
+        listed = (
+            f"{label} {name} [{low:.3g}, {high:.3g}]".strip() for (label, name), (low, high) in ranges.items()
+        )
+        status += ".\n\nRanges: " + " · ".join(listed)
     return galleries[""] or galleries["A"], galleries["B"], status, cache
 
 
