@@ -284,6 +284,8 @@ def wire_segment(store, max_side, state, models, seg, att, smp, view) -> None:
         seg["examples"].load_input_event.then(
             run_segment, seg_inputs, seg_outputs, api_visibility="private", **seg_queue
         ).success(*stale, api_visibility="private")
+    # a label map belongs to one image: a new upload drops it (else IoU against the wrong truth)
+    seg["image"].upload(lambda: None, None, seg["label"], api_visibility="private", queue=False)
     for control in view:
         control.change(
             segment.redraw, [state, *view], [seg["overlay"], seg["legend"]], api_visibility="private", **CLICK

@@ -270,4 +270,10 @@ def test_refused_segmentation_leaves_the_attention_image_clickable(page, segment
     show_tab(page, "attention")
     assert "error" not in page.locator("#attention-image").inner_html().lower()
     click_pixel(page, 0.7, 0.3)  # the click reaches the image and names that pixel
-    # last in this module: the refused label map stays in its box
+    show_tab(page, "segment")  # a new image drops the label map, which belongs to the old one
+    assert "tiny_label" in page.locator("#label-file").inner_text()
+    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLE))
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while "tiny_label" in page.locator("#label-file").inner_text() and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert "tiny_label" not in page.locator("#label-file").inner_text()
