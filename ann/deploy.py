@@ -39,13 +39,12 @@ class Deployed(nn.Module):
         return self.model(self.normalize(image))
 
 
-def export(checkpoint: Path, out: Path, size: tuple[int, int], batch: int = 1) -> dict[str, str]:
-    """Write the ONNX file (temp file + rename); returns its metadata."""
+def export(model: nn.Module, out: Path, size: tuple[int, int], batch: int = 1) -> dict[str, str]:
+    """Write the ONNX file of a loaded checkpoint (`ann.load`; temp file + rename); its metadata."""
     try:
         import onnx
     except ImportError as error:
         raise RuntimeError("ONNX export needs onnx and onnxscript: pip install '.[onnx]'") from error
-    model = load(checkpoint)
     meta = model.meta
     width, height = size
     image = torch.zeros(batch, 3, height, width, dtype=torch.uint8)
@@ -72,7 +71,7 @@ def export(checkpoint: Path, out: Path, size: tuple[int, int], batch: int = 1) -
     return metadata
 
 
-def check(checkpoint: Path, onnx_file: Path, seed: int = 0) -> dict[str, float]:
+def check(model: nn.Module, onnx_file: Path, seed: int = 0) -> dict[str, float]:
     """Logits of onnxruntime and PyTorch on one seeded random image of the exported size."""
     try:
         import onnxruntime
@@ -84,7 +83,6 @@ def check(checkpoint: Path, onnx_file: Path, seed: int = 0) -> dict[str, float]:
     shape = session.get_inputs()[0].shape
     image = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
     ours = session.run(None, {"image": image})[0]
-    model = load(checkpoint)
     with torch.no_grad():
         theirs = Deployed(model, model.meta.normalization).eval()(torch.from_numpy(image)).numpy()
     return {
@@ -112,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     args = p.parse_args(argv)
     try:
-        export(args.checkpoint, args.onnx, args.size, args.batch)
+        model = load(args.checkpoint)
+        export(model, args.onnx, args.size, args.batch)
         print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 2**20:.1f} MiB)")
         if not args.no_check:
-            result = check(args.checkpoint, args.onnx)
+            result = check(model, args.onnx)
             print(f"onnxruntime vs PyTorch: {json.dumps(result)}")
             if result["argmax_agreement"] < MIN_AGREEMENT:
                 args.onnx.unlink()
