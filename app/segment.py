@@ -175,15 +175,29 @@ def model_card(store: ModelStore, name: str) -> str:
         if "miou" in result:
             name_of_split = provenance.get("data", {}).get(split) or key
             lines.append(f"- {name_of_split} mIoU: **{100 * result['miou']:.2f}**")
-    for key in ("data", "dataset", "iterations", "note", "source", "reproduce", "git_commit"):
+    if isinstance(provenance.get("data"), dict):
+        lines.append(f"- data: {describe_data(provenance['data'])}")
+    for key in ("dataset", "iterations", "note", "source", "git_commit"):
         if key in provenance:
             lines.append(f"- {key}: {provenance[key]}")
+    if provenance.get("reproduce"):
+        lines.append(f"- reproduce: `{provenance['reproduce']}`")
     path = store.path(name)
     card = path.with_suffix(".md") if path is not None else None
     if card is not None and card.is_file():
         text = card.read_text(encoding="utf-8", errors="replace")[:20_000]
         lines += ["", "---", "", inline_images(text, card.parent)]
     return "\n".join(lines)
+
+
+def describe_data(data: dict) -> str:
+    """The trainer's provenance["data"] in words, not as a dict."""
+    if data.get("dataset") != "synthcity":
+        return f"{data.get('dataset')} ({data.get('root') or 'folder not recorded'})"
+    H, W = data.get("synthcity_size") or (None, None)
+    scenes = data.get("synthcity_train_images") or 0
+    source = f"the first {scenes} train scenes, rendered once" if scenes else "an unbounded stream"
+    return f"SynthCity city {data.get('synthcity_seed', 0)}, {W}x{H} images, {source}"
 
 
 CARD_IMAGE = re.compile(r"!\[([^\]]*)\]\(([\w.-]+\.png)\)")  # a bare file name: no folders, no '..'

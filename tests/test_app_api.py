@@ -310,3 +310,23 @@ def test_typed_anchor_that_is_not_a_number(client, files):
     client.predict(10, 20, "apnb", api_name="/attention")
     with pytest.raises(AppError, match="an anchor is a whole number 0..S-1, got 'abc'"):
         client.predict("abc", "apnb", api_name="/anchor")
+
+
+def test_model_card_reads_the_trainers_provenance_in_words(tmp_path):
+    from app.segment import model_card
+    from app.session import ModelStore
+
+    model = build_network(variant("apnb", backbone="resnet18", head_channels=32, key_channels=16,
+                                  value_channels=16))  # fmt: skip
+    provenance = {
+        "data": {"dataset": "synthcity", "synthcity_seed": 0, "synthcity_size": [512, 1024],
+                 "synthcity_train_images": 8000, "val_split": "val", "test_split": "test"},
+        "metrics": {"miou": 0.70123}, "test_metrics": {"miou": 0.69},
+        "iterations": 8000, "reproduce": "python -m ann.train ann-r18-synthcity --out runs/x",
+    }  # fmt: skip
+    save(model, tmp_path / "m.safetensors", CheckpointMeta(model.config, provenance=provenance))
+    card = model_card(ModelStore(tmp_path), "m.safetensors")
+    assert "- data: SynthCity city 0, 1024x512 images, the first 8000 train scenes, rendered once" in card
+    assert "- val mIoU: **70.12**" in card and "- test mIoU: **69.00**" in card
+    assert "- reproduce: `python -m ann.train ann-r18-synthcity --out runs/x`" in card
+    assert "{" not in card  # no raw dicts
