@@ -93,7 +93,7 @@ def cleared():
 
 def pick_pixel(session: Session | None, block: str, event: gr.SelectData):
     """Image click -> (x, y) and the attention there (browser only; the API uses /attention)."""
-    x, y = event.index[0], event.index[1]
+    x, y = plots.clicked_pixel(event.index, require(session).image.shape[:2])
     return x, y, *attention(session, x, y, block)
 
 

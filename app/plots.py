@@ -265,3 +265,23 @@ def area_chart(classes: list[str], palette: list[list[int]], before: np.ndarray,
         title={"text": "change of pixel share per class (points)", "font": {"size": 13}},
     )
     return figure
+
+
+CLICK_MIN_SIDE = 512  # a smaller image is shown enlarged, so that each of its pixels can be clicked
+
+
+def click_scale(image_hw) -> int:
+    """Integer enlargement of the clickable picture of an image of this (H, W)."""
+    return max(1, -(-CLICK_MIN_SIDE // max(int(image_hw[0]), int(image_hw[1]))))
+
+
+def clickable(picture: np.ndarray) -> np.ndarray:
+    """The picture enlarged by `click_scale` (nearest: each image pixel a k x k block)."""
+    k = click_scale(picture.shape[:2])
+    return picture if k == 1 else picture.repeat(k, axis=0).repeat(k, axis=1)
+
+
+def clicked_pixel(index, image_hw) -> tuple[int, int]:
+    """A click on the clickable picture (its own pixel index) -> the image pixel (x, y) under it."""
+    k = click_scale(image_hw)
+    return int(index[0]) // k, int(index[1]) // k

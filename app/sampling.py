@@ -104,7 +104,8 @@ def apply(session: Session, config: SamplingConfig | None, opacity, outline, hid
         classes, palette, class_shares(before.labels, len(classes)), class_shares(after.labels, len(classes))
     )
     picture, legend = render(session, opacity, outline, hidden)
-    return session, picture, legend, changed, chart, summary(session, before, after, elapsed), picture
+    clickable = plots.clickable(picture)
+    return session, picture, legend, changed, chart, summary(session, before, after, elapsed), clickable
 
 
 def summary(session: Session, before, after, elapsed: float) -> str:

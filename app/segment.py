@@ -110,7 +110,7 @@ def segment_views(session: Session, opacity: float, outline: bool, hidden: list[
     )
     if session.checkpoint == UNTRAINED:
         summary = "**Untrained model (no bundled checkpoint yet): random predictions.** " + summary
-    return picture, legend, confidence, entropy, errors, table, summary, picture
+    return picture, legend, confidence, entropy, errors, table, summary, plots.clickable(picture)
 
 
 def render(session: Session | None, opacity: float, outline: bool, hidden: list[str]):

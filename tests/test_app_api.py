@@ -106,6 +106,7 @@ def test_serves_only_its_own_files(client, files):
 def test_segment_with_ground_truth(client, files):
     overlay, legend, confidence, entropy, errors, iou, summary, clickable = segment(client, files)
     assert np.asarray(Image.open(overlay)).shape == (H, W, 3)
+    assert Image.open(clickable).size == (4 * W, 4 * H)  # 128 px enlarged to 512 to be clickable
     assert Image.open(confidence).size == (W, H) and Image.open(errors).size == (W, H)
     assert "%" in legend and "tiny.safetensors" in summary and "mIoU" in summary
     assert iou["headers"] == ["class", "IoU %"] and len(iou["data"]) > 0
@@ -330,3 +331,14 @@ def test_model_card_reads_the_trainers_provenance_in_words(tmp_path):
     assert "- val mIoU: **70.12**" in card and "- test mIoU: **69.00**" in card
     assert "- reproduce: `python -m ann.train ann-r18-synthcity --out runs/x`" in card
     assert "{" not in card  # no raw dicts
+
+
+def test_a_click_on_the_enlarged_picture_names_the_image_pixel_under_it():
+    from app.plots import click_scale, clickable, clicked_pixel
+
+    assert click_scale((20, 20)) == 26 and click_scale((512, 1024)) == 1 and click_scale((96, 128)) == 4
+    picture = np.arange(20 * 30 * 3, dtype=np.uint8).reshape(20, 30, 3)
+    big = clickable(picture)  # k = 18
+    for X, Y in [(0, 0), (17, 17), (18, 35), (30 * 18 - 1, 20 * 18 - 1), (250, 101)]:
+        x, y = clicked_pixel((X, Y), picture.shape[:2])
+        assert (big[Y, X] == picture[y, x]).all() and 0 <= x < 30 and 0 <= y < 20
