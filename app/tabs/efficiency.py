@@ -85,9 +85,11 @@ def chart(
         label = "N² C^ + N C C^" if quadratic else "N S C^ + N C C^"
         line = dict(dash="dash", color=colour)
         figure.add_scatter(x=dense, y=ys, mode="lines", line=line, name=f"{series} ~ {label}")
-    figure.update_layout(
-        title=title, xaxis_title="N = H x W (feature positions)", yaxis_title=unit, height=360
-    )
+    figure.update_layout(  # legend under the plot: beside it, it took half of a third-width chart
+        title=title, xaxis_title="N = H x W (feature positions)", yaxis_title=unit, height=400,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0},
+        margin={"l": 50, "r": 10, "t": 50, "b": 10},
+    )  # fmt: skip
     return figure
 
 
