@@ -23,8 +23,6 @@ image). What is counted, and how memory and time are measured (docs/benchmarks.m
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ann.models.blocks import AFNB, APNB
 from ann.models.network import BACKBONES, VARIANTS, build_network, variant
 from ann.models.sampling import Sampler, SamplingConfig
+from ann.timing import environment, measure_all
 
 BLOCKS = ("nb", "nb_sdpa", "apnb", "fnb", "afnb")
 SCOPES = ("attention", "block")
@@ -130,78 +129,6 @@ def block_gmacs(kind: str, height: int, width: int, *block_args, **block_kwargs)
     return count_gmacs(module, *block_inputs(module, height, width, "meta"))
 
 
-# ---- measuring -------------------------------------------------------------------------------
-
-
-def measure(fn: Callable[[], object], device: str | torch.device, repeats: int, warmup: int = 1):
-    """(median time ms of `repeats` warm calls, peak memory MB above what was held before)."""
-    stats = measure_all(fn, device, repeats, warmup)
-    return stats["time_ms"], stats["peak_mem_mb"]
-
-
-def measure_all(fn: Callable[[], object], device: str | torch.device, repeats: int, warmup: int = 1) -> dict:
-    """measure() plus, on CPU, the median process CPU time: steadier than wall time when other
-    jobs share the cores (with one thread, CPU time is the time the run would take alone)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        time_ms, peak_mb = _measure_cuda(fn, device, repeats, warmup)
-        return {"time_ms": time_ms, "peak_mem_mb": peak_mb}
-    # the profiled call is the warm-up too: the CPU bench stays a few minutes long
-    peak_mb = cpu_peak_mb(fn)
-    for _ in range(warmup - 1):
-        fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        wall.append((time.perf_counter() - start) * 1e3)
-        cpu.append((time.process_time() - start_cpu) * 1e3)
-    return {"time_ms": statistics.median(wall), "peak_mem_mb": peak_mb, "cpu_time_ms": statistics.median(cpu)}
-
-
-def _measure_cuda(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize(device)
-        times.append(start.elapsed_time(end))
-    peak = torch.cuda.max_memory_allocated(device) - before
-    return statistics.median(times), peak / 2**20
-
-
-def cpu_peak_mb(fn: Callable[[], object]) -> float:
-    """Peak bytes held by torch's CPU allocator during one call, from the profiler's memory events."""
-    import tempfile
-
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # the exported trace lists every allocation and free; prof.events() folds most into their ops
-    with tempfile.TemporaryDirectory() as folder:
-        trace = Path(folder) / "trace.json"
-        prof.export_chrome_trace(str(trace))
-        events = json.loads(trace.read_text())["traceEvents"]
-    memory = sorted(
-        (e["ts"], e["args"]["Bytes"])
-        for e in events
-        if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0  # 0: CPU
-    )
-    held = peak = 0
-    for _, size in memory:
-        held += size  # + on allocation, - on free
-        peak = max(peak, held)
-    return peak / 2**20
-
-
 def nonzero_(module: nn.Module, seed: int = 0) -> nn.Module:
     """Replace all-zero parameters (W_o starts at zero) by small noise: never time on zeros."""
     generator = torch.Generator().manual_seed(seed)
@@ -210,27 +137,6 @@ def nonzero_(module: nn.Module, seed: int = 0) -> nn.Module:
             if p.is_floating_point() and not p.any():
                 p.copy_(torch.randn(p.shape, generator=generator) * 0.01)
     return module
-
-
-def environment(device: str) -> dict:
-    info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
-    if torch.device(device).type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
-    else:
-        info["device_name"] = cpu_name()
-    return info
-
-
-def cpu_name() -> str:
-    import os
-    import platform
-
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        name = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        name = platform.processor() or platform.machine()
-    return f"{name}, {os.cpu_count()} cores"
 
 
 # ---- Table 1: one block ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""ann.bench: MAC counts against the paper and the closed forms, measurement helpers, the CLI.
+"""ann.bench: MAC counts against the paper and the closed forms, ann.timing's measurement helpers, the CLI.
 
 Nothing here asserts a time: the figures live in docs/benchmarks.md.
 """
@@ -14,14 +14,13 @@ from ann.bench import (
     block_gmacs,
     block_inputs,
     count_gmacs,
-    cpu_peak_mb,
     main,
     make_block,
-    measure,
     nonzero_,
     parse_size,
 )
 from ann.models.sampling import SamplingConfig
+from ann.timing import cpu_peak_mb, measure
 
 
 def closed_form(kind: str, H: int, W: int, C: int, K: int, S: int | None, scope: str = "attention") -> float:
