@@ -123,3 +123,12 @@ def predict(model: nn.Module, x: Tensor, mode: str = "whole", **options) -> Tens
     if mode == "msflip":
         return predict_msflip(model, x, **options)
     raise ValueError(f"unknown inference mode {mode!r}; valid: whole, slide, msflip")
+
+
+def segment(model: nn.Module, image: np.ndarray, mode: str = "whole", amp: bool = False, **options) -> Tensor:
+    """Class ids (H, W) of a uint8 (H, W, 3) RGB image, by a model from `ann.load` (its
+    checkpoint's normalisation, on the model's device); `mode` and `options` as `predict`."""
+    device = next(model.parameters()).device
+    x = preprocess(image, model.meta.normalization).to(device)
+    with autocast(device, amp):
+        return predict(model, x, mode, **options).float().argmax(1)[0].cpu()

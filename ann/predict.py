@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ann.evaluate import PredictionWriter, add_inference_args, load_for_inference
 from ann.images import ImageError, read_image, resize_max_side
-from ann.inference import autocast, predict, preprocess
+from ann.inference import segment
 
 # Cityscapes' width. Beyond it NB's N x N attention outgrows memory: 4.3 GB at 2048x1024
 # (N = 256 x 128 at output stride 8), 140 GB for a 12-Mpixel photo.
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def segment_all(args: argparse.Namespace) -> tuple[dict, list[str]]:
     """Segment every input; (name -> class shares, messages of the skipped files)."""
     model, options = load_for_inference(args)
-    meta, device = model.meta, torch.device(args.device)
+    meta = model.meta
     inputs = collect_inputs(args.inputs)
     names = list(inputs)
     writer = PredictionWriter(args.out, names.__getitem__, meta.palette)
@@ -79,11 +79,9 @@ def segment_all(args: argparse.Namespace) -> tuple[dict, list[str]]:
             skipped.append(f"{inputs[name].parent}/{error}")  # the error names the file only
             continue
         small = np.array(resize_max_side(Image.fromarray(image), args.max_side or None))
-        x = preprocess(small, meta.normalization).to(device)
-        with autocast(device, args.amp):
-            pred = predict(model, x, args.mode, **options).float().argmax(1).cpu()  # (1, h, w)
+        pred = segment(model, small, args.mode, args.amp, **options)  # (h, w)
         # the mask is written at the file's own size, so it lies on the image it came from
-        pred = F.interpolate(pred[None].byte(), size=image.shape[:2], mode="nearest")[0, 0]  # (H, W)
+        pred = F.interpolate(pred[None, None].byte(), size=image.shape[:2], mode="nearest")[0, 0]  # (H, W)
         writer(pred, torch.from_numpy(image), index)
         counts = np.bincount(pred.numpy().ravel(), minlength=len(meta.classes)) / pred.numel()
         shares[name] = {meta.classes[k]: round(float(v), 6) for k, v in enumerate(counts) if v > 0}

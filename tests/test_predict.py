@@ -135,3 +135,15 @@ def test_refused_runs_write_nothing(checkpoint, tmp_path, capsys, problem):
         in message
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_library_segment_is_the_argmax_with_the_checkpoints_normalisation(checkpoint):
+    import ann
+
+    model = load(checkpoint)
+    image = np.random.default_rng(5).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    labels = ann.segment(model, image)
+    assert labels.shape == (40, 56) and labels.dtype == torch.int64
+    np.testing.assert_array_equal(labels.numpy(), expected_labels(checkpoint, image))
+    msflip = ann.segment(model, image, "msflip", scales=(0.5, 1.0))
+    np.testing.assert_array_equal(msflip.numpy(), expected_labels(checkpoint, image, scales=(0.5, 1.0)))
