@@ -86,9 +86,9 @@ def refresh(session: Session | None, block: str | None = None):
 
 def cleared():
     """Empty views of the last image: after a new image or model they describe something else.
-    (attention panels, chart, summary, anchor menu, anchor map, anchor summary; the sampling
-    tab's changed-pixels picture and area chart)"""
-    return None, None, "", gr.update(choices=[], value=None), None, "", None, None
+    (attention panels, chart, summary, anchor menu, anchor map, anchor summary, x, y; the
+    sampling tab's changed-pixels picture, area chart and summary)"""
+    return None, None, "", gr.update(choices=[], value=None), None, "", None, None, None, None, ""
 
 
 def pick_pixel(session: Session | None, block: str, event: gr.SelectData):

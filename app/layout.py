@@ -193,7 +193,11 @@ def attention_tab(config) -> dict:
     )
     with gr.Row():
         c["image"] = gr.Image(
-            label="click a pixel", interactive=False, format="jpeg", elem_id="attention-image"
+            label="click a pixel",
+            interactive=False,
+            format="jpeg",
+            elem_id="attention-image",
+            buttons=[],  # gradio's corner buttons would cover pixels of the image that must be clickable
         )
         with gr.Column():
             choices = attention.block_choices(config)
@@ -315,8 +319,8 @@ def wire_segment(store, max_side, state, models, seg, att, smp, view) -> None:
 def refreshers(state, att, smp) -> tuple[tuple, tuple]:
     """(fn, inputs, outputs) that empty the views of the previous image or model once a new one
     is in, and that set the sampling controls to a new model's training sampling."""
-    views = ["panels", "chart", "summary", "anchor", "anchor_map", "anchor_summary"]
-    stale = (attention.cleared, None, [att[k] for k in views] + [smp["changed"], smp["area"]])
+    views = ["panels", "chart", "summary", "anchor", "anchor_map", "anchor_summary", "x", "y"]
+    stale = (attention.cleared, None, [att[k] for k in views] + [smp["changed"], smp["area"], smp["summary"]])
     trained = (sampling.trained_controls, state, [smp[k] for k in ("preset", "sizes", "method", "summary")])
     return stale, trained
 
@@ -332,7 +336,7 @@ def wire_attention(state, att) -> None:
     )
     att["block"].input(
         attention.refresh, [state, att["block"]], outputs, api_visibility="private", **CLICK
-    )  # the same pixel through the other block
+    ).then(*anchor_view_cleared(att), api_visibility="private")  # the same pixel, the other block
     anchor_inputs = [state, att["anchor"], att["block"]]
     anchor_outputs = [state, att["anchor_map"], att["anchor_summary"]]
     att["anchor_button"].click(attention.anchor, anchor_inputs, anchor_outputs, api_name="anchor", **CLICK)
@@ -342,6 +346,11 @@ def wire_attention(state, att) -> None:
     att["panels"].select(
         attention.pick_anchor, [state, att["block"]], picked, api_visibility="private", **CLICK
     )
+
+
+def anchor_view_cleared(att) -> tuple:
+    """(fn, inputs, outputs) emptying the reverse (anchor) view, once its anchors have changed."""
+    return (lambda: (None, ""), None, [att["anchor_map"], att["anchor_summary"]])
 
 
 def attention_outputs(state, att) -> list:
@@ -369,13 +378,14 @@ def wire_sampling(state, seg, att, smp, view) -> None:
         att["image"],
     ]
     refresh = (attention.refresh, state, attention_outputs(state, att))  # the last click, new anchors
+    cleared = anchor_view_cleared(att)  # the anchor picked before may not exist any more
     smp["apply"].click(
         sampling.set_sampling,
         [state, smp["method"], smp["sizes"], smp["seed"], *view],
         outputs,
         api_name="set_sampling",
         **MODEL_QUEUE,
-    ).then(*refresh, api_visibility="private")
+    ).success(*refresh, api_visibility="private").then(*cleared, api_visibility="private")
     smp["reset"].click(
         sampling.reset_sampling, [state, *view], outputs, api_name="reset_sampling", **MODEL_QUEUE
-    ).then(*refresh, api_visibility="private")
+    ).success(*refresh, api_visibility="private").then(*cleared, api_visibility="private")

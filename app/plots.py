@@ -233,10 +233,10 @@ def weights_chart(weights: np.ndarray, geometry: AnchorGeometry, selected: int |
         colour = LEVEL_COLOURS[level % len(LEVEL_COLOURS)]
         figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{n}x{n}",
                                     marker={"color": colour, "symbol": "square", "size": 10}))  # fmt: skip
-    figure.update_layout(
-        height=260,
+    figure.update_layout(  # the legend under the axis: above the plot it covered the tallest bars
+        height=300,
         margin={"l": 40, "r": 10, "t": 30, "b": 30},
-        legend={"title": {"text": "level"}, "orientation": "h", "y": 1.02, "x": 1, "xanchor": "right"},
+        legend={"title": {"text": "level"}, "orientation": "h", "yanchor": "top", "y": -0.3, "x": 0},
         title={"text": f"{len(order)} anchor weights, sorted (colour = pyramid level)", "font": {"size": 13}},
         xaxis_title="rank",
         yaxis_title="weight",

@@ -204,6 +204,8 @@ def test_pyramid_preset_changes_the_number_of_anchors(page, segmented):
     show_tab(page, "attention")
     bh.wait_for_src(page, "#attention-image", timeout_s=STEP_TIMEOUT_S)
     click_pixel(page, 0.5, 0.5, expect="S = 110 anchors")  # the trained (1,3,6,8) pyramid
+    page.locator("#anchor-button").click()  # the reverse view of the strongest anchor
+    bh.wait_for_text(page, "#anchor-summary", "anchor", STEP_TIMEOUT_S)
 
     show_tab(page, "sampling")
     page.locator("#sampling-preset").get_by_text("1,2,3,6", exact=True).click()
@@ -218,6 +220,10 @@ def test_pyramid_preset_changes_the_number_of_anchors(page, segmented):
     bh.screenshot(page, "05-sampling-1236")
 
     show_tab(page, "attention")
+    deadline = time.monotonic() + STEP_TIMEOUT_S  # that anchor is gone with the old pyramid
+    while page.locator("#anchor-summary").inner_text().strip() and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert not page.locator("#anchor-summary").inner_text().strip()
     click_pixel(page, 0.5, 0.5, expect="S = 50 anchors")  # 1 + 4 + 9 + 36
     assert len(chart_bars(page)) == 50
     bh.screenshot(page, "06-attention-S50")
