@@ -82,8 +82,15 @@ def stop(proc: subprocess.Popen, grace: float = GRACE_S) -> None:
 
 
 def sh(command: list[str], log: Path | None = None, timeout: float | None = None, env=None) -> int:
-    """Run to the end or to `timeout` (then stopped as `stop` does). Returns the exit status."""
-    proc = start(command, log, env)
+    """Run to the end or to `timeout` (then stopped as `stop` does). Returns the exit status;
+    127 for a program the machine lacks (e.g. nvidia-smi): the check goes on without it."""
+    try:
+        proc = start(command, log, env)
+    except FileNotFoundError as error:
+        if log:
+            with open(log, "a") as out:
+                out.write(f"$ {shlex.join(command)}: {error}\n")
+        return 127
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

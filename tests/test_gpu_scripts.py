@@ -297,3 +297,12 @@ def test_check_suggests_iterations_for_seven_minutes():
     command = train_command("ann-r18-synthcity", Path("runs/x"))  # batch 16 in the config
     assert iterations_for(7, 400.0, command) == 10500  # 7 x 60 x 400 / 16
     assert iterations_for(7, 400.0, train_command("ann-r18-synthcity+train.batch_size=8", Path("x"))) == 21000
+
+
+def test_a_program_the_machine_lacks_does_not_end_the_call(tmp_path):
+    """nvidia-smi may be missing from a GPU image: the check logs it and goes on."""
+    from scripts import gpu_session
+
+    log = tmp_path / "env.log"
+    assert gpu_session.sh(["no-such-program-on-this-machine", "--version"], log) == 127
+    assert "no-such-program-on-this-machine" in log.read_text()
