@@ -276,18 +276,18 @@ def wire_segment(store, max_side, state, models, seg, att, smp, view) -> None:
     seg_inputs = [state, seg["image"], seg["label"], models["checkpoint"], *view]
     seg_outputs = [state, seg["overlay"], seg["legend"], seg["confidence"], seg["entropy"], seg["errors"],
                    seg["iou"], seg["summary"], att["image"]]  # fmt: skip
-    stale, trained = refreshers(state, att, smp)
+    stale, trained = refreshers(state, att, smp)  # unqueued: they run at once, before a next click
     run_segment = partial(segment.segment, store=store, max_side=max_side)
     # progress and errors on the Segment tab's own views only: an error pill over the Attention
     # tab's image would block its clicks, and the image there is still the last good one
     seg_queue = {**MODEL_QUEUE, "show_progress_on": seg_outputs[1:-1]}
     seg["button"].click(run_segment, seg_inputs, seg_outputs, api_name="segment", **seg_queue).success(
-        *stale, api_visibility="private"
+        *stale, api_visibility="private", queue=False
     )
     if "examples" in seg:
         seg["examples"].load_input_event.then(
             run_segment, seg_inputs, seg_outputs, api_visibility="private", **seg_queue
-        ).success(*stale, api_visibility="private")
+        ).success(*stale, api_visibility="private", queue=False)
     # a label map belongs to one image: a new upload drops it (else IoU against the wrong truth)
     seg["image"].upload(lambda: None, None, seg["label"], api_visibility="private", queue=False)
     for control in view:
@@ -303,8 +303,8 @@ def wire_segment(store, max_side, state, models, seg, att, smp, view) -> None:
         api_name="choose_model",
         **MODEL_QUEUE,
     ).then(rerun, seg_inputs, seg_outputs, api_visibility="private", **seg_queue).then(
-        *stale, api_visibility="private"
-    ).then(*trained, api_visibility="private")
+        *stale, api_visibility="private", queue=False
+    ).then(*trained, api_visibility="private", queue=False)
     models["upload"].upload(
         partial(segment.upload_checkpoint, store=store),
         [state, models["upload"]],
@@ -312,8 +312,8 @@ def wire_segment(store, max_side, state, models, seg, att, smp, view) -> None:
         api_name="upload_checkpoint",
         **MODEL_QUEUE,
     ).success(rerun, seg_inputs, seg_outputs, api_visibility="private", **seg_queue).then(
-        *stale, api_visibility="private"
-    ).then(*trained, api_visibility="private")
+        *stale, api_visibility="private", queue=False
+    ).then(*trained, api_visibility="private", queue=False)
 
 
 def refreshers(state, att, smp) -> tuple[tuple, tuple]:
@@ -385,7 +385,7 @@ def wire_sampling(state, seg, att, smp, view) -> None:
         outputs,
         api_name="set_sampling",
         **MODEL_QUEUE,
-    ).success(*refresh, api_visibility="private").then(*cleared, api_visibility="private")
+    ).success(*refresh, api_visibility="private").then(*cleared, api_visibility="private", queue=False)
     smp["reset"].click(
         sampling.reset_sampling, [state, *view], outputs, api_name="reset_sampling", **MODEL_QUEUE
-    ).success(*refresh, api_visibility="private").then(*cleared, api_visibility="private")
+    ).success(*refresh, api_visibility="private").then(*cleared, api_visibility="private", queue=False)
