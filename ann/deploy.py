@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ann.bench import parse_size
 from ann.checkpoint import load
 from ann.inference import Normalization
 
@@ -92,10 +93,7 @@ def check(model: nn.Module, onnx_file: Path, seed: int = 0) -> dict[str, float]:
 
 
 def size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1024x512, got {text!r}") from error
+    width, height = parse_size(text)
     if width < 32 or height < 32:
         raise argparse.ArgumentTypeError(f"{text}: at least 32x32 (the backbone's stride is 8 or more)")
     return width, height

@@ -9,11 +9,13 @@ converter wrote: iterations, device, val/test mIoU and the command that reproduc
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter
 from pathlib import Path
 
 from ann.checkpoint import CheckpointError, file_sha256, read_meta
+from ann.explore import describe
 from ann.models.sampling import SamplingConfig
 
 
@@ -26,11 +28,8 @@ def tensor_summary(path: Path) -> dict:
     with safe_open(str(path), framework="pt") as f:
         for name in f.keys():
             tensor = f.get_slice(name)
-            numel = 1
-            for dim in tensor.get_shape():
-                numel *= dim
             if "running_" not in name and "num_batches_tracked" not in name:  # BN buffers are not parameters
-                counts[name.split(".")[0]] += numel
+                counts[name.split(".")[0]] += math.prod(tensor.get_shape())
             dtypes[tensor.get_dtype()] += 1
     return {"parameters": dict(counts), "dtypes": dict(dtypes)}
 
@@ -51,10 +50,15 @@ def summary(path: Path) -> dict:
     }
 
 
-def sampling_text(sampling: dict) -> str:
-    config = SamplingConfig(sampling["method"], tuple(sampling["sizes"]), sampling.get("seed", 0))
-    anchors = "S = N" if config.num_anchors is None else f"S = {config.num_anchors}"
-    return f"{config.method} {config.sizes} ({anchors})"
+def data_text(data: dict) -> str:
+    """The trainer's provenance["data"] in words (`ann info`, the app's model card)."""
+    if data.get("dataset") != "synthcity":
+        return f"{data.get('dataset')} ({data.get('root') or 'folder not recorded'})"
+    H, W = data.get("synthcity_size") or (None, None)
+    size = f", {W}x{H} images" if H else ""
+    scenes = data.get("synthcity_train_images") or 0
+    source = f"the first {scenes} train scenes, rendered once" if scenes else "an unbounded stream"
+    return f"SynthCity city {data.get('synthcity_seed', 0)}{size}, {source}"
 
 
 def network_order(part: str) -> int:
@@ -82,7 +86,7 @@ def format_summary(info: dict) -> str:
         ("backbone", f"{config['backbone']}, output stride {config['output_stride']}"),
         ("fusion", "none" if config["fusion"] == "none" else f"{config['fusion']} ({fused} into Stage5)"),
         ("context", config["context"]),
-        ("sampling", sampling_text(config["sampling"]) if attention else "-"),
+        ("sampling", describe(SamplingConfig(**config["sampling"])) if attention else "-"),
         ("widths", "head {head_channels}, key {key_channels}, value {value_channels}".format(**config)),
         ("parameters", f"{amount(sum(params.values()))}: {parts}"),
         ("classes", f"{len(classes)}: {', '.join(classes[:6])}" + (", ..." if len(classes) > 6 else "")),
@@ -96,7 +100,7 @@ def provenance_rows(provenance: dict) -> list[tuple[str, str]]:
         return [("provenance", json.dumps(provenance)[:300])] if provenance else []
     p, data = provenance, provenance.get("data", {})
     trained = (
-        f"{p['iterations']} iterations of batch {p.get('batch_size')} on {data.get('dataset')}, "
+        f"{p['iterations']} iterations of batch {p.get('batch_size')} on {data_text(data)}, "
         f"seed {p.get('seed')}, {p.get('wall_time_s', 0) / 60:.1f} min on {p.get('device')}"
     )
     return [

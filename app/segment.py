@@ -12,6 +12,7 @@ import pandas as pd
 
 from ann.explore import class_shares, describe, error_map, per_class_iou
 from ann.images import ImageError, from_array, read_image, read_label_map
+from ann.info import data_text
 from app import plots
 from app.session import UNTRAINED, ModelStore, Session, require, returns_freed_memory
 
@@ -176,7 +177,7 @@ def model_card(store: ModelStore, name: str) -> str:
             name_of_split = provenance.get("data", {}).get(split) or key
             lines.append(f"- {name_of_split} mIoU: **{100 * result['miou']:.2f}**")
     if isinstance(provenance.get("data"), dict):
-        lines.append(f"- data: {describe_data(provenance['data'])}")
+        lines.append(f"- data: {data_text(provenance['data'])}")
     for key in ("dataset", "iterations", "note", "source", "git_commit"):
         if key in provenance:
             lines.append(f"- {key}: {provenance[key]}")
@@ -188,16 +189,6 @@ def model_card(store: ModelStore, name: str) -> str:
         text = card.read_text(encoding="utf-8", errors="replace")[:20_000]
         lines += ["", "---", "", inline_images(text, card.parent)]
     return "\n".join(lines)
-
-
-def describe_data(data: dict) -> str:
-    """The trainer's provenance["data"] in words, not as a dict."""
-    if data.get("dataset") != "synthcity":
-        return f"{data.get('dataset')} ({data.get('root') or 'folder not recorded'})"
-    H, W = data.get("synthcity_size") or (None, None)
-    scenes = data.get("synthcity_train_images") or 0
-    source = f"the first {scenes} train scenes, rendered once" if scenes else "an unbounded stream"
-    return f"SynthCity city {data.get('synthcity_seed', 0)}, {W}x{H} images, {source}"
 
 
 CARD_IMAGE = re.compile(r"!\[([^\]]*)\]\(([\w.-]+\.png)\)")  # a bare file name: no folders, no '..'
