@@ -14,6 +14,7 @@ import scipy.io
 import torch.utils.data
 from PIL import Image
 
+from ann.data.folder import folder_layout
 from ann.data.layouts import INVALID, LAYOUTS, DatasetLayout, LabelFormat
 
 log = logging.getLogger(__name__)
@@ -112,25 +113,37 @@ def pair_files(
         if not folder.is_dir():
             raise DatasetError(f"{layout.name}: missing folder {folder}")
     if layout.split_list is None:
-        relative_stems = _stems_in_folder(layout, image_dir)
+        images = _images_in_folder(layout, image_dir)
     else:
-        relative_stems = _stems_in_list(layout, root / layout.split_list.format(split=split_folder))
-    samples = []
-    for stem in relative_stems:
-        image_path = image_dir / (stem + layout.image_suffix)
-        if not image_path.is_file():
-            raise DatasetError(f"{layout.name}: missing image {image_path}")
-        label = _find_label(layout, label_dir / stem, image_path)
-        samples.append((Path(stem).name, image_path, label))
-    return samples
+        list_path = root / layout.split_list.format(split=split_folder)
+        images = [
+            (stem, _listed_image(layout, image_dir, stem)) for stem in _stems_in_list(layout, list_path)
+        ]
+    return [(Path(stem).name, path, _find_label(layout, label_dir / stem, path)) for stem, path in images]
 
 
-def _stems_in_folder(layout: DatasetLayout, image_dir: Path) -> list[str]:
-    # rglob: Cityscapes keeps one sub-folder per city, the other layouts are flat.
-    paths = sorted(image_dir.rglob("*" + layout.image_suffix))
-    if not paths:
-        raise DatasetError(f"{layout.name}: no *{layout.image_suffix} images under {image_dir}")
-    return [str(p.relative_to(image_dir))[: -len(layout.image_suffix)] for p in paths]
+def _images_in_folder(layout: DatasetLayout, image_dir: Path) -> list[tuple[str, Path]]:
+    """(relative stem, path) of every image; rglob: Cityscapes keeps one sub-folder per city."""
+    found: dict[str, Path] = {}
+    for path in sorted(image_dir.rglob("*")):
+        suffix = next((s for s in layout.image_suffixes if path.name.endswith(s)), None)
+        if suffix is None or not path.is_file():
+            continue
+        stem = str(path.relative_to(image_dir))[: -len(suffix)]
+        if stem in found:  # a.jpg and a.png would share one label file
+            raise DatasetError(f"{layout.name}: two images for one label: {found[stem]} and {path}")
+        found[stem] = path
+    if not found:
+        patterns = ", ".join("*" + suffix for suffix in layout.image_suffixes)
+        raise DatasetError(f"{layout.name}: no {patterns} images under {image_dir}")
+    return list(found.items())
+
+
+def _listed_image(layout: DatasetLayout, image_dir: Path, stem: str) -> Path:
+    for suffix in layout.image_suffixes:
+        if (image_dir / (stem + suffix)).is_file():
+            return image_dir / (stem + suffix)
+    raise DatasetError(f"{layout.name}: missing image {image_dir / (stem + layout.image_suffixes[0])}")
 
 
 def _stems_in_list(layout: DatasetLayout, list_path: Path) -> list[str]:
@@ -198,6 +211,10 @@ def build_dataset(
     skip_bad: bool = False,
 ) -> SegmentationFolder:
     """The `split` of dataset `name` stored under `root` (layouts in docs/datasets.md)."""
+    if name == "folder":  # your own data: the layout is read from root (ann/data/folder.py)
+        if not Path(root).is_dir():
+            raise DatasetError(f"folder: dataset root {root} is not a folder")
+        return SegmentationFolder(folder_layout(root), root, split, transform, skip_bad)
     if name not in LAYOUTS:
-        raise ValueError(f"unknown dataset {name!r}; valid: {sorted(LAYOUTS)}")
+        raise ValueError(f"unknown dataset {name!r}; valid: {sorted(LAYOUTS) + ['folder']}")
     return SegmentationFolder(LAYOUTS[name], root, split, transform, skip_bad)

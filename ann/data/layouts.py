@@ -35,7 +35,7 @@ class DatasetLayout:
 
     name: str
     image_dir: str
-    image_suffix: str
+    image_suffixes: tuple[str, ...]  # tried in order; the first is the usual one
     label_dir: str
     # Tried in order for each image; the first label file that exists is used.
     label_formats: tuple[LabelFormat, ...]
@@ -179,7 +179,7 @@ NYUD_CLASSES = (
 CITYSCAPES = DatasetLayout(
     name="cityscapes",
     image_dir="leftImg8bit/{split}",
-    image_suffix="_leftImg8bit.png",
+    image_suffixes=("_leftImg8bit.png",),
     label_dir="gtFine/{split}",
     label_formats=(
         LabelFormat("_gtFine_labelTrainIds.png", identity_lut(19)),
@@ -194,7 +194,7 @@ CITYSCAPES = DatasetLayout(
 ADE20K = DatasetLayout(
     name="ade20k",
     image_dir="ADEChallengeData2016/images/{split}",
-    image_suffix=".jpg",
+    image_suffixes=(".jpg",),
     label_dir="ADEChallengeData2016/annotations/{split}",
     label_formats=(LabelFormat(".png", reduce_zero_lut(150)),),
     splits={"train": "training", "val": "validation"},
@@ -206,7 +206,7 @@ ADE20K = DatasetLayout(
 PASCAL_CONTEXT = DatasetLayout(
     name="pascal_context",
     image_dir="JPEGImages",
-    image_suffix=".jpg",
+    image_suffixes=(".jpg",),
     label_dir="SegmentationClassContext",
     label_formats=(LabelFormat(".png", identity_lut(60)),),
     splits={"train": "train", "val": "val"},
@@ -221,7 +221,7 @@ PASCAL_CONTEXT = DatasetLayout(
 COCO_STUFF10K = DatasetLayout(
     name="coco_stuff10k",
     image_dir="images/{split}",
-    image_suffix=".jpg",
+    image_suffixes=(".jpg",),
     label_dir="annotations/{split}",
     label_formats=(LabelFormat("_labelTrainIds.png", reduce_zero_lut(171)),),
     splits={"train": "train2014", "val": "test2014", "test": "test2014"},
@@ -234,7 +234,7 @@ COCO_STUFF10K = DatasetLayout(
 COCO_STUFF10K_MAT = DatasetLayout(
     name="coco_stuff10k_mat",
     image_dir="images",
-    image_suffix=".jpg",
+    image_suffixes=(".jpg",),
     label_dir="annotations",
     label_formats=(LabelFormat(".mat", coco_stuff_raw_lut()),),
     splits={"train": "train", "val": "test", "test": "test"},
@@ -248,7 +248,7 @@ COCO_STUFF10K_MAT = DatasetLayout(
 NYUD_V2 = DatasetLayout(
     name="nyud_v2",
     image_dir="image/{split}",
-    image_suffix=".png",
+    image_suffixes=(".png",),
     label_dir="label40/{split}",
     label_formats=(LabelFormat(".png", reduce_zero_lut(40)),),
     splits={"train": "train", "val": "test", "test": "test"},

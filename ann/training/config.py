@@ -13,10 +13,11 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from ann.data.layouts import LAYOUTS
 from ann.models.network import ANNConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-DATASETS = ("synthcity", "cityscapes", "ade20k", "pascal_context", "coco_stuff10k", "nyud_v2")
+DATASETS = (*LAYOUTS, "folder")  # "folder": your own data (ann/data/folder.py)
 NORMALIZATIONS = ("auto", "imagenet", "efficientnet", "caffe_bgr")
 
 
@@ -26,7 +27,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "synthcity"  # synthcity (procedural, no folder) or a dataset layout name
+    dataset: str = "synthcity"  # synthcity (procedural, no folder), a layout name, or folder
     root: str = ""  # dataset folder; unused for synthcity
     train_split: str = "train"
     val_split: str = "val"

@@ -11,7 +11,7 @@ import contextlib
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +79,7 @@ def train(config: RunConfig, out: Path, resume: bool = False, command: str = "",
         val_split = open_split(config.data, config.data.val_split)
         # opened now so that a missing test folder stops the run before training, not after
         test_split = open_split(config.data, config.data.test_split) if config.data.test_split else None
-        check_classes(config, val_split)
+        config = with_dataset_classes(config, val_split)
         resuming = resume and (out / CHECKPOINT).exists()
         if not resuming:  # a resumed run restores its weights: the ImageNet file may be gone
             check_backbone_weights(config)
@@ -101,12 +101,18 @@ def train(config: RunConfig, out: Path, resume: bool = False, command: str = "",
         distributed.teardown()
 
 
-def check_classes(config: RunConfig, split: Split) -> None:
-    if len(split.class_names) != config.model.num_classes:
+def with_dataset_classes(config: RunConfig, split: Split) -> RunConfig:
+    """The config with model.num_classes checked against the data; 0 takes the data's count
+    (the `folder` config: the classes of your own dataset are in its classes.txt)."""
+    count = len(split.class_names)
+    if config.model.num_classes == 0:
+        return replace(config, model=replace(config.model, num_classes=count))
+    if config.model.num_classes != count:
         raise TrainingError(
             f"model.num_classes is {config.model.num_classes} but {config.data.dataset} has "
-            f"{len(split.class_names)} classes"
+            f"{count} classes (--set model.num_classes={count}, or 0 to take the dataset's)"
         )
+    return config
 
 
 def check_backbone_weights(config: RunConfig) -> None:

@@ -1,0 +1,167 @@
+"""The `folder` layout (ann/data/folder.py): your own classes.txt, images/ and labels/."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import ann
+from ann.data.datasets import DatasetError, build_dataset
+from ann.data.folder import ClassesError, read_classes
+from ann.data.layouts import voc_palette
+from ann.evaluate import main as evaluate_main
+from ann.training.config import ConfigError, load_config
+from ann.training.loop import train
+from ann.training.state import TrainingError
+
+CLASSES = """# my classes
+background
+traffic light #faaa1e
+
+crack 255 0 0
+"""
+
+
+def write_dataset(root: Path, splits=("train", "val"), size=(64, 32), count=3) -> Path:
+    """Three classes, .png and .jpg images (one in a sub-folder); label = stripes of 0, 1, 2, 255."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text(CLASSES)
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for i in range(count):
+            stem = f"sub/{split}{i}" if i == 0 else f"{split}{i}"
+            suffix = ".jpg" if i % 2 else ".png"
+            image_path = root / "images" / split / (stem + suffix)
+            label_path = root / "labels" / split / (stem + ".png")
+            image_path.parent.mkdir(parents=True, exist_ok=True)
+            label_path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(image_path)
+            label = np.zeros((size[1], size[0]), np.uint8)
+            label[:, size[0] // 4 :] = 1
+            label[:, size[0] // 2 :] = 2
+            label[:, 3 * size[0] // 4 :] = 255
+            Image.fromarray(label).save(label_path)
+    return root
+
+
+def test_classes_file_names_colours_and_defaults(tmp_path):
+    (tmp_path / "classes.txt").write_text(CLASSES)
+    names, palette = read_classes(tmp_path / "classes.txt")
+    assert names == ("background", "traffic light", "crack")
+    assert palette == (voc_palette(3)[0], (250, 170, 30), (255, 0, 0))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("road\nroad\n", "'road' more than once"),
+        ("road #12345\n", "line 1: colour #12345 is not #rrggbb"),
+        ("sky\nroad 0 256 0\n", "line 2: colour (0, 256, 0) has values outside 0..255"),
+        ("#ffffff\n", "names no class"),  # a comment, not a colour
+        ("x\n#00ff00 is a comment\n\tred #ff00zz\n", "line 3: colour #ff00zz is not #rrggbb"),
+        ("\n# nothing\n", "names no class"),
+        ("".join(f"c{i}\n" for i in range(256)), "names 256 classes; at most 255"),
+    ],
+)
+def test_bad_classes_file_is_named(tmp_path, text, message):
+    (tmp_path / "classes.txt").write_text(text)
+    with pytest.raises(ClassesError, match="classes.txt") as error:
+        read_classes(tmp_path / "classes.txt")
+    assert message in str(error.value)
+
+
+def test_missing_classes_file_says_what_it_needs(tmp_path):
+    (write_dataset(tmp_path) / "classes.txt").unlink()
+    with pytest.raises(ClassesError, match=r"missing .*classes.txt \(one class name per line"):
+        build_dataset("folder", tmp_path, "train")
+
+
+def test_reads_images_of_any_suffix_with_their_labels(tmp_path):
+    dataset = build_dataset("folder", write_dataset(tmp_path), "train")
+    assert dataset.num_classes == 3 and dataset.class_names[1] == "traffic light"
+    assert sorted(dataset.names) == ["train0", "train1", "train2"]
+    assert {path.suffix for _, path, _ in dataset.samples} == {".png", ".jpg"}
+    image, label = dataset[0]
+    assert image.shape == (32, 64, 3) and image.dtype == np.uint8
+    assert np.unique(label).tolist() == [0, 1, 2, 255]  # values kept as they are
+
+
+def test_unknown_split_lists_the_split_folders(tmp_path):
+    write_dataset(tmp_path, splits=("train", "val", "test"))
+    with pytest.raises(
+        ValueError, match=r"unknown split 'holdout' for folder; valid: \['test', 'train', 'val'\]"
+    ):
+        build_dataset("folder", tmp_path, "holdout")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda root: (root / "images" / "train" / "train1.png").write_bytes(b""),
+            "two images for one label",
+        ),
+        (lambda root: (root / "labels" / "train" / "train2.png").unlink(), "no label for image"),
+    ],
+)
+def test_inconsistent_folders_are_named(tmp_path, damage, message):
+    damage(write_dataset(tmp_path))
+    with pytest.raises(DatasetError, match=message):
+        build_dataset("folder", tmp_path, "train")
+
+
+def test_label_value_beyond_the_classes_names_the_file(tmp_path):
+    write_dataset(tmp_path)
+    Image.fromarray(np.full((32, 64), 3, np.uint8)).save(tmp_path / "labels" / "train" / "train1.png")
+    dataset = build_dataset("folder", tmp_path, "train")
+    with pytest.raises(DatasetError, match=r"train1.png has values \[3\] outside the 3 classes of folder"):
+        dataset.load(dataset.names.index("train1"))
+
+
+def test_no_split_folders_is_named(tmp_path):
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    with pytest.raises(ClassesError, match="no split folders under .*images"):
+        build_dataset("folder", tmp_path, "train")
+
+
+FAST = [
+    "train.progress=false",
+    "train.iterations=2",
+    "train.val_every=0",
+    "data.crop_size=32,64",
+    "data.workers=0",
+]
+
+
+def test_trains_and_evaluates_on_your_own_classes(tmp_path, capsys):
+    root = write_dataset(tmp_path / "mine")
+    config = load_config("ann-r18-folder", [f"data.root={root}", *FAST, *SMALL])
+    assert config.model.num_classes == 0  # taken from classes.txt by the trainer
+    run = train(config, tmp_path / "run")
+    model = ann.load(tmp_path / "run" / "model.safetensors")
+    assert run.config.model.num_classes == model.config.num_classes == 3
+    assert model.meta.classes == ["background", "traffic light", "crack"]
+    assert model.meta.palette[2] == [255, 0, 0]
+    assert load_config(str(tmp_path / "run" / "config.toml")).model.num_classes == 3
+    out = tmp_path / "val.json"
+    evaluate_main([str(tmp_path / "run" / "model.safetensors"), "--data", str(root), "--split", "val",
+                   "--device", "cpu", "--json", str(out), "--no-progress"])  # fmt: skip
+    assert set(json.loads(out.read_text())["per_class_iou"]) == {"background", "traffic light", "crack"}
+
+
+SMALL = ["model.head_channels=16", "model.key_channels=8", "model.value_channels=8", "model.aux_channels=16"]
+
+
+def test_a_wrong_class_count_says_how_to_fix_it(tmp_path):
+    root = write_dataset(tmp_path / "mine")
+    config = load_config("ann-r18-folder", [f"data.root={root}", "model.num_classes=19", *FAST, *SMALL])
+    with pytest.raises(TrainingError, match=r"has 3 classes \(--set model.num_classes=3, or 0"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made
+
+
+def test_folder_needs_a_root():
+    with pytest.raises(ConfigError, match="data.root"):
+        load_config("ann-r18-folder", ["data.root="])
