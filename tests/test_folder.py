@@ -48,8 +48,8 @@ def write_dataset(root: Path, splits=("train", "val"), size=(64, 32), count=3) -
 
 def test_classes_file_names_colours_and_defaults(tmp_path):
     (tmp_path / "classes.txt").write_text(CLASSES)
-    names, palette = read_classes(tmp_path / "classes.txt")
-    assert names == ("background", "traffic light", "crack")
+    names, palette, ignore = read_classes(tmp_path / "classes.txt")
+    assert names == ("background", "traffic light", "crack") and ignore is None
     assert palette == (voc_palette(3)[0], (250, 170, 30), (255, 0, 0))
 
 
@@ -63,6 +63,9 @@ def test_classes_file_names_colours_and_defaults(tmp_path):
         ("x\n#00ff00 is a comment\n\tred #ff00zz\n", "line 3: colour #ff00zz is not #rrggbb"),
         ("\n# nothing\n", "names no class"),
         ("".join(f"c{i}\n" for i in range(256)), "names 256 classes; at most 255"),
+        ("sky #0000ff\nsea 0 0 255\n", "'sky' and 'sea' share the colour #0000ff"),
+        ("sky #0000ff\nignore #0000ff\n", "'sky' and 'ignore' share the colour #0000ff"),
+        ("sky\nignore\n", "give 'ignore' once, with a colour"),
     ],
 )
 def test_bad_classes_file_is_named(tmp_path, text, message):
@@ -118,6 +121,24 @@ def test_label_value_beyond_the_classes_names_the_file(tmp_path):
     dataset = build_dataset("folder", tmp_path, "train")
     with pytest.raises(DatasetError, match=r"train1.png has values \[3\] outside the 3 classes of folder"):
         dataset.load(dataset.names.index("train1"))
+
+
+def test_colour_labels_map_to_their_classes(tmp_path):
+    """RGB labels painted in classes.txt's colours (own or default), `ignore` colour -> 255."""
+    write_dataset(tmp_path, count=1)
+    (tmp_path / "classes.txt").write_text(
+        "background\ntraffic light #faaa1e\ncrack 255 0 0\nignore #ffffff\n"
+    )
+    ids = np.array([[0, 1, 2, 255]], np.uint8).repeat(32, 0).repeat(16, 1)  # (32, 64)
+    colours = np.array([voc_palette(3)[0], (250, 170, 30), (255, 0, 0), (255, 255, 255)], np.uint8)
+    rgba = np.dstack([colours[np.where(ids == 255, 3, ids)], np.full((32, 64), 255, np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "labels" / "train" / "sub" / "train0.png")
+    _, label = build_dataset("folder", tmp_path, "train")[0]
+    assert np.array_equal(label, ids)
+    rgba[5, 7, :3] = (1, 2, 3)  # a colour of no class
+    Image.fromarray(rgba).save(tmp_path / "labels" / "train" / "sub" / "train0.png")
+    with pytest.raises(DatasetError, match=r"train0.png has colours #010203 that are not class colours"):
+        build_dataset("folder", tmp_path, "train")[0]
 
 
 def test_no_split_folders_is_named(tmp_path):

@@ -176,6 +176,8 @@ def read_image(path: Path) -> np.ndarray:
 def read_label(path: Path, label_format: LabelFormat, layout: DatasetLayout) -> np.ndarray:
     """uint8 (H, W) train ids, 255 = ignore, mapped through the format's lookup table."""
     raw = _read_raw_label(path, layout.mat_key)
+    if raw.ndim == 3 and raw.shape[2] in (3, 4) and layout.colour_ids is not None:
+        return colour_label(raw, path, layout)
     if raw.ndim != 2:
         raise DatasetError(f"label {path} has shape {raw.shape}; expected one channel (H, W)")
     if raw.size and (raw.min() < 0 or raw.max() > 255):
@@ -188,6 +190,18 @@ def read_label(path: Path, label_format: LabelFormat, layout: DatasetLayout) -> 
             f"{layout.name} (and 255 = ignore)"
         )
     return mapped.astype(np.uint8)
+
+
+def colour_label(raw: np.ndarray, path: Path, layout: DatasetLayout) -> np.ndarray:
+    """Train ids of an RGB(A) label painted in the classes' colours (alpha ignored)."""
+    rgb = raw[..., :3].astype(np.int32)
+    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    colours, inverse = np.unique(packed, return_inverse=True)
+    ids = np.array([layout.colour_ids.get(int(c), INVALID) for c in colours])
+    if (ids == INVALID).any():
+        unknown = ", ".join(f"#{c:06x}" for c in colours[ids == INVALID][:5])
+        raise DatasetError(f"label {path} has colours {unknown} that are not class colours of {layout.name}")
+    return ids[inverse].reshape(packed.shape).astype(np.uint8)
 
 
 def _read_raw_label(path: Path, mat_key: str) -> np.ndarray:

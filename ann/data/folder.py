@@ -3,17 +3,19 @@
 ```
 ROOT/classes.txt                      one class per line, line i = train id i
 ROOT/images/{split}/**/NAME.jpg|png   any split names (train, val, test, ...)
-ROOT/labels/{split}/**/NAME.png       one channel, values 0..K-1, 255 = ignore
+ROOT/labels/{split}/**/NAME.png       class ids (one channel, 255 = ignore) or class colours (RGB)
 ```
 
 A line of classes.txt is a class name, optionally followed by its colour as `#rrggbb` or three
 integers (`traffic light 250 170 30`); classes without one get the PASCAL VOC colour of their id.
-Blank lines and lines starting with `#` are skipped. The layout is read from ROOT itself, so the
+Blank lines and lines starting with `#` are skipped. A line named `ignore` is no class: its
+colour marks the pixels to ignore in RGB labels. The layout is read from ROOT itself, so the
 classes, palette and splits travel into the checkpoint like those of the built-in layouts.
 """
 
 from pathlib import Path
 
+from ann.data.labels import IGNORE_INDEX
 from ann.data.layouts import DatasetLayout, LabelFormat, identity_lut, voc_palette
 
 CLASSES_FILE = "classes.txt"
@@ -21,6 +23,9 @@ IMAGE_SUFFIXES = tuple(
     s for suffix in (".png", ".jpg", ".jpeg", ".bmp", ".webp") for s in (suffix, suffix.upper())
 )
 MAX_CLASSES = 255  # label value 255 is the ignore index
+IGNORE_NAME = "ignore"
+
+Colour = tuple[int, int, int]
 
 
 class ClassesError(ValueError):
@@ -30,13 +35,16 @@ class ClassesError(ValueError):
 def folder_layout(root: str | Path) -> DatasetLayout:
     """The layout of ROOT: its classes.txt and the split folders under ROOT/images."""
     root = Path(root)
-    names, palette = read_classes(root / CLASSES_FILE)
+    names, palette, ignore = read_classes(root / CLASSES_FILE)
     images = root / "images"
     splits = sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []
     if not splits:
         raise ClassesError(
             f"folder: no split folders under {images} (expected images/train, images/val, ...)"
         )
+    colour_ids = {packed(colour): i for i, colour in enumerate(palette)}
+    if ignore is not None:
+        colour_ids[packed(ignore)] = IGNORE_INDEX
     return DatasetLayout(
         name="folder",
         image_dir="images/{split}",
@@ -47,11 +55,16 @@ def folder_layout(root: str | Path) -> DatasetLayout:
         num_classes=len(names),
         class_names=names,
         palette=palette,
+        colour_ids=colour_ids,
     )
 
 
-def read_classes(path: Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
-    """Class names and colours from a classes.txt (format in the module docstring)."""
+def packed(colour: Colour) -> int:
+    return (colour[0] << 16) | (colour[1] << 8) | colour[2]
+
+
+def read_classes(path: Path) -> tuple[tuple[str, ...], tuple[Colour, ...], Colour | None]:
+    """Class names, their colours, and the ignore colour (if any) of a classes.txt."""
     if not path.is_file():
         raise ClassesError(f"folder: missing {path} (one class name per line, line i = label value i)")
     try:
@@ -59,19 +72,37 @@ def read_classes(path: Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int
     except (OSError, UnicodeDecodeError) as error:
         raise ClassesError(f"folder: unreadable {path}: {error}") from error
     entries = [(number, line.strip()) for number, line in enumerate(lines, 1)]
-    entries = [(number, line) for number, line in entries if line and not line.startswith("#")]
-    if not entries:
+    parsed = [parse_line(path, number, line) for number, line in entries if line and not line.startswith("#")]
+    ignore = [colour for name, colour in parsed if name == IGNORE_NAME]
+    parsed = [(name, colour) for name, colour in parsed if name != IGNORE_NAME]
+    if not parsed:
         raise ClassesError(f"folder: {path} names no class")
-    if len(entries) > MAX_CLASSES:
+    if len(parsed) > MAX_CLASSES:
         raise ClassesError(
-            f"folder: {path} names {len(entries)} classes; at most {MAX_CLASSES} (255 = ignore)"
+            f"folder: {path} names {len(parsed)} classes; at most {MAX_CLASSES} (255 = ignore)"
         )
-    names, colours = zip(*(parse_line(path, number, line) for number, line in entries), strict=True)
+    if len(ignore) > 1 or (ignore and ignore[0] is None):
+        raise ClassesError(
+            f"folder: {path}: give '{IGNORE_NAME}' once, with a colour ({IGNORE_NAME} #rrggbb)"
+        )
+    names = [name for name, _ in parsed]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ClassesError(f"folder: {path} names {', '.join(map(repr, duplicates))} more than once")
     default = voc_palette(len(names))
-    return tuple(names), tuple(colour or default[i] for i, colour in enumerate(colours))
+    palette = [colour or default[i] for i, (_, colour) in enumerate(parsed)]
+    check_distinct(path, names + [IGNORE_NAME] * len(ignore), palette + ignore)
+    return tuple(names), tuple(palette), ignore[0] if ignore else None
+
+
+def check_distinct(path: Path, names: list[str], colours: list[Colour]) -> None:
+    """Colour labels map colours to classes, and the app tells classes apart by colour."""
+    seen: dict[Colour, str] = {}
+    for name, colour in zip(names, colours, strict=True):
+        if colour in seen:
+            hex_colour = "#" + "".join(f"{v:02x}" for v in colour)
+            raise ClassesError(f"folder: {path}: {seen[colour]!r} and {name!r} share the colour {hex_colour}")
+        seen[colour] = name
 
 
 def parse_line(path: Path, number: int, line: str) -> tuple[str, tuple[int, int, int] | None]:

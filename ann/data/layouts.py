@@ -46,6 +46,8 @@ class DatasetLayout:
     # A text file of image ids per split; None means every image under image_dir is in the split.
     split_list: str | None = None
     mat_key: str = "S"  # variable holding the label map in a MATLAB .mat label file
+    # RGB label colour (0xRRGGBB) -> train id, for labels painted in class colours (folder layout)
+    colour_ids: dict[int, int] | None = None
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.num_classes or len(self.palette) != self.num_classes:
