@@ -164,7 +164,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--synthcity-size", type=numbers,
                    help="H,W of SynthCity images (default: as trained, else 512,1024)")  # fmt: skip
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--json", type=Path, help="write miou, pixel_acc and per_class_iou here")
+    p.add_argument("--json", type=Path, help="write miou, pixel_acc, per_class_iou and confusion here")
+    p.add_argument("--plot", type=Path, help="write the row-normalised confusion matrix as a PNG")
     p.add_argument("--save-predictions", type=Path, help="folder for trainId PNGs and overlays")
     return p.parse_args(argv)
 
@@ -199,7 +200,39 @@ def run(args: argparse.Namespace) -> dict:
     matrix = evaluate(
         model, loader, model.config.num_classes, args.mode, options, args.device, args.amp, progress, writer
     )
-    return matrix.summary(meta.classes)
+    summary = matrix.summary(meta.classes)
+    summary["confusion"] = matrix.matrix.tolist()  # pixels: rows = ground truth, columns = prediction
+    return summary
+
+
+def plot_confusion(summary: dict, path: Path, title: str) -> None:
+    """Where each class's pixels went: rows (ground truth) normalised to 100 %."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(summary["per_class_iou"])
+    counts = np.asarray(summary["confusion"], dtype=np.float64)
+    rows = 100 * counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    side = 2.5 + 0.32 * len(names)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    shown = ax.imshow(rows, cmap="viridis", vmin=0, vmax=100)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("predicted as")
+    ax.set_ylabel("ground truth")
+    if len(names) <= 40:  # readable numbers only while the cells are large enough
+        for (y, x), share in np.ndenumerate(rows):
+            if share >= 1:
+                ax.text(x, y, f"{share:.0f}", ha="center", va="center", fontsize=5,
+                        color="black" if share > 60 else "white")  # fmt: skip
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="% of the class's pixels")
+    ax.set_title(f"{title}: mIoU {100 * summary['miou']:.2f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.plot:
+        plot_confusion(summary, args.plot, f"{args.checkpoint.name} on {args.split}")
     return 0
 
 

@@ -85,9 +85,21 @@ def cli(checkpoint, tmp_path, *extra):
 
 
 def test_cli_on_synthcity_writes_json_and_predictions(checkpoint, tmp_path):
-    result = cli(checkpoint, tmp_path, "--save-predictions", str(tmp_path / "pred"))
-    assert set(result) == {"miou", "pixel_acc", "per_class_iou"} and len(result["per_class_iou"]) == 19
+    result = cli(
+        checkpoint, tmp_path, "--save-predictions", str(tmp_path / "pred"), "--plot", str(tmp_path / "c.png")
+    )
+    assert (
+        set(result) == {"miou", "pixel_acc", "per_class_iou", "confusion"}
+        and len(result["per_class_iou"]) == 19
+    )
     assert 0 <= result["pixel_acc"] <= 1
+    confusion = np.asarray(result["confusion"])  # rows = ground truth: the metrics follow from it
+    assert confusion.shape == (19, 19) and 0 < confusion.sum() <= 2 * 32 * 64
+    tp, union = confusion.diagonal(), confusion.sum(0) + confusion.sum(1) - confusion.diagonal()
+    for k, iou in enumerate(result["per_class_iou"].values()):
+        assert (iou is None) if union[k] == 0 else iou == pytest.approx(tp[k] / union[k])
+    assert result["pixel_acc"] == pytest.approx(tp.sum() / confusion.sum())
+    assert Image.open(tmp_path / "c.png").size[0] > 500
     names = sorted(p.name for p in (tmp_path / "pred").iterdir())
     assert names == [f"synthcity_0_val_0000{i}{s}.png" for i in (0, 1) for s in ("", "_overlay")]
     label = np.asarray(Image.open(tmp_path / "pred" / "synthcity_0_val_00000.png"))
