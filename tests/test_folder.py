@@ -82,7 +82,9 @@ def test_missing_classes_file_says_what_it_needs(tmp_path):
 
 
 def test_reads_images_of_any_suffix_with_their_labels(tmp_path):
-    dataset = build_dataset("folder", write_dataset(tmp_path), "train")
+    write_dataset(tmp_path)
+    (tmp_path / "images" / "train" / "._train1.jpg").write_bytes(b"\0\5\26\7")  # macOS metadata
+    dataset = build_dataset("folder", tmp_path, "train")
     assert dataset.num_classes == 3 and dataset.class_names[1] == "traffic light"
     assert sorted(dataset.names) == ["train0", "train1", "train2"]
     assert {path.suffix for _, path, _ in dataset.samples} == {".png", ".jpg"}

@@ -127,7 +127,8 @@ def _images_in_folder(layout: DatasetLayout, image_dir: Path) -> list[tuple[str,
     found: dict[str, Path] = {}
     for path in sorted(image_dir.rglob("*")):
         suffix = next((s for s in layout.image_suffixes if path.name.endswith(s)), None)
-        if suffix is None or not path.is_file():
+        # hidden files: macOS copies leave "._NAME.jpg" metadata files beside the images
+        if suffix is None or path.name.startswith(".") or not path.is_file():
             continue
         stem = str(path.relative_to(image_dir))[: -len(suffix)]
         if stem in found:  # a.jpg and a.png would share one label file
