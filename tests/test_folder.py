@@ -93,6 +93,16 @@ def test_reads_images_of_any_suffix_with_their_labels(tmp_path):
     assert np.unique(label).tolist() == [0, 1, 2, 255]  # values kept as they are
 
 
+def test_one_file_name_in_two_sub_folders_keeps_the_sub_folders(tmp_path):
+    write_dataset(tmp_path)
+    for folder, suffix in (("images", ".jpg"), ("labels", ".png")):
+        source = tmp_path / folder / "train" / "sub" / f"train0{'.png' if folder == 'images' else suffix}"
+        (tmp_path / folder / "train" / "other").mkdir()
+        (tmp_path / folder / "train" / "other" / f"train0{suffix}").write_bytes(source.read_bytes())
+    dataset = build_dataset("folder", tmp_path, "train")
+    assert sorted(dataset.names) == ["other/train0", "sub/train0", "train1", "train2"]
+
+
 def test_unknown_split_lists_the_split_folders(tmp_path):
     write_dataset(tmp_path, splits=("train", "val", "test"))
     with pytest.raises(

@@ -119,7 +119,13 @@ def pair_files(
         images = [
             (stem, _listed_image(layout, image_dir, stem)) for stem in _stems_in_list(layout, list_path)
         ]
-    return [(Path(stem).name, path, _find_label(layout, label_dir / stem, path)) for stem, path in images]
+    names = [Path(stem).name for stem, _ in images]
+    if len(set(names)) < len(names):  # one file name in two sub-folders: keep the sub-folders
+        names = [stem for stem, _ in images]  # so saved predictions do not overwrite each other
+    return [
+        (name, path, _find_label(layout, label_dir / stem, path))
+        for name, (stem, path) in zip(names, images, strict=True)
+    ]
 
 
 def _images_in_folder(layout: DatasetLayout, image_dir: Path) -> list[tuple[str, Path]]:
