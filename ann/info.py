@@ -19,6 +19,11 @@ from ann.explore import describe
 from ann.models.sampling import SamplingConfig
 
 
+def subset(provenance: dict) -> str:
+    limit = provenance.get("data", {}).get("val_limit", 0)
+    return f" (first {limit} images of each split)" if limit else ""
+
+
 def tensor_summary(path: Path) -> dict:
     """Parameter counts per top-level module of ANN (backbone, fusion = AFNB/FNB, bottleneck,
     context = APNB/NB, classifier, aux_head) and the dtypes, from the safetensors header alone."""
@@ -106,7 +111,7 @@ def provenance_rows(provenance: dict) -> list[tuple[str, str]]:
     return [
         ("trained", trained),
         ("software", f"torch {p.get('torch')}, commit {p.get('git_commit')}"),
-        ("mIoU", f"val {metric(p.get('metrics', {}))}, test {metric(p.get('test_metrics', {}))}"),
+        ("mIoU", f"val {metric(p.get('metrics', {}))}, test {metric(p.get('test_metrics', {}))}" + subset(p)),
         ("reproduce", p.get("reproduce", "")),
     ]
 

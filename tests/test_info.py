@@ -38,6 +38,10 @@ def test_counts_and_trainer_provenance(tmp_path, capsys):
     assert "pyramid_average (1, 3, 6, 8) (S = 110)" in text and "afnb (Stage4 into Stage5)" in text
     assert "val 70.1, test 69.5" in text and "8000 iterations of batch 16" in text and "7.0 min" in text
     assert "python -m ann.train ann-r18-synthcity --out runs/x" in text
+    assert "first" not in text  # whole splits
+    checkpoint(tmp_path / "b.safetensors", {**provenance, "data": {"dataset": "synthcity", "val_limit": 8}})
+    assert main([str(tmp_path / "b.safetensors")]) == 0
+    assert "val 70.1, test 69.5 (first 8 images of each split)" in capsys.readouterr().out
 
 
 def test_converted_note_and_a_bad_file_among_good_ones(tmp_path, capsys):

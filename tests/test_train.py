@@ -49,6 +49,8 @@ def test_smoke_run_learns_and_exports(run_dir):
     assert model.config == smoke().model
     card = (run_dir / "model_card.md").read_text()
     assert "| road |" in card and "training_curve.png" in card and "iterations = 20" in card
+    assert "first 2 images of each split (data.val_limit)" in card  # a subset is said to be one
+    assert provenance["data"]["val_limit"] == 2
     assert (
         "| class | val IoU | test IoU |" in card
         and f"test: mIoU **{100 * provenance['test_metrics']['miou']:.2f}" in card

@@ -41,7 +41,8 @@ def metrics_section(summary: dict | None, test: dict | None, config: RunConfig) 
         return ["No validation was run.", ""]
     data, mode = config.data, config.train.val_mode
     results = [(data.val_split, summary)] + ([(data.test_split, test)] if test else [])
-    lines = [f"## Evaluation ({mode}, {data.dataset})", ""]
+    subset = f", first {data.val_limit} images of each split (data.val_limit)" if data.val_limit else ""
+    lines = [f"## Evaluation ({mode}, {data.dataset}{subset})", ""]
     lines += [f"- {name}: mIoU **{100 * r['miou']:.2f}**, pixel accuracy {100 * r['pixel_acc']:.2f}"
               for name, r in results]  # fmt: skip
     lines += ["", "| class | " + " | ".join(f"{name} IoU" for name, _ in results) + " |"]

@@ -62,6 +62,7 @@ def provenance(run, command: str, reproduce: str = "") -> dict:
             "synthcity_seed": data.synthcity_seed,
             "synthcity_size": list(data.synthcity_size),
             "synthcity_train_images": data.synthcity_train_images,  # 0 = unbounded stream
+            "val_limit": data.val_limit,  # val and test metrics on the first N images; 0 = all
         },
         "iterations": run.iteration,
         "batch_size": config.train.batch_size,
