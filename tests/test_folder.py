@@ -75,6 +75,11 @@ def test_bad_classes_file_is_named(tmp_path, text, message):
     assert message in str(error.value)
 
 
+def test_classes_file_from_a_windows_editor(tmp_path):
+    (tmp_path / "classes.txt").write_bytes("\ufeffbackground\r\ncrack #ff0000\r\n".encode())
+    assert read_classes(tmp_path / "classes.txt")[0] == ("background", "crack")
+
+
 def test_missing_classes_file_says_what_it_needs(tmp_path):
     (write_dataset(tmp_path) / "classes.txt").unlink()
     with pytest.raises(ClassesError, match=r"missing .*classes.txt \(one class name per line"):

@@ -68,7 +68,7 @@ def read_classes(path: Path) -> tuple[tuple[str, ...], tuple[Colour, ...], Colou
     if not path.is_file():
         raise ClassesError(f"folder: missing {path} (one class name per line, line i = label value i)")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: Windows editors add a BOM
     except (OSError, UnicodeDecodeError) as error:
         raise ClassesError(f"folder: unreadable {path}: {error}") from error
     entries = [(number, line.strip()) for number, line in enumerate(lines, 1)]
