@@ -156,7 +156,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ann.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--data", required=True, help="dataset folder, or 'synthcity' for the procedural split")
-    p.add_argument("--dataset", help="layout name (cityscapes, ade20k, ..., folder); default: from the checkpoint")
+    p.add_argument("--dataset", help="layout name (cityscapes, ..., folder); default: the checkpoint's")
     p.add_argument("--split", default="val")
     add_inference_args(p)
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
