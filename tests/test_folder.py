@@ -158,6 +158,46 @@ def test_colour_labels_map_to_their_classes(tmp_path):
         build_dataset("folder", tmp_path, "train")[0]
 
 
+def test_labels_saved_as_grey_pictures_hold_ids(tmp_path):
+    """Ids saved as RGB (r = g = b) or grey + alpha read as ids, not as colours."""
+    write_dataset(tmp_path, count=1)
+    path = tmp_path / "labels" / "train" / "sub" / "train0.png"
+    ids = np.asarray(Image.open(path))
+    for picture in (np.dstack([ids] * 3), np.dstack([ids, np.full_like(ids, 255)])):
+        Image.fromarray(picture).save(path)
+        assert np.array_equal(build_dataset("folder", tmp_path, "train")[0][1], ids)
+
+
+def test_photos_are_read_upright_as_their_labels_were_drawn(tmp_path):
+    """EXIF orientation 6 (rotate 90 degrees): the stored 64x32 pixels show as 32x64."""
+    write_dataset(tmp_path, count=1)
+    stored = np.random.default_rng(1).integers(0, 256, (32, 64, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "images" / "train" / "sub" / "train0.png", exif=exif)
+    Image.fromarray(np.zeros((64, 32), np.uint8)).save(tmp_path / "labels" / "train" / "sub" / "train0.png")
+    image, label = build_dataset("folder", tmp_path, "train")[0]
+    assert image.shape == (64, 32, 3) and label.shape == (64, 32)
+    assert np.array_equal(image, np.rot90(stored, -1))  # as a viewer shows it
+
+
+def test_hidden_folders_and_suffix_case(tmp_path):
+    write_dataset(tmp_path, count=2)
+    (tmp_path / "images" / "train" / ".thumbs").mkdir()
+    (tmp_path / "images" / "train" / ".thumbs" / "t.jpg").write_bytes(b"thumbnail")
+    (tmp_path / "images" / "train" / "train1.jpg").rename(tmp_path / "images" / "train" / "train1.Jpg")
+    assert sorted(build_dataset("folder", tmp_path, "train").names) == ["train0", "train1"]
+
+
+def test_every_image_without_a_label_is_named_at_once(tmp_path):
+    write_dataset(tmp_path, count=3)
+    for name in ("train1", "train2"):
+        (tmp_path / "labels" / "train" / f"{name}.png").unlink()
+    with pytest.raises(DatasetError, match="2 images without a label") as error:
+        build_dataset("folder", tmp_path, "train")
+    assert "train1" in str(error.value) and "train2" in str(error.value)
+
+
 def test_no_split_folders_is_named(tmp_path):
     (tmp_path / "classes.txt").write_text("a\nb\n")
     with pytest.raises(ClassesError, match="no split folders under .*images"):

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import scipy.io
 import torch.utils.data
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ann.data.folder import folder_layout
 from ann.data.layouts import INVALID, LAYOUTS, DatasetLayout, LabelFormat
@@ -122,24 +122,34 @@ def pair_files(
     names = [Path(stem).name for stem, _ in images]
     if len(set(names)) < len(names):  # one file name in two sub-folders: keep the sub-folders
         names = [stem for stem, _ in images]  # so saved predictions do not overwrite each other
-    return [
-        (name, path, _find_label(layout, label_dir / stem, path))
-        for name, (stem, path) in zip(names, images, strict=True)
-    ]
+    samples, missing = [], []
+    for name, (stem, path) in zip(names, images, strict=True):
+        try:
+            samples.append((name, path, _find_label(layout, label_dir / stem, path)))
+        except DatasetError as error:
+            missing.append(str(error))
+    if missing:  # all of them at once, so they need not be fixed one run at a time
+        more = f"\n... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise DatasetError(f"{len(missing)} images without a label:\n" + "\n".join(missing[:10]) + more)
+    return samples
 
 
 def _images_in_folder(layout: DatasetLayout, image_dir: Path) -> list[tuple[str, Path]]:
     """(relative stem, path) of every image; rglob: Cityscapes keeps one sub-folder per city."""
     found: dict[str, Path] = {}
+    clashes = []
     for path in sorted(image_dir.rglob("*")):
-        suffix = next((s for s in layout.image_suffixes if path.name.endswith(s)), None)
-        # hidden files: macOS copies leave "._NAME.jpg" metadata files beside the images
-        if suffix is None or path.name.startswith(".") or not path.is_file():
+        relative = str(path.relative_to(image_dir))
+        suffix = next((s for s in layout.image_suffixes if relative.lower().endswith(s.lower())), None)
+        # hidden files and folders: macOS copies leave "._NAME.jpg" beside the images
+        if suffix is None or any(part.startswith(".") for part in Path(relative).parts) or not path.is_file():
             continue
-        stem = str(path.relative_to(image_dir))[: -len(suffix)]
+        stem = relative[: -len(suffix)]
         if stem in found:  # a.jpg and a.png would share one label file
-            raise DatasetError(f"{layout.name}: two images for one label: {found[stem]} and {path}")
+            clashes.append(f"{found[stem]} and {path}")
         found[stem] = path
+    if clashes:
+        raise DatasetError(f"{layout.name}: two images for one label: " + "; ".join(clashes[:10]))
     if not found:
         patterns = ", ".join("*" + suffix for suffix in layout.image_suffixes)
         raise DatasetError(f"{layout.name}: no {patterns} images under {image_dir}")
@@ -172,10 +182,13 @@ def _find_label(layout: DatasetLayout, label_stem: Path, image_path: Path) -> tu
 
 
 def read_image(path: Path) -> np.ndarray:
-    """uint8 (H, W, 3) RGB; grayscale images (a few in ADE20K and COCO) are expanded."""
+    """uint8 (H, W, 3) RGB; grayscale images (a few in ADE20K and COCO) are expanded.
+
+    EXIF orientation is applied, as viewers and annotation tools show a photo and as the app and
+    ann.predict read it; a label drawn on the upright photo then fits it (size checked on load)."""
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except (OSError, ValueError, SyntaxError) as error:
         raise DatasetError(f"unreadable image {path}: {error}") from error
 
@@ -183,10 +196,9 @@ def read_image(path: Path) -> np.ndarray:
 def read_label(path: Path, label_format: LabelFormat, layout: DatasetLayout) -> np.ndarray:
     """uint8 (H, W) train ids, 255 = ignore, mapped through the format's lookup table."""
     raw = _read_raw_label(path, layout.mat_key)
-    if raw.ndim == 3 and raw.shape[2] in (3, 4) and layout.colour_ids is not None:
+    if raw.ndim == 3 and layout.colour_ids is not None and _painted(raw, layout):
         return colour_label(raw, path, layout)
-    if raw.ndim != 2:
-        raise DatasetError(f"label {path} has shape {raw.shape}; expected one channel (H, W)")
+    raw = _one_channel(raw, path)
     if raw.size and (raw.min() < 0 or raw.max() > 255):
         raise DatasetError(f"label {path} has values outside 0..255 ({raw.min()}..{raw.max()})")
     mapped = label_format.lut[raw.astype(np.intp)]
@@ -197,6 +209,27 @@ def read_label(path: Path, label_format: LabelFormat, layout: DatasetLayout) -> 
             f"{layout.name} (and 255 = ignore)"
         )
     return mapped.astype(np.uint8)
+
+
+def _is_grey(raw: np.ndarray) -> bool:
+    return bool((raw[..., 0] == raw[..., 1]).all() and (raw[..., 1] == raw[..., 2]).all())
+
+
+def _painted(raw: np.ndarray, layout: DatasetLayout) -> bool:
+    """An RGB(A) label in class colours; a grey one with a grey of no class holds ids instead."""
+    if raw.shape[2] not in (3, 4):
+        return False
+    greys = np.unique(raw[..., 0]).astype(np.int64).tolist() if _is_grey(raw) else []
+    return all((g << 16 | g << 8 | g) in layout.colour_ids for g in greys)
+
+
+def _one_channel(raw: np.ndarray, path: Path) -> np.ndarray:
+    """Ids of a one-channel label, a grey + alpha one, or one saved as a grey RGB(A) picture."""
+    if raw.ndim == 3 and (raw.shape[2] == 2 or (raw.shape[2] in (3, 4) and _is_grey(raw))):
+        return raw[..., 0]
+    if raw.ndim != 2:
+        raise DatasetError(f"label {path} has shape {raw.shape}; expected one channel (H, W) of class ids")
+    return raw
 
 
 def colour_label(raw: np.ndarray, path: Path, layout: DatasetLayout) -> np.ndarray:

@@ -19,9 +19,7 @@ from ann.data.labels import IGNORE_INDEX
 from ann.data.layouts import DatasetLayout, LabelFormat, identity_lut, voc_palette
 
 CLASSES_FILE = "classes.txt"
-IMAGE_SUFFIXES = tuple(
-    s for suffix in (".png", ".jpg", ".jpeg", ".bmp", ".webp") for s in (suffix, suffix.upper())
-)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # any letter case
 MAX_CLASSES = 255  # label value 255 is the ignore index
 IGNORE_NAME = "ignore"
 
