@@ -66,6 +66,9 @@ def test_classes_file_names_colours_and_defaults(tmp_path):
         ("sky #0000ff\nsea 0 0 255\n", "'sky' and 'sea' share the colour #0000ff"),
         ("sky #0000ff\nignore #0000ff\n", "'sky' and 'ignore' share the colour #0000ff"),
         ("sky\nignore\n", "give 'ignore' once, with a colour"),
+        ("sky\ncrack 255,0,0\n", "line 2: 'crack 255,0,0' is not `name`"),
+        ("sky\ncrack (255, 0, 0)\n", "line 2: 'crack (255, 0, 0)' is not `name`"),
+        ("sky\ncrack #ff0000 #00ff00\n", "line 2: 'crack #ff0000 #00ff00' is not `name`"),
     ],
 )
 def test_bad_classes_file_is_named(tmp_path, text, message):
@@ -73,6 +76,12 @@ def test_bad_classes_file_is_named(tmp_path, text, message):
     with pytest.raises(ClassesError, match="classes.txt") as error:
         read_classes(tmp_path / "classes.txt")
     assert message in str(error.value)
+
+
+def test_trailing_comments_and_the_ignore_line(tmp_path):
+    (tmp_path / "classes.txt").write_text("road #804080  # purple\nsky # the top\nIgnore: #ffffff\n")
+    names, palette, ignore = read_classes(tmp_path / "classes.txt")
+    assert names == ("road", "sky") and palette[0] == (128, 64, 128) and ignore == (255, 255, 255)
 
 
 def test_classes_file_from_a_windows_editor(tmp_path):

@@ -8,11 +8,12 @@ ROOT/labels/{split}/**/NAME.png       class ids (one channel, 255 = ignore) or c
 
 A line of classes.txt is a class name, optionally followed by its colour as `#rrggbb` or three
 integers (`traffic light 250 170 30`); classes without one get the PASCAL VOC colour of their id.
-Blank lines and lines starting with `#` are skipped. A line named `ignore` is no class: its
+Blank lines, `#` lines and trailing ` # comments` are skipped. A line named `ignore` is no class: its
 colour marks the pixels to ignore in RGB labels. The layout is read from ROOT itself, so the
 classes, palette and splits travel into the checkpoint like those of the built-in layouts.
 """
 
+import re
 from pathlib import Path
 
 from ann.data.labels import IGNORE_INDEX
@@ -24,6 +25,8 @@ MAX_CLASSES = 255  # label value 255 is the ignore index
 IGNORE_NAME = "ignore"
 
 Colour = tuple[int, int, int]
+COMMENT = re.compile(r"\s#(?:\s|$)")  # "road #804080  # purple": a # then a space ends the line
+LIST_OF_NUMBERS = re.compile(r"\d\s*[,;]\s*\d")  # "255,0,0": not a colour notation we read
 
 
 class ClassesError(ValueError):
@@ -104,8 +107,8 @@ def check_distinct(path: Path, names: list[str], colours: list[Colour]) -> None:
 
 
 def parse_line(path: Path, number: int, line: str) -> tuple[str, tuple[int, int, int] | None]:
-    """`name`, `name #rrggbb` or `name R G B`."""
-    words, colour, where = line.split(), None, f"{path}, line {number}"
+    """`name`, `name #rrggbb` or `name R G B`, and a trailing ` # comment`."""
+    words, colour, where = COMMENT.split(line, maxsplit=1)[0].split(), None, f"{path}, line {number}"
     if words[-1].startswith("#"):
         digits = words.pop()[1:]
         if len(digits) != 6 or any(c not in "0123456789abcdefABCDEF" for c in digits):
@@ -115,4 +118,11 @@ def parse_line(path: Path, number: int, line: str) -> tuple[str, tuple[int, int,
         colour, words = tuple(int(w) for w in words[-3:]), words[:-3]
         if any(not 0 <= v <= 255 for v in colour):
             raise ClassesError(f"folder: {where}: colour {colour} has values outside 0..255")
-    return " ".join(words), colour
+    # a mistyped colour would otherwise become part of the name, and the class a default colour
+    if any("#" in w for w in words) or LIST_OF_NUMBERS.search(" ".join(words)):
+        raise ClassesError(
+            f"folder: {where}: {line.strip()!r} is not `name`, `name #rrggbb` or `name R G B` "
+            "(three integers separated by spaces)"
+        )
+    name = " ".join(words)
+    return (IGNORE_NAME if name.lower().rstrip(":") == IGNORE_NAME else name), colour
