@@ -240,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run(args)
     except (ValueError, OSError) as error:  # CheckpointError, DatasetError, ConfigError
-        print(f"error: {error}", file=sys.stderr)
+        from ann.data.datasets import plain_message
+
+        print(f"error: {plain_message(error)}", file=sys.stderr)
         return 2
     print(format_table(summary))
     if args.json:

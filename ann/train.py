@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(to_toml(config), end="")
         return 0
-    from ann.training.loop import train
+    from ann.training.loop import CHECKPOINT, train
 
     command = shlex.join([sys.executable, "-m", "ann.train", *(sys.argv[1:] if argv is None else argv)])
     from ann.training.state import Stopped
@@ -76,7 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{stop}: {shlex.join(['python', '-m', 'ann.train', *again, '--resume'])}", file=sys.stderr)
         return 143  # 128 + SIGTERM, as a shell reports a terminated job
     except (ValueError, RuntimeError, OSError) as error:  # TrainingError, DatasetError, ConfigError
-        print(f"error: {error}", file=sys.stderr)
+        from ann.data.datasets import DatasetError, plain_message
+
+        hint = ""
+        if isinstance(error, DatasetError):
+            hint = (
+                "\nfix that file (python -m ann.check_data finds them all), or --skip-bad to skip bad samples"
+            )
+            if (args.out / CHECKPOINT).exists():
+                hint += "; then --resume continues from the last checkpoint"
+        print(f"error: {plain_message(error)}{hint}", file=sys.stderr)
         return 2
     print(f"done: {args.out / 'model.safetensors'}")
     return 0

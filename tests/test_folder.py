@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import ann
@@ -252,3 +253,44 @@ def test_a_wrong_class_count_says_how_to_fix_it(tmp_path):
 def test_folder_needs_a_root():
     with pytest.raises(ConfigError, match="data.root"):
         load_config("ann-r18-folder", ["data.root="])
+
+
+def bad_label(root: Path, split: str, name: str) -> None:
+    Image.fromarray(np.full((32, 64), 9, np.uint8)).save(root / "labels" / split / f"{name}.png")
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path):
+    root = write_dataset(tmp_path / "mine")
+    bad_label(root, "train", "train1")
+    config = load_config("ann-r18-folder", [f"data.root={root}", *FAST, *SMALL, "train.batch_size=3"])
+    with pytest.raises(DatasetError, match="train1.png has values"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_val_file_keeps_the_trained_steps_and_says_how_to_go_on(tmp_path, capsys):
+    from ann.train import main as train_main
+
+    root = write_dataset(tmp_path / "mine")
+    bad_label(root, "val", "val2")
+    sets = [f"data.root={root}", *FAST, *SMALL, "data.workers=1"]  # the error crosses a worker
+    argv = ["ann-r18-folder", "--out", str(tmp_path / "run"), *[a for s in sets for a in ("--set", s)]]
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "val2.png has values [9]" in err and "Traceback" not in err
+    assert "python -m ann.check_data" in err and "--resume continues from the last checkpoint" in err
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["iteration"] == 2
+
+
+def test_cityscapes_class_weights_on_other_classes_are_refused(tmp_path):
+    root = write_dataset(tmp_path / "mine")
+    config = load_config("ann-r18-folder", [f"data.root={root}", "loss.class_weights=cityscapes", *FAST])
+    with pytest.raises(TrainingError, match=r"19 Cityscapes weights but folder has 3 classes \(--set loss"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_root_under_home_written_with_a_tilde(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_dataset(tmp_path / "mine")
+    assert len(build_dataset("folder", "~/mine", "val")) == 3

@@ -26,6 +26,14 @@ class DatasetError(ValueError):
     """A dataset file or folder is missing, unreadable or inconsistent; the message names it."""
 
 
+def plain_message(error: Exception) -> str:
+    """The message of an error, without the traceback a DataLoader worker wraps around it."""
+    text, marker = str(error), f"{type(error).__module__}.{type(error).__qualname__}: "
+    if "Original Traceback" in text and marker in text:
+        return text.rsplit(marker, 1)[1].strip()
+    return text
+
+
 class SegmentationFolder(torch.utils.data.Dataset):
     """Image/label pairs of one split of a dataset stored as `layout` under `root`.
 
@@ -265,6 +273,7 @@ def build_dataset(
     skip_bad: bool = False,
 ) -> SegmentationFolder:
     """The `split` of dataset `name` stored under `root` (layouts in docs/datasets.md)."""
+    root = Path(root).expanduser()  # "--set data.root=~/data": no shell expands a ~ after "="
     if name == "folder":  # your own data: the layout is read from root (ann/data/folder.py)
         if not Path(root).is_dir():
             raise DatasetError(f"folder: dataset root {root} is not a folder")

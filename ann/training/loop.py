@@ -10,6 +10,7 @@ only on (seed, iteration, rank) (ann/training/data.py).
 import contextlib
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from ann.checkpoint import CheckpointError, load_state
+from ann.data.datasets import DatasetError
 from ann.evaluate import evaluate, mode_options
 from ann.inference import Normalization
 from ann.losses import CITYSCAPES_CLASS_WEIGHTS, SegmentationLoss
@@ -74,6 +76,7 @@ class Run:
 def train(config: RunConfig, out: Path, resume: bool = False, command: str = "", reproduce: str = "") -> Run:
     processes = distributed.setup(config.train.device)
     lock = RunLock(out)
+    fresh, discard = not out.exists(), False
     try:
         train_split = open_split(config.data, config.data.train_split)
         val_split = open_split(config.data, config.data.val_split)
@@ -96,8 +99,14 @@ def train(config: RunConfig, out: Path, resume: bool = False, command: str = "",
             export(run, val_split, command, reproduce)
         distributed.barrier()
         return run
+    except Exception:
+        # a run that failed before its first checkpoint leaves no half-made folder behind
+        discard = fresh and lock.held and not (out / CHECKPOINT).exists()  # held: the folder is ours
+        raise
     finally:
         lock.release()
+        if discard:
+            shutil.rmtree(out, ignore_errors=True)
         distributed.teardown()
 
 
@@ -105,6 +114,11 @@ def with_dataset_classes(config: RunConfig, split: Split) -> RunConfig:
     """The config with model.num_classes checked against the data; 0 takes the data's count
     (the `folder` config: the classes of your own dataset are in its classes.txt)."""
     count = len(split.class_names)
+    if config.loss.class_weights == "cityscapes" and count != len(CITYSCAPES_CLASS_WEIGHTS):
+        raise TrainingError(
+            f"loss.class_weights=cityscapes holds the 19 Cityscapes weights but {config.data.dataset} "
+            f"has {count} classes (--set loss.class_weights=none)"
+        )
     if config.model.num_classes == 0:
         return replace(config, model=replace(config.model, num_classes=count))
     if config.model.num_classes != count:
@@ -288,19 +302,28 @@ def train_iteration(
     if run.iteration % cfg.log_every == 0 or end:
         log_training(run, losses, meter, log)
     if (cfg.val_every and run.iteration % cfg.val_every == 0) or end:
-        validate(run, val_split, log)
+        try:
+            validate(run, val_split, log)
+        except DatasetError:  # a bad val file: keep the steps trained so far (one process only:
+            if not processes.distributed:  # the others would wait in the collective)
+                save_progress(run)
+            raise
         meter.read()  # validation time is not training throughput
     # ranks must agree on the step; a collective (and host sync) every step would stall DDP, so
     # they compare at the log steps, which synchronise for the loss anyway
     due = not processes.distributed or run.iteration % cfg.log_every == 0
     stopping = not end and due and distributed.any_process(stop.requested, processes.device)
     if run.iteration % cfg.checkpoint_every == 0 or end or stopping:
-        rng = distributed.gather_to_main(rng_states(), processes)
-        if processes.main:
-            save_checkpoint(run.out / CHECKPOINT, checkpoint_state(run, rng))
-        distributed.barrier()
+        save_progress(run)
     if stopping:
         raise Stopped(run.iteration)
+
+
+def save_progress(run: Run) -> None:
+    rng = distributed.gather_to_main(rng_states(), run.processes)
+    if run.processes.main:
+        save_checkpoint(run.out / CHECKPOINT, checkpoint_state(run, rng))
+    distributed.barrier()
 
 
 class Meter:
