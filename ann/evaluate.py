@@ -186,11 +186,7 @@ def run(args: argparse.Namespace) -> dict:
         dataset = args.dataset or meta.provenance.get("data", {}).get("dataset", "cityscapes")
         data = DataConfig(dataset="cityscapes" if dataset == "synthcity" else dataset, root=args.data)
     split = open_split(data, args.split)
-    if len(split.class_names) != model.config.num_classes:
-        raise ValueError(
-            f"{args.checkpoint} predicts {model.config.num_classes} classes but {data.dataset} "
-            f"has {len(split.class_names)}; pass the right --dataset"
-        )
+    check_classes(args.checkpoint, list(meta.classes), list(split.class_names), data.dataset, data.root)
     pin = torch.device(args.device).type == "cuda"
     loader = eval_loader(split, meta.normalization, args.limit, 0, 1, args.workers, pin)
     writer = (
@@ -203,6 +199,27 @@ def run(args: argparse.Namespace) -> dict:
     summary = matrix.summary(meta.classes)
     summary["confusion"] = matrix.matrix.tolist()  # pixels: rows = ground truth, columns = prediction
     return summary
+
+
+def check_classes(
+    checkpoint: Path, trained: list[str], data_classes: list[str], dataset: str, root: str
+) -> None:
+    """A different class count is an error; the same count with other names only a warning (a
+    converted checkpoint may spell them differently), since the ids may then mean other classes."""
+    where = f"{root}/classes.txt names" if dataset == "folder" else f"{dataset} has"
+    fix = "the checkpoint's classes.txt" if dataset == "folder" else "the right --dataset"
+    if len(trained) != len(data_classes):
+        raise ValueError(
+            f"{checkpoint} predicts {len(trained)} classes but {where} {len(data_classes)}; use {fix}"
+        )
+    differ = [(k, a, b) for k, (a, b) in enumerate(zip(trained, data_classes, strict=True)) if a != b]
+    if differ:
+        k, a, b = differ[0]
+        print(
+            f"warning: {len(differ)} class names differ between {checkpoint} and the data, first id "
+            f"{k}: {a!r} vs {b!r}; the IoU table uses the checkpoint's names",
+            file=sys.stderr,
+        )
 
 
 def plot_confusion(summary: dict, path: Path, title: str) -> None:
