@@ -3,7 +3,8 @@
 Every image and label of the split is read and checked as the trainer would (pairing, size,
 label values; docs/datasets.md), with per-class pixel shares and image presence, image sizes,
 and every bad file named with what is wrong. Exit status 0 when all samples load, 1 when some do
-not, 2 when the split itself cannot be opened (missing folder, bad classes.txt).
+not, 2 when the split itself cannot be opened (missing folder, bad classes.txt, images without
+labels).
 """
 
 import argparse
