@@ -299,7 +299,8 @@ def test_a_root_under_home_written_with_a_tilde(tmp_path, monkeypatch):
 def test_evaluating_on_changed_classes_is_caught(tmp_path, capsys):
     root = write_dataset(tmp_path / "mine")
     train(load_config("ann-r18-folder", [f"data.root={root}", *FAST, *SMALL]), tmp_path / "run")
-    argv = [str(tmp_path / "run" / "model.safetensors"), "--data", str(root), "--split", "val", "--no-progress"]
+    model = str(tmp_path / "run" / "model.safetensors")
+    argv = [model, "--data", str(root), "--split", "val", "--no-progress"]
     (root / "classes.txt").write_text("background\ncrack\ntraffic light\n")  # same count, new order
     assert evaluate_main(argv) == 0
     assert "warning: 2 class names differ" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +24,10 @@ from ann.data.datasets import DatasetError
 from ann.evaluate import evaluate, mode_options
 from ann.inference import Normalization
 from ann.losses import CITYSCAPES_CLASS_WEIGHTS, SegmentationLoss
-from ann.models.network import ANN, build_backbone, build_network
-from ann.models.pretrained import fitted_state, load_backbone_weights
+from ann.models.network import ANN, build_network
+from ann.models.pretrained import load_backbone_weights
 from ann.training import distributed
+from ann.training.checks import check_backbone_weights, with_dataset_classes
 from ann.training.config import RunConfig, config_differences, load_config, to_toml
 from ann.training.data import Split, eval_loader, normalization, open_split, train_loader
 from ann.training.distributed import Processes
@@ -108,39 +109,6 @@ def train(config: RunConfig, out: Path, resume: bool = False, command: str = "",
         if discard:
             shutil.rmtree(out, ignore_errors=True)
         distributed.teardown()
-
-
-def with_dataset_classes(config: RunConfig, split: Split) -> RunConfig:
-    """The config with model.num_classes checked against the data; 0 takes the data's count
-    (the `folder` config: the classes of your own dataset are in its classes.txt)."""
-    count = len(split.class_names)
-    if config.loss.class_weights == "cityscapes" and count != len(CITYSCAPES_CLASS_WEIGHTS):
-        raise TrainingError(
-            f"loss.class_weights=cityscapes holds the 19 Cityscapes weights but {config.data.dataset} "
-            f"has {count} classes (--set loss.class_weights=none)"
-        )
-    if config.model.num_classes == 0:
-        return replace(config, model=replace(config.model, num_classes=count))
-    if config.model.num_classes != count:
-        raise TrainingError(
-            f"model.num_classes is {config.model.num_classes} but {config.data.dataset} has "
-            f"{count} classes (--set model.num_classes={count}, or 0 to take the dataset's)"
-        )
-    return config
-
-
-def check_backbone_weights(config: RunConfig) -> None:
-    """A weight file that is missing or does not fit stops the run before its folder is written."""
-    if not config.train.backbone_weights:
-        return
-    if not config.model.backbone.startswith("resnet"):
-        raise TrainingError(
-            f"train.backbone_weights is for ResNet backbones; {config.model.backbone} takes its "
-            "ImageNet weights through model.pretrained"
-        )
-    with torch.device("meta"):  # shapes only: nothing allocated, nothing computed
-        backbone = build_backbone(config.model)
-    fitted_state(backbone, config.train.backbone_weights)
 
 
 def prepare_folder(config: RunConfig, out: Path, resume: bool, lock: RunLock) -> str | None:
