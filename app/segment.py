@@ -202,8 +202,10 @@ def model_card(store: ModelStore, name: str) -> str:
     if provenance.get("reproduce"):
         lines.append(f"- reproduce: `{provenance['reproduce']}`")
     path = store.path(name)
-    card = path.with_suffix(".md") if path is not None else None
-    if card is not None and card.is_file():
+    # NAME.md beside a shipped checkpoint; model_card.md in a trainer's run folder
+    cards = [path.with_suffix(".md"), path.parent / "model_card.md"] if path is not None else []
+    card = next((c for c in cards if c.is_file()), None)
+    if card is not None:
         text = card.read_text(encoding="utf-8", errors="replace")[:20_000]
         lines += ["", "---", "", inline_images(text, card.parent)]
     return "\n".join(lines)

@@ -53,3 +53,20 @@ def test_own_ground_truth_is_still_scored(store, tmp_path):
     session, *_, iou, summary, _ = run(store, str(image), str(tmp_path / "mine.png"))
     assert session.target is not None and "mIoU" in summary
     assert list(iou["class"]) == ["crack"]
+
+
+def test_a_trainer_run_folder_shows_its_model_card(tmp_path):
+    from app.segment import model_card
+
+    torch.manual_seed(0)
+    model = build_network(variant("full", backbone="resnet18", num_classes=3, head_channels=32,
+                                  key_channels=16, value_channels=16, aux_channels=32))  # fmt: skip
+    save(
+        model,
+        tmp_path / "model.safetensors",
+        CheckpointMeta(model.config, CLASSES, [[0, 0, 0], [1, 1, 1], [2, 2, 2]]),
+    )
+    (tmp_path / "model_card.md").write_text("# my run\nval mIoU 12.3")
+    store = ModelStore(tmp_path / "elsewhere")
+    name = store.add_file(str(tmp_path / "model.safetensors"), uploaded=False)
+    assert "val mIoU 12.3" in model_card(store, name)
