@@ -19,10 +19,9 @@ from tqdm import tqdm
 
 from ann.bench import parse_size
 from ann.data.datasets import DatasetError
+from ann.data.labels import IGNORE_INDEX
 from ann.training.config import DATASETS, DataConfig
 from ann.training.data import Split, open_split
-
-IGNORE = 255
 
 
 class Counts(torch.utils.data.Dataset):
@@ -66,8 +65,8 @@ class Report:
             "images": self.images,
             "bad": [{"name": name, "error": error} for name, error in self.bad],
             "sizes": {f"{w}x{h}": n for (h, w), n in sorted(self.sizes.items())},
-            "ignore_share": float(self.pixels[IGNORE] / total),
-            "ignore_images": int(self.images_with[IGNORE]),
+            "ignore_share": float(self.pixels[IGNORE_INDEX] / total),
+            "ignore_images": int(self.images_with[IGNORE_INDEX]),
             "classes": {
                 name: {"pixel_share": float(self.pixels[k] / total), "images": int(self.images_with[k])}
                 for k, name in enumerate(self.class_names)
@@ -81,8 +80,8 @@ def as_is(item):
 
 def scan(split: Split, limit: int = 0, workers: int = 0, progress: bool = True) -> Report:
     """Read the first `limit` samples (0 = all) of `split` and count their classes."""
-    count = min(limit, split.length) if limit and split.length is not None else (limit or split.length)
-    if not count:
+    count = min(c for c in (limit, split.length) if c) if limit or split.length else None
+    if count is None:
         raise ValueError("the split is unbounded (SynthCity train): give --limit N")
     dataset = torch.utils.data.Subset(Counts(split), range(count))
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_is)

@@ -228,7 +228,6 @@ def plot_confusion(summary: dict, path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     names = list(summary["per_class_iou"])
     counts = np.asarray(summary["confusion"], dtype=np.float64)

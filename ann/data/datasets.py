@@ -14,7 +14,7 @@ import scipy.io
 import torch.utils.data
 from PIL import Image, ImageOps
 
-from ann.data.folder import folder_layout
+from ann.data.folder import folder_layout, packed
 from ann.data.layouts import INVALID, LAYOUTS, DatasetLayout, LabelFormat
 
 log = logging.getLogger(__name__)
@@ -204,9 +204,18 @@ def read_image(path: Path) -> np.ndarray:
 def read_label(path: Path, label_format: LabelFormat, layout: DatasetLayout) -> np.ndarray:
     """uint8 (H, W) train ids, 255 = ignore, mapped through the format's lookup table."""
     raw = _read_raw_label(path, layout.mat_key)
-    if raw.ndim == 3 and layout.colour_ids is not None and _painted(raw, layout):
-        return colour_label(raw, path, layout)
-    raw = _one_channel(raw, path)
+    if raw.ndim == 3 and raw.shape[2] == 2:  # grey + alpha ("LA"): the grey values are the ids
+        raw = raw[..., 0]
+    elif raw.ndim == 3 and raw.shape[2] in (3, 4):  # RGB(A); alpha is not read
+        rgb = raw[..., :3]
+        grey = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+        # a grey picture with a grey of no class holds ids saved as RGB, not class colours
+        if layout.colour_ids is not None and not (grey and _grey_of_no_class(rgb[..., 0], layout)):
+            return colour_label(rgb, path, layout)
+        if grey:
+            raw = rgb[..., 0]
+    if raw.ndim != 2:
+        raise DatasetError(f"label {path} has shape {raw.shape}; expected one channel (H, W) of class ids")
     if raw.size and (raw.min() < 0 or raw.max() > 255):
         raise DatasetError(f"label {path} has values outside 0..255 ({raw.min()}..{raw.max()})")
     mapped = label_format.lut[raw.astype(np.intp)]
@@ -219,37 +228,20 @@ def read_label(path: Path, label_format: LabelFormat, layout: DatasetLayout) -> 
     return mapped.astype(np.uint8)
 
 
-def _is_grey(raw: np.ndarray) -> bool:
-    return bool((raw[..., 0] == raw[..., 1]).all() and (raw[..., 1] == raw[..., 2]).all())
+def _grey_of_no_class(grey: np.ndarray, layout: DatasetLayout) -> bool:
+    values = np.flatnonzero(np.bincount(grey.ravel(), minlength=256)).tolist()  # no sort of H*W
+    return any(packed((v, v, v)) not in layout.colour_ids for v in values)
 
 
-def _painted(raw: np.ndarray, layout: DatasetLayout) -> bool:
-    """An RGB(A) label in class colours; a grey one with a grey of no class holds ids instead."""
-    if raw.shape[2] not in (3, 4):
-        return False
-    greys = np.unique(raw[..., 0]).astype(np.int64).tolist() if _is_grey(raw) else []
-    return all((g << 16 | g << 8 | g) in layout.colour_ids for g in greys)
-
-
-def _one_channel(raw: np.ndarray, path: Path) -> np.ndarray:
-    """Ids of a one-channel label, a grey + alpha one, or one saved as a grey RGB(A) picture."""
-    if raw.ndim == 3 and (raw.shape[2] == 2 or (raw.shape[2] in (3, 4) and _is_grey(raw))):
-        return raw[..., 0]
-    if raw.ndim != 2:
-        raise DatasetError(f"label {path} has shape {raw.shape}; expected one channel (H, W) of class ids")
-    return raw
-
-
-def colour_label(raw: np.ndarray, path: Path, layout: DatasetLayout) -> np.ndarray:
-    """Train ids of an RGB(A) label painted in the classes' colours (alpha ignored)."""
-    rgb = raw[..., :3].astype(np.int32)
-    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    colours, inverse = np.unique(packed, return_inverse=True)
-    ids = np.array([layout.colour_ids.get(int(c), INVALID) for c in colours])
+def colour_label(rgb: np.ndarray, path: Path, layout: DatasetLayout) -> np.ndarray:
+    """Train ids of an RGB label painted in the classes' colours."""
+    codes = packed(tuple(rgb[..., c].astype(np.int32) for c in range(3)))
+    colours, inverse = np.unique(codes, return_inverse=True)  # measured faster than a searchsorted
+    ids = np.array([layout.colour_ids.get(c, INVALID) for c in colours.tolist()])
     if (ids == INVALID).any():
-        unknown = ", ".join(f"#{c:06x}" for c in colours[ids == INVALID][:5])
+        unknown = ", ".join(f"#{c:06x}" for c in colours[ids == INVALID][:5].tolist())
         raise DatasetError(f"label {path} has colours {unknown} that are not class colours of {layout.name}")
-    return ids[inverse].reshape(packed.shape).astype(np.uint8)
+    return ids[inverse].reshape(codes.shape).astype(np.uint8)
 
 
 def _read_raw_label(path: Path, mat_key: str) -> np.ndarray:
