@@ -117,3 +117,18 @@ def test_afnb_sums_responses_of_several_fused_stages():
 def test_shared_projection_needs_equal_channels():
     with pytest.raises(ValueError, match="equal high and low channels"):
         AsymmetricAttention(8, 4, 8, 4, 4, Sampler(PYRAMID), share_query_key=True)
+
+
+@pytest.mark.parametrize("share_query_key", [True, False])
+def test_random_sampling_in_training_takes_key_and_value_from_the_same_anchors(share_query_key):
+    """Random n = 3 on a 3x3 map draws every position, only reordered; attention does not depend
+    on the order of its anchors, so it must equal NB, step after step, if each anchor's key and
+    value come from one position (Table 7's random rows)."""
+    sampler = Sampler(SamplingConfig("random", (3,), seed=1))
+    block = randomise(AsymmetricAttention(6, 6, 6, 4, 5, sampler, share_query_key))
+    sampler.train()  # a training step draws new anchors; BN stays on its running statistics
+    high, low = torch.randn(2, 6, 3, 3), torch.randn(2, 6, 3, 3)
+    with torch.no_grad():
+        expected = naive_non_local(block, high, low)
+        for _ in range(3):
+            assert torch.allclose(block(high, low)[0], expected, atol=1e-5)

@@ -64,8 +64,8 @@ class AsymmetricAttention(nn.Module):
         key_map = self.key(low)  # (B, C^, Hl, Wl)
         query_map = key_map if self.query is None else self.query(high)
         query = query_map.flatten(2).transpose(1, 2)  # (B, N, C^)
-        key = self.sampler(key_map)  # (B, C^, S)
-        value = self.sampler(self.value(low)).transpose(1, 2)  # (B, S, Cv)
+        key, value = self.sampler.pair(key_map, self.value(low))  # (B, C^, S), (B, Cv, S)
+        value = value.transpose(1, 2)  # (B, S, Cv)
         if self.use_sdpa and not record:
             scale = self.key_channels**-0.5
             # 4-D (B, heads, L, C) input: the fused kernels (flash, memory-efficient) need it

@@ -102,6 +102,14 @@ class Sampler(nn.Module):
         pool = F.adaptive_avg_pool2d if self.config.kind == "average" else F.adaptive_max_pool2d
         return torch.cat([pool(x, n).flatten(2) for n in self.config.sizes], dim=2)  # (B, C, S)
 
+    def pair(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Key and value maps (same H, W) sampled at the same anchors: one random draw for both,
+        or attention weight s (from the key at one position) would scale another position's value."""
+        if self.config.kind != "random":
+            return self(key), self(value)
+        index = self.random_index(*key.shape[-2:], key.device)
+        return key.flatten(2)[:, :, index], value.flatten(2)[:, :, index]  # (B, C, S) each
+
     def random_index(self, H: int, W: int, device: torch.device) -> Tensor:
         """n^2 distinct positions per level, as numpy.random.choice in the released code.
 
