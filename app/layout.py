@@ -15,6 +15,7 @@ from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session
 from app.tabs.efficiency import efficiency_tab
 from app.tabs.explain import explain_tab
 from app.tabs.explain import show_image as explain_image
+from app.tabs.features import cleared as features_cleared
 from app.tabs.features import features_tab
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -31,7 +32,7 @@ def launch_options(host: str = "127.0.0.1", port: int = 7860) -> dict:
         "server_port": port,
         "share": False,
         "allowed_paths": [str(EXAMPLES.resolve())],
-        "max_file_size": "200mb",
+        "max_file_size": "400mb",  # the authors' Cityscapes ResNet-101 .pth is 272 MB (fp32)
         "footer_links": ["api"],
     }
 
@@ -98,17 +99,17 @@ def build_demo(store: ModelStore, default_checkpoint: str | None = None, max_sid
             with gr.Tab("Sampling", id="sampling", elem_id="tab-sampling"):
                 smp = sampling_tab()
             with gr.Tab("Stage features", id="features", elem_id="tab-features"):
-                features_tab(state, store)
+                feat = features_tab(state, store)
             with gr.Tab("Explain", id="explain", elem_id="tab-explain") as explain:
-                shown = explain_tab(state, store)
+                explain_inputs, shown = explain_tab(state, store)
             # opening the tab shows the session's segmented image: no extra button press
-            explain.select(explain_image, state, shown, api_visibility="private", queue=False)
+            explain.select(explain_image, explain_inputs, shown, api_visibility="private", queue=False)
             with gr.Tab("Efficiency", id="efficiency", elem_id="tab-efficiency"):
                 efficiency_tab()
             with gr.Tab("Export", id="export", elem_id="tab-export"):
                 export_button = gr.Button("Export current view", elem_id="export-button")
                 export_files = gr.File(label="files", file_count="multiple", elem_id="export-files")
-        wire(store, max_side, state, models, seg, att, smp, export_button, export_files)
+        wire(store, max_side, state, models, seg, att, smp, feat, export_button, export_files)
     return demo
 
 
@@ -263,20 +264,20 @@ def sampling_tab() -> dict:
     return c
 
 
-def wire(store, max_side, state, models, seg, att, smp, export_button, export_files) -> None:
+def wire(store, max_side, state, models, seg, att, smp, feat, export_button, export_files) -> None:
     """All listeners; model work in one concurrency group, clicks always_last."""
     view = [seg["opacity"], seg["outline"], seg["hidden"]]
-    wire_segment(store, max_side, state, models, seg, att, smp, view)
+    wire_segment(store, max_side, state, models, seg, att, smp, feat, view)
     wire_attention(state, att)
     wire_sampling(state, seg, att, smp, view)
     export_button.click(export.export, [state, *view], export_files, api_name="export")
 
 
-def wire_segment(store, max_side, state, models, seg, att, smp, view) -> None:
+def wire_segment(store, max_side, state, models, seg, att, smp, feat, view) -> None:
     seg_inputs = [state, seg["image"], seg["label"], models["checkpoint"], *view]
     seg_outputs = [state, seg["overlay"], seg["legend"], seg["confidence"], seg["entropy"], seg["errors"],
                    seg["iou"], seg["summary"], att["image"]]  # fmt: skip
-    stale, trained = refreshers(state, att, smp)  # unqueued: they run at once, before a next click
+    stale, trained = refreshers(state, att, smp, feat)  # unqueued: they run at once, before a next click
     run_segment = partial(segment.segment, store=store, max_side=max_side)
     # progress and errors on the Segment tab's own views only: an error pill over the Attention
     # tab's image would block its clicks, and the image there is still the last good one
@@ -316,11 +317,14 @@ def wire_segment(store, max_side, state, models, seg, att, smp, view) -> None:
     ).then(*trained, api_visibility="private", queue=False)
 
 
-def refreshers(state, att, smp) -> tuple[tuple, tuple]:
+def refreshers(state, att, smp, feat) -> tuple[tuple, tuple]:
     """(fn, inputs, outputs) that empty the views of the previous image or model once a new one
-    is in, and that set the sampling controls to a new model's training sampling."""
+    is in (the stage features' clickable image becomes the new one), and that set the sampling
+    controls to a new model's training sampling."""
     views = ["panels", "chart", "summary", "anchor", "anchor_map", "anchor_summary", "x", "y"]
-    stale = (attention.cleared, None, [att[k] for k in views] + [smp["changed"], smp["area"], smp["summary"]])
+    outputs = [att[k] for k in views] + [smp["changed"], smp["area"], smp["summary"]]
+    outputs += [feat[k] for k in ("image", "first", "second", "status")]
+    stale = (lambda session: (*attention.cleared(), *features_cleared(session)), state, outputs)
     trained = (sampling.trained_controls, state, [smp[k] for k in ("preset", "sizes", "method", "summary")])
     return stale, trained
 

@@ -42,6 +42,18 @@ def suggest_sizes(method: str, sizes: str) -> str:
         return sizes
 
 
+def trained_sampling(config) -> str:
+    """Per attention block: AFNB/APNB pool the config's anchors, NB/FNB attend to every position."""
+    blocks = [kind for kind in (config.fusion, config.context) if kind in ("afnb", "apnb", "fnb", "nb")]
+    if not blocks:
+        return "none (no attention block)"
+    every = SamplingConfig("identity")
+    return "; ".join(
+        f"{kind.upper()} {describe(config.sampling if kind in ('afnb', 'apnb') else every)}"
+        for kind in blocks
+    )
+
+
 def trained_controls(session: Session | None):
     """The controls set to the model's own sampling: a new model starts from its training
     sampling. (preset, sizes, method, summary)"""
@@ -51,12 +63,15 @@ def trained_controls(session: Session | None):
     sizes = ",".join(map(str, trained.sizes))
     method = trained.method if trained.method in TABLE7_METHODS else gr.skip()
     preset = sizes if sizes in PRESETS else None
-    return preset, sizes, method, f"Training sampling: {describe(trained)}."
+    return preset, sizes, method, f"Training sampling: {trained_sampling(session.explorer.model.config)}."
 
 
 def set_sampling(session: Session | None, method: str, sizes: str, seed: float, opacity, outline, hidden):
     """Apply a sampling to AFNB and APNB; new segmentation, changed pixels, area changes, S, GMACs."""
     session = require(session)
+    if not {"afnb", "apnb"} & set(session.explorer.block_kinds().values()):
+        raise gr.Error("This model has no AFNB or APNB block, so no sampling to switch: NB and FNB attend "
+                       "to every position, and a baseline has no attention.")  # fmt: skip
     if method not in TABLE7_METHODS:
         raise gr.Error(f"unknown sampling method {method!r}; valid: {', '.join(TABLE7_METHODS)}")
     sizes = parse_sizes(sizes)  # its gr.Error as it is: caught below it would be quoted again
@@ -98,6 +113,9 @@ def apply(session: Session, config: SamplingConfig | None, opacity, outline, hid
     except ValueError as error:  # e.g. random sampling of more anchors than positions
         raise gr.Error(str(error)) from error
     elapsed = time.perf_counter() - start
+    # the anchors are new: a picked one may not exist any more (the browser then redraws the
+    # clicked pixel, which picks its strongest anchor again)
+    session.selection.pop("anchor", None)
     classes, palette = explorer.meta.classes, explorer.meta.palette
     changed = plots.changed_picture(after.image, before.labels, after.labels)
     chart = plots.area_chart(

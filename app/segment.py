@@ -13,10 +13,11 @@ import pandas as pd
 
 from ann.checkpoint import file_sha256
 from ann.data.labels import CITYSCAPES_CLASSES
-from ann.explore import class_shares, describe, error_map, per_class_iou
+from ann.explore import class_shares, error_map, per_class_iou
 from ann.images import ImageError, from_array, read_image, read_label_map
 from ann.info import data_text
 from app import plots
+from app.sampling import trained_sampling
 from app.session import UNTRAINED, ModelStore, Session, require, returns_freed_memory
 
 CONFIDENCE_CMAP, ENTROPY_CMAP = "cividis", "magma"
@@ -185,7 +186,7 @@ def model_card(store: ModelStore, name: str) -> str:
         f"- network: {config.fusion.upper()} + {config.context.upper()} on {config.backbone} "
         f"(output stride {config.output_stride}), head {config.head_channels}, key {config.key_channels}, "
         f"value {config.value_channels}",
-        f"- trained sampling: {describe(config.sampling)}",
+        f"- trained sampling: {trained_sampling(config)}",
         f"- {len(meta.classes)} classes: {', '.join(meta.classes)}",
         f"- sha256: `{meta.sha256}`",
     ]

@@ -117,8 +117,7 @@ class ModelStore:
             # a new file under a known name replaces the old one; a refused file is never listed
             old = self._paths.pop(name, None), self._names_to_sha.pop(name, None)
         try:
-            # load now, outside the guard: a bad file is reported at upload time
-            model = convert_original(path) if path.suffix in (".pth", ".pt") else load(path)
+            model = read_checkpoint(path)  # now, outside the guard: a bad file is reported at upload
         except Exception:
             with self._guard:
                 if old[0] is not None:
@@ -145,7 +144,7 @@ class ModelStore:
             if sha in self._models:  # same file under another name
                 self._names_to_sha[name] = sha
                 return self._models[sha]
-            return self._register(name, path, load(path))
+            return self._register(name, path, read_checkpoint(path))
 
     def _register(self, name: str, path: Path | None, model: ANN) -> ANN:
         sha = model.meta.sha256 or (file_sha256(path) if path else "untrained")
@@ -181,6 +180,11 @@ def untrained_model() -> ANN:
         sha256="untrained",
     )
     return model
+
+
+def read_checkpoint(path: Path) -> ANN:
+    """Our .safetensors, or an authors' .pth/.pt converted; also when an evicted model is read again."""
+    return convert_original(path) if path.suffix in (".pth", ".pt") else load(path)
 
 
 def convert_original(path: Path) -> ANN:

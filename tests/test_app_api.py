@@ -163,6 +163,22 @@ def test_export(client, files):
     assert Image.open(paths["labels.png"]).mode == "L"
 
 
+def test_export_after_the_picked_anchor_is_gone(client, files):
+    """An anchor typed and shown, then a sampling with fewer anchors: the export holds what
+    exists (no anchor.png of an anchor that is gone), instead of failing."""
+    segment(client, files, label=False)
+    client.predict(*VIEW, api_name="/reset_sampling")
+    client.predict(100, "apnb", api_name="/anchor")  # S = 110; no pixel clicked
+    client.predict("pyramid_average", "1,2", 0, *VIEW, api_name="/set_sampling")  # S = 5
+    try:
+        paths = {os.path.basename(p): p for p in client.predict(*VIEW, api_name="/export")}
+    finally:
+        client.predict(*VIEW, api_name="/reset_sampling")
+    assert "anchor.png" not in paths
+    settings = json.loads(open(paths["settings.json"]).read())
+    assert settings["sampling"]["context"]["sizes"] == [1, 2] and "anchor" not in settings["selection"]
+
+
 def test_model_card_and_bad_upload(client, files, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError

@@ -39,7 +39,7 @@ def test_example_with_cityscapes_ground_truth_segments_without_iou(store):
     session, _, legend, *_, iou, summary, _ = run(store, image, label)
     assert session.target is None and "mIoU" not in summary and iou is None
     assert any(name in legend for name in CLASSES) and "road" not in legend
-    picture, menu = show_image(session)
+    picture, menu, _ = show_image(session)
     assert menu["choices"][0] == MAJORITY and sorted(menu["choices"][1:]) == sorted(CLASSES)
 
 

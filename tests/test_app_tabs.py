@@ -151,9 +151,10 @@ def test_model_endpoints_share_the_model_queue(app_client):
 
 def test_explain_image_shows_the_segmented_image(app_client):
     client, _ = app_client
-    image, menu = client.predict(api_name="/explain_image")
+    image, menu, layers = client.predict(api_name="/explain_image")
     assert read(image).shape == (48, 64, 3)
     assert [choice[0] for choice in menu["choices"]] == [MAJORITY, *CITYSCAPES_CLASSES]  # the model's classes
+    assert [choice[0] for choice in layers["choices"]] == LAYERS  # the full ANN's stages and blocks
     import os
 
     from PIL import Image

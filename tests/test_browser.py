@@ -283,3 +283,27 @@ def test_refused_segmentation_leaves_the_attention_image_clickable(page, segment
     while "tiny_label" in page.locator("#label-file").inner_text() and time.monotonic() < deadline:
         page.wait_for_timeout(200)
     assert "tiny_label" not in page.locator("#label-file").inner_text()
+
+
+def test_a_new_image_replaces_the_stage_features_views(page, segmented, tmp_path):
+    """The stage features' clickable image and galleries belong to one image: segmenting another
+    shows the new one there (a click names a pixel of the image that is analysed) and empties the
+    galleries of the old one."""
+    show_tab(page, "features")
+    tab = page.locator("#tab-features")
+    tab.get_by_role("button", name="Show feature maps").click()
+    old = bh.wait_for_src(page, "#features-image", timeout_s=STEP_TIMEOUT_S)
+    assert tab.locator(".thumbnail-item img").count() > 0
+    other = tmp_path / "other.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 96, 3), np.uint8)).save(other)
+    show_tab(page, "segment")
+    before = bh.image_src(page, "#overlay")
+    page.locator("#input-image input[type=file]").set_input_files(str(other))
+    bh.wait_for_src(page, "#input-image", other_than=None, timeout_s=STEP_TIMEOUT_S)
+    page.locator("#segment-button").click()
+    bh.wait_for_src(page, "#overlay", other_than=before, timeout_s=STEP_TIMEOUT_S)
+    show_tab(page, "features")
+    src = bh.wait_for_src(page, "#features-image", other_than=old, timeout_s=STEP_TIMEOUT_S)
+    bh.screenshot(page, "10-features-after-new-image")
+    assert bh.read_image(page, src).shape[:2] == (48, 96)
+    assert tab.locator(".thumbnail-item img").count() == 0

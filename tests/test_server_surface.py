@@ -91,6 +91,19 @@ def test_running_app_listens_on_loopback_only(served):
     assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, little-endian hex; nothing else
 
 
+def test_upload_limit_admits_the_authors_released_checkpoint(served):
+    """The page refuses files over the limit it is told: the authors' Cityscapes ResNet-101 .pth
+    (its 704 tensors in fp32, tests/fixtures) must fit, as docs/app.md offers to load it."""
+    port, _, _ = served
+    tensors = 0
+    for line in (REPO / "tests/fixtures/ann_original_r101_keys.tsv").read_text().splitlines():
+        if line.strip():
+            shape = line.split("\t")[1].strip("()").split(",")
+            tensors += int(np.prod([int(d) for d in shape if d.strip()]))
+    status, body = get(port, "/config")
+    assert status == 200 and json.loads(body)["max_file_size"] > 4 * tensors
+
+
 def test_analytics_are_off_before_gradio_is_imported():
     code = (
         "import runpy, sys; sys.argv = ['app.py', '--help']\n"

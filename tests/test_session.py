@@ -41,3 +41,29 @@ def test_card_images_are_inlined_only_from_the_checkpoint_folder(tmp_path):
     data = out.split("(data:image/png;base64,")[1].split(")")[0]
     assert base64.b64decode(data) == (folder / "m_curve.png").read_bytes()
     assert out.count("data:image") == 1 and "](../secret.png)" in out and "](missing.png)" in out
+
+
+def test_an_evicted_authors_checkpoint_is_converted_again(monkeypatch, tmp_path):
+    """A converted .pth dropped from the store's cache (more models opened than it keeps) is read
+    again through the converter when chosen, not as a .safetensors file."""
+    import torch
+
+    from ann.checkpoint import CheckpointMeta, save
+    from ann.models import build_network, variant
+
+    def tiny(name: str, context: str):
+        torch.manual_seed(0)
+        config = variant("apnb", backbone="resnet18", num_classes=19, head_channels=16, key_channels=8,
+                         value_channels=8, context=context)  # fmt: skip
+        model = build_network(config)
+        return save(model, tmp_path / name, CheckpointMeta(model.config))
+
+    tiny("a.safetensors", "apnb")
+    tiny("b.safetensors", "nb")
+    converted = tiny("converted.safetensors", "apnb")
+    monkeypatch.setattr(session, "convert_original", lambda path: session.load(converted))
+    (tmp_path / "theirs.pth").write_bytes(b"the authors' pickle")
+    store = session.ModelStore(tmp_path, max_models=1)
+    name = store.add_file(tmp_path / "theirs.pth")
+    store.model("b.safetensors")  # evicts the converted model
+    assert store.model(name).meta.sha256 == session.file_sha256(converted)

@@ -21,7 +21,8 @@ from app.tabs import colorize, display_size, mark_point, overlay, resize
 METHODS = ("Grad-CAM", "Integrated Gradients")
 MODES = ("pixels predicted as the class", "clicked region")
 MAJORITY = "(class predicted most in the region)"
-LAYERS = (*features.STAGES, "afnb", "apnb")
+BLOCKS = ("afnb", "apnb", "fnb", "nb")  # Grad-CAM on a block's output; each model has at most two
+LAYERS = (*features.STAGES, *BLOCKS)
 
 
 def class_index(name: str, classes: list[str]) -> int:
@@ -153,19 +154,26 @@ def pick_point(event: gr.SelectData):
     return event.index[0], event.index[1], MODES[1]
 
 
-def show_image(session: Session | None):
-    """The segmented image to click on, and the session model's classes for the class menu, set
-    to the class predicted most (a class the image has pixels of)."""
+def model_layers(config) -> list[str]:
+    """The Grad-CAM layers of a network: its stages, then its attention blocks (none for a baseline)."""
+    return [*features.STAGES, *(kind for kind in (config.fusion, config.context) if kind in BLOCKS)]
+
+
+def show_image(session: Session | None, layer: str | None = None):
+    """The segmented image to click on, the session model's classes for the class menu, set to
+    the class predicted most (a class the image has pixels of), and the model's layers."""
     if session is None or session.image is None or session.result is None:
-        return None, gr.update()
+        return None, gr.update(), gr.update()
     classes = list(session.explorer.meta.classes)
     most = int(np.bincount(session.result.labels.ravel(), minlength=len(classes)).argmax())
-    return session.image, gr.update(choices=[MAJORITY, *classes], value=classes[most])
+    layers = model_layers(session.explorer.model.config)
+    layer = gr.update(choices=layers, value=layer if layer in layers else "stage5")
+    return session.image, gr.update(choices=[MAJORITY, *classes], value=classes[most]), layer
 
 
-def explain_tab(state: gr.State, store) -> list:
+def explain_tab(state: gr.State, store) -> tuple[list, list]:
     """Builds the tab's UI in the caller's `with gr.Tab(...)` and registers its listeners; the
-    outputs of `show_image`, for the caller to refresh when the tab is opened."""
+    inputs and outputs of `show_image`, for the caller to refresh when the tab is opened."""
     gr.Markdown(
         "What drives a prediction: the **target** is the sum of one class logit over the pixels "
         "predicted as that class, or over a clicked region. **Grad-CAM** weighs a stage's (or "
@@ -206,5 +214,5 @@ def explain_tab(state: gr.State, store) -> list:
         **MODEL_QUEUE,
     )
     image.select(pick_point, None, [x, y, mode], api_visibility="private")
-    load.click(show_image, state, [image, name], api_name="explain_image")
-    return [image, name]
+    load.click(show_image, [state, layer], [image, name, layer], api_name="explain_image")
+    return [state, layer], [image, name, layer]

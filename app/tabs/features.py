@@ -158,8 +158,15 @@ def show_image(session: Session | None):
     return None if session is None else session.image
 
 
-def features_tab(state: gr.State, store: ModelStore) -> None:
-    """Builds the tab's UI in the caller's `with gr.Tab(...)` and registers its listeners."""
+def cleared(session: Session | None):
+    """After a new image or model: the new image to click on, the old galleries and status gone.
+    (image, gallery A, gallery B, status)"""
+    return show_image(session), None, None, ""
+
+
+def features_tab(state: gr.State, store: ModelStore) -> dict:
+    """Builds the tab's UI in the caller's `with gr.Tab(...)` and registers its listeners; its
+    views that show one image (for the caller to refresh when the image or model changes)."""
     gr.Markdown(
         "Feature maps of the segmented image: **Stage1-Stage5** of the backbone and the outputs of "
         "the **AFNB** (fusion) and **APNB** (context) blocks. Each map is reduced to one image; with "
@@ -190,7 +197,9 @@ def features_tab(state: gr.State, store: ModelStore) -> None:
         )
         second = gr.Gallery(label="model B", columns=4, height="auto", format="png", object_fit="contain")
     with gr.Row():
-        image = gr.Image(label="click a pixel", interactive=False, type="numpy", height=320)
+        image = gr.Image(
+            label="click a pixel", interactive=False, type="numpy", height=320, elem_id="features-image"
+        )
         with gr.Column():
             x = gr.Number(label="x (pixels, to the right)", precision=0)
             y = gr.Number(label="y (pixels, down)", precision=0)
@@ -209,3 +218,4 @@ def features_tab(state: gr.State, store: ModelStore) -> None:
     image.select(pick_point, None, [x, y], api_visibility="private").then(
         run_cosine, inputs, outputs, api_visibility="private", **MODEL_QUEUE
     )
+    return {"image": image, "first": first, "second": second, "status": status}
