@@ -173,7 +173,7 @@ def bench_block(
         "repeats": repeats,
     }
     paper = PAPER_TABLE1.get((kind, width, height))
-    if paper:
+    if paper and (channels, key) == (2048, 256):  # the paper's widths only: else not comparable
         row.update(paper_gflops=paper[0], paper_mem_mb=paper[1], paper_time_ms=paper[2])
     return row | environment(device)
 
@@ -257,6 +257,16 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ann.bench", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -264,8 +274,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     block.add_argument("--size", type=parse_size, action="append", help="WxH, repeatable (96x96, 256x128)")
     block.add_argument("--blocks", nargs="+", choices=BLOCKS, default=list(BLOCKS))
     block.add_argument("--scope", choices=SCOPES, default="attention")
-    block.add_argument("--channels", type=int, default=2048)
-    block.add_argument("--key", type=int, default=256)
+    block.add_argument("--channels", type=positive, default=2048)
+    block.add_argument("--key", type=positive, default=256)
     network = sub.add_parser("network", help="Table 2: the whole network on one image")
     network.add_argument("--variant", choices=tuple(VARIANTS), default="full")
     network.add_argument("--backbone", choices=BACKBONES, default="resnet101")
@@ -274,19 +284,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for p in (block, network):
         p.add_argument("--device", default="cpu")
         p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
-        p.add_argument("--repeats", type=int, help="timed runs (default 3 on CPU, 20 on CUDA)")
-        p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+        p.add_argument("--repeats", type=positive, help="timed runs (default 3 on CPU, 20 on CUDA)")
+        p.add_argument("--threads", type=positive, help="CPU threads (torch.set_num_threads)")
         p.add_argument("--json", type=Path, help="write the rows here as a JSON list")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+    if args.json is not None and args.json.is_dir():
+        raise SystemExit(f"--json {args.json}: is a folder; give a file name")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise SystemExit(f"--device {args.device}: not a device name (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: CUDA is not available here")
     if args.threads:
         torch.set_num_threads(args.threads)
-    repeats = args.repeats or (20 if torch.device(args.device).type == "cuda" else 3)
+    repeats = args.repeats or (20 if device.type == "cuda" else 3)
     if args.command == "block":
         rows = []
         for width, height in args.size or [(96, 96), (256, 128)]:

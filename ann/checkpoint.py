@@ -128,6 +128,10 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> ANN:
         raise CheckpointError(
             f"{path}: {len(meta.classes)} class names for {meta.config.num_classes} classes"
         )
+    if not valid_palette(meta.palette, len(meta.classes)):
+        raise CheckpointError(
+            f"{path}: the palette must hold {len(meta.classes)} [R, G, B] colours in 0..255"
+        )
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as error:
@@ -136,6 +140,20 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> ANN:
     meta.sha256 = file_sha256(path)
     model.meta = meta
     return model.to(device).eval()
+
+
+def valid_palette(palette: object, num_classes: int) -> bool:
+    """One colour of three 0..255 integers per class (the overlays index it by class id)."""
+    return (
+        isinstance(palette, list)
+        and len(palette) == num_classes
+        and all(
+            isinstance(colour, list)
+            and len(colour) == 3
+            and all(isinstance(v, int) and 0 <= v <= 255 for v in colour)
+            for colour in palette
+        )
+    )
 
 
 def load_state(model: ANN, tensors: dict[str, torch.Tensor], source: str) -> None:

@@ -16,6 +16,7 @@ import pickle
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -63,6 +64,16 @@ RULES: tuple[tuple[str, str | None], ...] = (
 # dropped prefix -> the prefix whose tensors it must equal
 SHARED = {"context.2.stages.0.f_query.": "context.2.stages.0.f_key."}
 
+# Their trainer stores numpy scalars in runner_state (e.g. the mIoU from np.nanmean). Rebuilding
+# one needs numpy's `scalar` and `dtype`, which read bytes and call no other code: allowed by name
+# (numpy 1.x's spelling, the release's, and 2.x's), for bool, integer and float dtypes only.
+NUMPY_SCALAR = np.float64(0).__reduce__()[0]
+NUMPY_SCALAR_GLOBALS = [
+    (NUMPY_SCALAR, "numpy.core.multiarray.scalar"),
+    (NUMPY_SCALAR, "numpy._core.multiarray.scalar"),
+    np.dtype,
+    *{type(np.dtype(code)) for code in "?bBhHiIlLqQefd"},
+]
 ORIGINAL_NORMALIZATION = CAFFE_BGR_NORMALIZATION  # their input convention (ANN-REFERENCE.md)
 PROVENANCE_NOTE = "converted from the authors' release"
 
@@ -93,7 +104,8 @@ def read_original(path: str | Path) -> tuple[dict[str, Tensor], dict]:
     if not path.is_file():
         raise ConvertError(f"{path}: no such file")
     try:
-        data = torch.load(path, weights_only=True, map_location="cpu")
+        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+            data = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as error:
         detail = unpickling_detail(error)
         if "GLOBAL" in detail:  # a class or function to import and call: code would run
@@ -118,10 +130,13 @@ def read_original(path: str | Path) -> tuple[dict[str, Tensor], dict]:
 
 def unpickling_detail(error: Exception) -> str:
     """The specific line of torch's weights-only error, without its general advice."""
+    text = str(error)
+    if "WeightsUnpickler error: " in text:  # torch's advice before it (weights_only=False) is not ours
+        text = text.split("WeightsUnpickler error: ", 1)[1]
     advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
-    lines = [line.strip() for line in str(error).splitlines()]
+    lines = [line.strip() for line in text.splitlines()]
     detail = [line for line in lines if line and not line.startswith(advice)]
-    return " ".join(detail).removeprefix("WeightsUnpickler error: ") or lines[0]
+    return " ".join(detail) or lines[0]
 
 
 def convert_state(state: dict[str, Tensor], source: str) -> tuple[dict[str, Tensor], int]:
@@ -204,9 +219,18 @@ def class_names(num_classes: int) -> tuple[list[str], list[list[int]]]:
     return [f"class {i}" for i in range(num_classes)], palette
 
 
+def numpy_scalar(value: object) -> object:
+    """json.dumps' fallback: a numpy scalar as the Python number it holds."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not plain data")
+
+
 def convert(source: str | Path, out: str | Path, dtype: torch.dtype = torch.float32) -> Path:
     """Convert one of their checkpoints; returns the written path."""
     source = Path(source)
+    if Path(out).resolve() == source.resolve():
+        raise ConvertError(f"{out}: --out is the source file; writing it would destroy their checkpoint")
     state, runner_state = read_original(source)
     tensors, num_classes = convert_state(state, str(source))
     model = build_converted(tensors, num_classes)
@@ -217,8 +241,8 @@ def convert(source: str | Path, out: str | Path, dtype: torch.dtype = torch.floa
         "source_sha256": file_sha256(source),
         "converter": "python -m ann.convert --from original",
     }
-    try:  # iterations and best score of their run, when it is plain data
-        provenance["runner_state"] = json.loads(json.dumps(runner_state))
+    try:  # iterations and best score of their run, when it is plain data (numpy scalars as numbers)
+        provenance["runner_state"] = json.loads(json.dumps(runner_state, default=numpy_scalar))
     except (TypeError, ValueError):
         pass
     meta = CheckpointMeta(model.config, classes, palette, dict(ORIGINAL_NORMALIZATION), provenance)

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ann.bench import parse_size
+from ann.bench import parse_size, positive
 from ann.checkpoint import load
+from ann.evaluate import check_output
 from ann.inference import Normalization
 
 MIN_AGREEMENT = 0.999  # share of pixels whose argmax must match PyTorch's
@@ -104,11 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--onnx", type=Path, required=True, help="the .onnx file to write")
     p.add_argument("--size", type=size, default=(1024, 512), help="WIDTHxHEIGHT of the input (fixed)")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=positive, default=1)
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     args = p.parse_args(argv)
     try:
+        check_output(args.onnx, "--onnx")  # before the export's minutes of work
         model = load(args.checkpoint)
+        args.onnx.parent.mkdir(parents=True, exist_ok=True)
         export(model, args.onnx, args.size, args.batch)
         print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 2**20:.1f} MiB)")
         if not args.no_check:

@@ -23,6 +23,8 @@ from tqdm import tqdm
 from ann.inference import DEFAULT_SCALES, autocast, predict
 from ann.metrics import ConfusionMatrix
 
+MODES_OF_FLAG = {"--crop": ("slide", "msflip"), "--stride": ("slide", "msflip"),
+                 "--scales": ("msflip",), "--no-flip": ("msflip",)}  # fmt: skip
 Prediction = Callable[[torch.Tensor, torch.Tensor, int], None]  # (pred HxW, image HxWx3, index)
 
 
@@ -61,6 +63,12 @@ def mode_options(mode: str, crop=None, stride=None, scales=DEFAULT_SCALES, flip=
     """The keyword options of ann.inference.predict for a mode."""
     if mode == "whole":
         return {}
+    for name, value in (("crop", crop), ("stride", stride)):
+        if value is not None and len(value) != 2:
+            raise ValueError(f"--{name} takes two numbers H,W, got {','.join(map(str, value))}")
+    if crop is not None and stride is not None and (stride[0] > crop[0] or stride[1] > crop[1]):
+        # windows further apart than their size leave pixels that no window predicts
+        raise ValueError(f"--stride {stride[0]},{stride[1]} is larger than --crop {crop[0]},{crop[1]}")
     if mode == "slide":
         if crop is None:
             raise ValueError("slide mode needs --crop H,W")
@@ -119,16 +127,28 @@ def numbers(text: str, kind: type = int) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from error
 
 
+def count(text: str) -> int:
+    """A non-negative integer option."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def add_inference_args(p: argparse.ArgumentParser) -> None:
     """The options evaluate and predict share: inference mode, Table 7 switch, device."""
     p.add_argument("--mode", default="whole", choices=("whole", "slide", "msflip"))
     p.add_argument("--crop", type=numbers, help="H,W of sliding windows (slide, or msflip with windows)")
     p.add_argument("--stride", type=numbers, help="H,W between windows (default: the crop)")
-    p.add_argument("--scales", type=lambda t: numbers(t, float), default=DEFAULT_SCALES)
+    p.add_argument("--scales", type=lambda t: numbers(t, float),
+                   help="msflip scales (default: 0.75,1.0,1.25)")  # fmt: skip
     p.add_argument("--no-flip", action="store_true", help="msflip without the flipped passes")
     p.add_argument("--sampling", help="switch the sampling method of AFNB/APNB (Table 7 at inference)")
     p.add_argument("--sizes", type=numbers, help="pyramid sizes for --sampling, e.g. 1,2,3,6")
-    p.add_argument("--seed", type=int, default=0, help="seed of random sampling")
+    p.add_argument("--seed", type=int, help="seed of random sampling, with --sampling (default 0)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
     p.add_argument("--no-progress", action="store_true")
@@ -139,17 +159,44 @@ def load_for_inference(args: argparse.Namespace):
     from ann.checkpoint import load
     from ann.models.sampling import SamplingConfig
 
+    check_inference_args(args)
+    mode_options(args.mode, args.crop, args.stride)  # its errors before the model is read
     model = load(args.checkpoint, args.device)
     if args.sampling:
-        model.set_sampling(
-            SamplingConfig(args.sampling, args.sizes or model.config.sampling.sizes, args.seed)
-        )
-    elif args.sizes:
-        raise ValueError("--sizes needs --sampling (e.g. --sampling pyramid_average --sizes 1,2,3,6)")
+        sizes = args.sizes or model.config.sampling.sizes
+        model.set_sampling(SamplingConfig(args.sampling, sizes, args.seed or 0))
+    scales = args.scales or DEFAULT_SCALES
     options = mode_options(
-        args.mode, args.crop, args.stride, args.scales, not args.no_flip, model.config.align_corners
+        args.mode, args.crop, args.stride, scales, not args.no_flip, model.config.align_corners
     )
     return model, options
+
+
+def check_inference_args(args: argparse.Namespace) -> None:
+    """Refuse options that the chosen mode, or the absence of --sampling, would silently ignore."""
+    given = {"--crop": args.crop, "--stride": args.stride, "--scales": args.scales, "--no-flip": args.no_flip}
+    for flag, value in given.items():
+        if value and args.mode not in MODES_OF_FLAG[flag]:
+            modes = " or ".join(MODES_OF_FLAG[flag])
+            raise ValueError(f"{flag} has no effect with --mode {args.mode}; it applies to --mode {modes}")
+    if args.stride and not args.crop:
+        raise ValueError("--stride needs --crop H,W (the window size)")
+    if not args.sampling and (args.sizes or args.seed is not None):
+        flag = "--sizes" if args.sizes else "--seed"
+        raise ValueError(f"{flag} needs --sampling (e.g. --sampling pyramid_average --sizes 1,2,3,6)")
+
+
+def check_output(path: Path | None, flag: str) -> None:
+    """Refuse an output file that could not be written, before any work is done (nothing is created)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"{flag} {path}: is a folder; give a file name")
+    existing = path.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: cannot be written, {existing} is not a writable folder")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -159,7 +206,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dataset", help="layout name (cityscapes, ..., folder); default: the checkpoint's")
     p.add_argument("--split", default="val")
     add_inference_args(p)
-    p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
+    p.add_argument("--limit", type=count, default=0, help="evaluate the first N images only (0: all)")
     p.add_argument("--synthcity-seed", type=int, help="default: the checkpoint's training city, else 0")
     p.add_argument("--synthcity-size", type=numbers,
                    help="H,W of SynthCity images (default: as trained, else 512,1024)")  # fmt: skip
@@ -175,6 +222,8 @@ def run(args: argparse.Namespace) -> dict:
     from ann.training.config import DataConfig
     from ann.training.data import eval_loader, open_split
 
+    check_output(args.json, "--json")
+    check_output(args.plot, "--plot")
     model, options = load_for_inference(args)
     meta = model.meta
     if args.data == "synthcity":
@@ -261,11 +310,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {plain_message(error)}", file=sys.stderr)
         return 2
     print(format_table(summary))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
-    if args.plot:
-        plot_confusion(summary, args.plot, f"{args.checkpoint.name} on {args.split}")
+    try:
+        for path in (args.json, args.plot):
+            if path:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=2) + "\n")
+        if args.plot:
+            plot_confusion(summary, args.plot, f"{args.checkpoint.name} on {args.split}")
+    except OSError as error:  # e.g. the disk filled up during the evaluation
+        print(f"error: could not write {error.filename}: {error.strerror}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -58,6 +58,8 @@ def predict_slide(model: nn.Module, x: Tensor, crop: tuple[int, int], stride: tu
     sh, sw = stride
     if sh <= 0 or sw <= 0 or ch <= 0 or cw <= 0:
         raise ValueError(f"crop {crop} and stride {stride} must be positive")
+    if sh > ch or sw > cw:  # windows would leave gaps: pixels no window predicts
+        raise ValueError(f"stride {stride} is larger than the crop {crop}; windows must overlap or touch")
     padded = F.pad(x, (0, max(cw - W, 0), 0, max(ch - H, 0)))
     PH, PW = padded.shape[-2:]
     logits = counts = None

@@ -8,7 +8,8 @@ classes) and `DIR/<name>_overlay.png` the class colours over the image, both at 
 size (the network sees it with its longer side at most --max-side); a folder keeps its
 subfolders. Images are decoded as the app decodes uploads (`ann.images`: EXIF orientation, any
 mode to RGB, size checked before decoding); a file that cannot be used is named and skipped, the
-others are still segmented, and the exit status is 1.
+others are still segmented, and the exit status is 1. A run whose files would overwrite an input
+image (`--out` is the photo folder) or each other is refused before anything is written.
 """
 
 import argparse
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from ann.evaluate import PredictionWriter, add_inference_args, load_for_inference
+from ann.evaluate import PredictionWriter, add_inference_args, check_output, count, load_for_inference
 from ann.images import ImageError, read_image, resize_max_side
 from ann.inference import segment
 
@@ -52,12 +53,29 @@ def collect_inputs(paths: list[Path]) -> dict[str, Path]:
     return inputs
 
 
+def check_outputs(inputs: dict[str, Path], out: Path) -> None:
+    """Refuse a run whose files would overwrite an input image or each other (e.g. `--out` is the
+    photo folder: photos/a.png would be replaced by its mask)."""
+    sources = {file.resolve(): file for file in inputs.values()}
+    written: dict[Path, str] = {}
+    for name in inputs:
+        for path in (out / f"{name}.png", out / f"{name}_overlay.png"):
+            target = path.resolve()
+            if target in sources:
+                raise ValueError(
+                    f"{path} would overwrite the input image {sources[target]}; choose another --out"
+                )
+            if target in written:
+                raise ValueError(f"{path} would be written for both {written[target]} and {name}")
+            written[target] = name
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ann.predict", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("inputs", type=Path, nargs="+", help="image files and folders of images")
     p.add_argument("--out", type=Path, required=True, help="folder for <name>.png and <name>_overlay.png")
-    p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+    p.add_argument("--max-side", type=count, default=DEFAULT_MAX_SIDE,
                    help="longer side the network sees (0: the file's); masks keep its size")  # fmt: skip
     p.add_argument("--json", type=Path, help="write each image's class pixel shares here")
     add_inference_args(p)
@@ -66,9 +84,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def segment_all(args: argparse.Namespace) -> tuple[dict, list[str]]:
     """Segment every input; (name -> class shares, messages of the skipped files)."""
+    inputs = collect_inputs(args.inputs)
+    check_outputs(inputs, args.out)
+    check_output(args.json, "--json")
     model, options = load_for_inference(args)
     meta = model.meta
-    inputs = collect_inputs(args.inputs)
     names = list(inputs)
     writer = PredictionWriter(args.out, names.__getitem__, meta.palette)
     shares, skipped = {}, []
@@ -98,8 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     for message in skipped:
         print(f"skipped {message}", file=sys.stderr)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(shares, indent=2) + "\n")
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(shares, indent=2) + "\n")
+        except OSError as error:
+            print(f"error: could not write {args.json}: {error.strerror}", file=sys.stderr)
+            return 2
     tail = f", {len(skipped)} skipped" if skipped else ""
     print(f"{len(shares)} images segmented into {args.out}{tail}")
     return 1 if skipped else 0

@@ -11,6 +11,7 @@ import torch
 
 from ann.bench import (
     BLOCKS,
+    bench_block,
     block_gmacs,
     block_inputs,
     count_gmacs,
@@ -123,3 +124,27 @@ def test_network_cli_counts_parameters(tmp_path):
     aux = (256 * 9 * 512 + 512) + 2 * 512 + (512 * 19 + 19)
     assert row["params_m"] - row["params_without_aux_m"] == pytest.approx(aux / 1e6, abs=1e-3)
     assert row["gmacs"] > 0 and row["time_ms"] > 0
+
+
+def test_paper_figures_only_beside_the_papers_widths(monkeypatch):
+    """Table 1 is C = 2048, C^ = 256: a 96x96 row of narrower blocks is not comparable with it."""
+    import ann.bench
+
+    monkeypatch.setattr(ann.bench, "measure_all", lambda *a: {"time_ms": 1.0, "peak_mem_mb": 1.0})
+    narrow = bench_block("apnb", 96, 96, repeats=1, channels=64, key=16)
+    assert "paper_gflops" not in narrow and "paper_mem_mb" not in narrow
+    assert {"paper_gflops", "paper_time_ms"} <= set(bench_block("apnb", 96, 96, repeats=1))
+
+
+@pytest.mark.parametrize("option", [["--repeats", "-1"], ["--channels", "0"], ["--threads", "0"]])
+def test_cli_refuses_counts_below_one(option, capsys):
+    with pytest.raises(SystemExit):
+        main(["block", "--size", "8x6", "--channels", "16", "--key", "8", *option])
+    assert option[0] in capsys.readouterr().err
+
+
+def test_cli_refuses_a_json_folder_and_a_bad_device(tmp_path):
+    with pytest.raises(SystemExit, match="is a folder"):
+        main(["block", "--size", "8x6", "--channels", "16", "--key", "8", "--json", str(tmp_path)])
+    with pytest.raises(SystemExit, match="not a device name"):
+        main(["block", "--size", "8x6", "--channels", "16", "--key", "8", "--device", "gpu"])

@@ -140,3 +140,15 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="No space left"):
         ann.save(model, tmp_path / "m.safetensors", meta(model))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "palette", [PALETTE[:2], [[128, 64], [0, 0, 142], [70, 130, 180]], [[128, 64, 300], *PALETTE[1:]]]
+)
+def test_a_palette_that_does_not_colour_every_class_is_refused(tmp_path, palette):
+    """Overlays index the palette by class id: a short or malformed one would fail mid-run."""
+    model = trained_like()
+    metadata = dict(meta(model).to_metadata(), palette=json.dumps(palette))
+    path = rewrite(tmp_path, model, {k: v.contiguous() for k, v in model.state_dict().items()}, metadata)
+    with pytest.raises(CheckpointError, match="palette must hold 3"):
+        ann.load(path)

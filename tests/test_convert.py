@@ -5,11 +5,14 @@ ANN as ANN-REFERENCE.md describes it), independently of ann.models, and compared
 network holding the converted weights, in float64.
 """
 
+import argparse
+import io
 import json
 import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -259,3 +262,44 @@ def test_refuses_files_that_are_not_checkpoints(tmp_path):
         read_original(listed)
     with pytest.raises(ConvertError, match="missing.pth: no such file"):
         read_original(tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize("numpy_module", [b"numpy.core.multiarray", b"numpy._core.multiarray"])
+def test_numpy_scalars_in_runner_state_are_read(tmp_path, numpy_module):
+    """Their trainer keeps its mIoU as a numpy scalar; files from numpy 1.x spell its module
+    numpy.core (as the 2019 release), from 2.x numpy._core. Legacy (non-zip) format, as torch 1.x wrote."""
+    buffer = io.BytesIO()
+    runner_state = {"iters": np.int64(60000), "max_performance": np.float64(0.799)}
+    torch.save({"state_dict": {"cls.weight": torch.ones(19, 512, 1, 1)}, "runner_state": runner_state},
+               buffer, _use_new_zipfile_serialization=False)  # fmt: skip
+    path = tmp_path / "their.pth"
+    path.write_bytes(buffer.getvalue().replace(b"numpy._core.multiarray\nscalar", numpy_module + b"\nscalar"))
+    state, read = read_original(path)
+    assert list(state) == ["cls.weight"] and read == {"iters": 60000, "max_performance": 0.799}
+
+
+def test_runner_state_with_numpy_scalars_reaches_the_provenance(original, tmp_path):
+    source = tmp_path / "their.pth"
+    runner_state = {"iters": np.int64(60000), "max_performance": np.float64(0.799), "val_loss": 0.2}
+    torch.save({"state_dict": original, "runner_state": runner_state}, source)
+    out = tmp_path / "ann.safetensors"
+    main(["--from", "original", str(source), "--out", str(out)])
+    provenance = read_meta(out).provenance
+    assert provenance["runner_state"] == {"iters": 60000, "max_performance": 0.799, "val_loss": 0.2}
+
+
+def test_refusal_does_not_advise_turning_weights_only_off(tmp_path):
+    path = tmp_path / "custom.pth"
+    torch.save({"state_dict": {"cls.weight": torch.zeros(1)}, "args": argparse.Namespace(lr=0.01)}, path)
+    with pytest.raises(ConvertError, match="refused") as error:
+        read_original(path)
+    assert "argparse.Namespace" in str(error.value) and "weights_only` set to `False`" not in str(error.value)
+
+
+def test_out_equal_to_the_source_is_refused(original, tmp_path):
+    source = tmp_path / "their.pth"
+    torch.save({"state_dict": original}, source)
+    before = file_sha256(source)
+    with pytest.raises(SystemExit, match="--out is the source file"):
+        main(["--from", "original", str(source), "--out", str(tmp_path / "." / "their.pth")])
+    assert file_sha256(source) == before

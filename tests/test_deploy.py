@@ -69,3 +69,19 @@ def test_refused_exports_write_nothing(tmp_path, capsys):
         main([str(tmp_path / "x.safetensors"), "--onnx", str(out), "--size", "1024"])
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_batch_and_onnx_folder_are_refused_before_exporting(tmp_path, capsys):
+    source = checkpoint(tmp_path)
+    with pytest.raises(SystemExit):
+        main([str(source), "--onnx", str(tmp_path / "m.onnx"), "--batch", "0"])
+    assert "--batch" in capsys.readouterr().err
+    (tmp_path / "out").mkdir()
+    assert main([str(source), "--onnx", str(tmp_path / "out"), "--size", "64x32", "--no-check"]) == 2
+    assert "is a folder" in capsys.readouterr().err and list((tmp_path / "out").iterdir()) == []
+
+
+def test_export_into_a_new_folder(tmp_path):
+    out = tmp_path / "exports" / "v1" / "model.onnx"
+    assert main([str(checkpoint(tmp_path)), "--onnx", str(out), "--size", "64x32", "--no-check"]) == 0
+    assert onnx.load(str(out)).graph.input[0].name == "image"

@@ -11,6 +11,7 @@ from torch import nn
 
 from ann.checkpoint import CheckpointMeta, save
 from ann.evaluate import evaluate, main, mode_options
+from ann.inference import predict_slide
 from ann.models.network import build_network
 from ann.models.sampling import SamplingConfig
 from ann.training.config import DataConfig, load_config
@@ -168,3 +169,56 @@ def test_synthcity_split_defaults_to_the_trained_city_and_size(tmp_path):
             "--save-predictions", str(tmp_path / "pred")]  # fmt: skip
     assert main(argv) == 0
     assert np.asarray(Image.open(tmp_path / "pred" / "synthcity_2_val_00000.png")).shape == (32, 64)
+
+
+def test_slide_refuses_a_stride_larger_than_the_crop():
+    # windows 4 wide every 6 columns would leave columns 4-5 to no window (NaN logits, class 0)
+    x = torch.ones(1, 3, 4, 12)
+    with pytest.raises(ValueError, match="stride"):
+        predict_slide(Pixelwise(), x, crop=(4, 4), stride=(4, 6))
+    with pytest.raises(ValueError, match="larger than --crop"):
+        mode_options("msflip", crop=(4, 4), stride=(4, 6))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--crop", "16,16"], "--crop has no effect with --mode whole"),
+        (["--mode", "slide", "--crop", "16,16", "--scales", "1.0"], "--scales has no effect"),
+        (["--mode", "slide", "--crop", "16,16", "--no-flip"], "--no-flip has no effect"),
+        (["--mode", "msflip", "--stride", "8,8"], "--stride needs --crop"),
+        (["--mode", "slide", "--crop", "16,16", "--stride", "8,32"], "larger than --crop"),
+        (["--mode", "slide", "--crop", "16"], "two numbers"),
+        (["--seed", "3"], "--seed needs --sampling"),
+    ],
+)
+def test_cli_refuses_options_that_would_be_ignored(checkpoint, tmp_path, capsys, extra, message):
+    out = tmp_path / "result.json"
+    argv = [str(checkpoint), "--data", "synthcity", "--synthcity-size", "32,64", "--limit", "1",
+            "--workers", "0", "--no-progress", "--json", str(out), *extra]  # fmt: skip
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_cli_refuses_unwritable_outputs_before_evaluating(checkpoint, tmp_path, capsys, monkeypatch):
+    import ann.evaluate
+
+    monkeypatch.setattr(ann.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+    (tmp_path / "a_file").write_text("")
+    base = [str(checkpoint), "--data", "synthcity", "--limit", "1", "--workers", "0", "--no-progress"]
+    assert main([*base, "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main([*base, "--plot", str(tmp_path / "a_file" / "c.png")]) == 2
+    assert "not a writable folder" in capsys.readouterr().err
+
+
+def test_cli_writes_the_plot_into_a_new_folder(checkpoint, tmp_path):
+    plot = tmp_path / "new" / "plots" / "c.png"
+    cli(checkpoint, tmp_path, "--plot", str(plot))
+    assert Image.open(plot).size[0] > 500
+
+
+def test_cli_refuses_a_negative_limit(checkpoint, capsys):
+    with pytest.raises(SystemExit):
+        main([str(checkpoint), "--data", "synthcity", "--limit", "-1"])
+    assert "--limit" in capsys.readouterr().err

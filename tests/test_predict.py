@@ -147,3 +147,33 @@ def test_library_segment_is_the_argmax_with_the_checkpoints_normalisation(checkp
     np.testing.assert_array_equal(labels.numpy(), expected_labels(checkpoint, image))
     msflip = ann.segment(model, image, "msflip", scales=(0.5, 1.0))
     np.testing.assert_array_equal(msflip.numpy(), expected_labels(checkpoint, image, scales=(0.5, 1.0)))
+
+
+def test_out_in_the_photo_folder_never_overwrites_a_photo(checkpoint, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    original = photo(photos / "a.png", 0).read_bytes()
+    assert main([str(checkpoint), str(photos), "--out", str(photos), "--no-progress"]) == 2
+    assert "would overwrite the input image" in capsys.readouterr().err
+    assert (photos / "a.png").read_bytes() == original and sorted(photos.iterdir()) == [photos / "a.png"]
+
+
+def test_a_mask_and_another_images_overlay_never_share_a_file(checkpoint, tmp_path, capsys):
+    photo(tmp_path / "in" / "a.png", 0)
+    photo(tmp_path / "in" / "a_overlay.jpg", 1)  # its mask would be out/a_overlay.png, a's overlay
+    assert main([str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "a_overlay.png would be written for both" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_json_is_refused_before_segmenting(checkpoint, tmp_path, capsys):
+    source = photo(tmp_path / "x.png", 0)
+    argv = [str(checkpoint), str(source), "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main([*argv, "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_negative_max_side_is_refused(checkpoint, tmp_path, capsys):
+    source = photo(tmp_path / "x.png", 0)
+    with pytest.raises(SystemExit):
+        main([str(checkpoint), str(source), "--out", str(tmp_path / "out"), "--max-side", "-5"])
+    assert "--max-side" in capsys.readouterr().err and not (tmp_path / "out").exists()
