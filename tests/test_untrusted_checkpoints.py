@@ -155,8 +155,11 @@ def config_with(**changes) -> str:
     "metadata, message",
     [
         (
-            {"config": config_with(num_classes=5), "classes": json.dumps(["c"] * 5),
-             "palette": json.dumps([[0, 0, 0]] * 5)},
+            {
+                "config": config_with(num_classes=5),
+                "classes": json.dumps(["c"] * 5),
+                "palette": json.dumps([[0, 0, 0]] * 5),
+            },
             r"shape mismatch classifier",
         ),
         ({"config": config_with(fusion="none")}, r"unexpected tensors fusion\."),
