@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from ann.models.blocks import AFNB, APNB
 from ann.models.network import BACKBONES, VARIANTS, build_network, variant
@@ -53,9 +53,17 @@ PAPER_TABLE2 = {"time_s": 0.611, "mem_mb": 3375, "params_m": 63.17}
 # ---- counting --------------------------------------------------------------------------------
 
 
+def cpu_flash_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+# torch counts its CUDA fused-attention kernels but not the CPU flash kernel (NB with use_sdpa)
+CPU_ATTENTION_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash_attention_flops}
+
+
 def count_gmacs(module: nn.Module | Callable, *inputs) -> float:
     """Multiply-accumulates (1e9) of the matmuls/convs/attention one call actually runs."""
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS)
     with counter, torch.no_grad():
         module(*inputs)
     return counter.get_total_flops() / 2e9  # FlopCounterMode: 1 MAC = 2 FLOPs

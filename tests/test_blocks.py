@@ -2,7 +2,9 @@
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from ann.bench import CPU_ATTENTION_FLOPS
 from ann.models.blocks import AFNB, APNB, AsymmetricAttention
 from ann.models.sampling import Sampler, SamplingConfig
 
@@ -101,6 +103,18 @@ def test_fused_sdpa_path_equals_naive():
         block.use_sdpa = True
         fused, _ = block(x, x)
     assert torch.allclose(naive, fused, atol=1e-5)
+
+
+def test_sdpa_path_runs_a_fused_kernel_not_the_n_by_n_math_path():
+    # torch falls back to the math path silently when the last dimension is not contiguous
+    block = randomise(AsymmetricAttention(8, 8, 8, 4, 4, Sampler(IDENTITY), share_query_key=True))
+    block.use_sdpa = True
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS)
+    with counter, torch.no_grad():
+        block(torch.randn(1, 8, 6, 6), torch.randn(1, 8, 6, 6))
+    ops = counter.get_flop_counts()["Global"]
+    assert torch.ops.aten._scaled_dot_product_flash_attention_for_cpu in ops
+    assert torch.ops.aten.bmm not in ops  # the math path's Q K^T and softmax(V) V
 
 
 def test_afnb_sums_responses_of_several_fused_stages():

@@ -68,10 +68,11 @@ class AsymmetricAttention(nn.Module):
         value = value.transpose(1, 2)  # (B, S, Cv)
         if self.use_sdpa and not record:
             scale = self.key_channels**-0.5
-            # 4-D (B, heads, L, C) input: the fused kernels (flash, memory-efficient) need it
-            context = F.scaled_dot_product_attention(
-                query[:, None], key.transpose(1, 2)[:, None], value[:, None], scale=scale
-            )[:, 0]
+            # the fused kernels (flash, memory-efficient) need 4-D (B, heads, L, C) inputs whose last
+            # dimension has stride 1; the transposed views have stride L, and torch would silently
+            # fall back to the N x N math path
+            q, k, v = (part[:, None].contiguous() for part in (query, key.transpose(1, 2), value))
+            context = F.scaled_dot_product_attention(q, k, v, scale=scale)[:, 0]
             weights = None
         else:
             weights = torch.softmax(query @ key * self.key_channels**-0.5, dim=-1)  # (B, N, S)
