@@ -102,6 +102,15 @@ def from_array(array: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> np
     return np.array(resize_max_side(image, max_side))  # writable, as torch.from_numpy wants
 
 
+def same_aspect(label_hw: tuple[int, int], image_hw: tuple[int, int]) -> bool:
+    """Aspect ratios within 2 % of each other, or a label map that lands within a pixel of the
+    image when scaled to its longer side (an image shrunk to max_side rounds its short side, which
+    moves a thin image's ratio by far more than 2 %)."""
+    (h, w), (H, W) = label_hw, image_hw
+    scale = max(H, W) / max(h, w)
+    return abs(h * scale - H) <= 1 and abs(w * scale - W) <= 1 or abs(h * W / (w * H) - 1) <= 0.02
+
+
 def read_label_map(path: str | Path, size: tuple[int, int], num_classes: int, max_pixels: int = MAX_PIXELS):
     """Ground-truth trainIds (H, W) uint8 at `size`, nearest-neighbour, 255 = ignore.
 
@@ -117,7 +126,7 @@ def read_label_map(path: str | Path, size: tuple[int, int], num_classes: int, ma
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageError(f"{name}: cannot decode the label map ({error})") from error
     H, W = size
-    if abs(labels.shape[0] / labels.shape[1] - H / W) > 0.02:
+    if not same_aspect(labels.shape, (H, W)):
         raise ImageError(
             f"{name}: label map {labels.shape[1]}x{labels.shape[0]} does not match image {W}x{H}"
         )

@@ -289,6 +289,25 @@ def test_api_resizes_a_long_strip(app_client, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "label_hw, image_hw, accepted",
+    [
+        ((3000, 10), (512, 2), True),  # a 10x3000 image shrunk to max_side 512 rounds 1.7 px to 2
+        ((50, 2000), (10, 1024), False),  # 2.5x the aspect of a 2000x20 image shrunk to 1024x10
+        ((511, 1023), (512, 1024), True),  # an off-by-one export of a 1024x512 label
+        ((101, 200), (512, 1024), True),  # 1 % off: a small map, scaled up nearest-neighbour
+        ((48, 32), (48, 64), False),
+    ],
+)
+def test_label_map_aspect_is_compared_relative_to_the_image(tmp_path, label_hw, image_hw, accepted):
+    Image.fromarray(np.zeros(label_hw, np.uint8)).save(tmp_path / "gt.png")
+    if accepted:
+        assert read_label_map(tmp_path / "gt.png", image_hw, 19).shape == image_hw
+    else:
+        with pytest.raises(ImageError, match="does not match image"):
+            read_label_map(tmp_path / "gt.png", image_hw, 19)
+
+
+@pytest.mark.parametrize(
     "label, message",
     [
         (np.zeros((48, 32), np.uint8), "label map 32x48 does not match image 64x48"),
