@@ -103,6 +103,12 @@ def read_original(path: str | Path) -> tuple[dict[str, Tensor], dict]:
     path = Path(path)
     if not path.is_file():
         raise ConvertError(f"{path}: no such file")
+    with path.open("rb") as file:
+        header = file.read(9)
+    if header[8:9] == b"{":  # a safetensors file: 8-byte header length, then the header's JSON
+        raise ConvertError(
+            f"{path}: a safetensors file, not the authors' .pth; if it is ours, ann.load reads it"
+        )
     try:
         with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
             data = torch.load(path, weights_only=True, map_location="cpu")

@@ -245,6 +245,8 @@ def run(args: argparse.Namespace) -> dict:
     matrix = evaluate(
         model, loader, model.config.num_classes, args.mode, options, args.device, args.amp, progress, writer
     )
+    if int(matrix.matrix.sum()) == 0:  # else mIoU and accuracy are NaN, which JSON cannot hold
+        raise ValueError(f"no labelled pixel in {args.split}: every ground-truth pixel is 255 (ignore)")
     summary = matrix.summary(meta.classes)
     summary["confusion"] = matrix.matrix.tolist()  # pixels: rows = ground truth, columns = prediction
     return summary

@@ -264,6 +264,11 @@ def test_refuses_files_that_are_not_checkpoints(tmp_path):
         read_original(tmp_path / "missing.pth")
 
 
+def test_one_of_our_safetensors_files_is_named_as_such(converted, tmp_path):
+    with pytest.raises(ConvertError, match="a safetensors file, not the authors' .pth; .* ann.load reads it"):
+        read_original(converted)
+
+
 @pytest.mark.parametrize("numpy_module", [b"numpy.core.multiarray", b"numpy._core.multiarray"])
 def test_numpy_scalars_in_runner_state_are_read(tmp_path, numpy_module):
     """Their trainer keeps its mIoU as a numpy scalar; files from numpy 1.x spell its module

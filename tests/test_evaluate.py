@@ -222,3 +222,19 @@ def test_cli_refuses_a_negative_limit(checkpoint, capsys):
     with pytest.raises(SystemExit):
         main([str(checkpoint), "--data", "synthcity", "--limit", "-1"])
     assert "--limit" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_split_without_a_labelled_pixel(checkpoint, tmp_path, capsys):
+    from ann.data.synthcity.__main__ import write
+
+    write(tmp_path / "cs", "val", [0], 0, (64, 32))
+    labels = list((tmp_path / "cs").rglob("*labelTrainIds.png"))
+    assert labels
+    for path in labels:  # all ignore: mIoU would be NaN, and --json invalid JSON
+        Image.fromarray(np.full((32, 64), 255, np.uint8)).save(path)
+    out = tmp_path / "result.json"
+    argv = [str(checkpoint), "--data", str(tmp_path / "cs"), "--dataset", "cityscapes", "--workers", "0",
+            "--no-progress", "--json", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    assert "no labelled pixel in val" in capsys.readouterr().err
+    assert not out.exists()
