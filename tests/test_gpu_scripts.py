@@ -151,7 +151,8 @@ def test_check_skips_what_the_deadline_leaves_no_time_for(tmp_path, monkeypatch)
     monkeypatch.setattr(gpu_session, "sh", lambda command, *a, **k: commands.append(command) or 0)
     monkeypatch.setattr(gpu_session, "render_pools", lambda queue, logs: None)
     monkeypatch.chdir(tmp_path)
-    gpu_session.check(["ann-r18-synthcity"], tmp_path, gpu_session.time.monotonic() + 50)
+    deadline = gpu_session.time.monotonic() + gpu_session.RESERVE_S + 20  # 20 s: too little for a probe
+    gpu_session.check(["ann-r18-synthcity"], tmp_path, deadline)
     results = json.loads((tmp_path / "check.json").read_text())
     assert not [c for c in commands if "ann.train" in c]
     assert all(r == {"exit": "skipped: deadline"} for r in results.values())
@@ -306,3 +307,148 @@ def test_a_program_the_machine_lacks_does_not_end_the_call(tmp_path):
     log = tmp_path / "env.log"
     assert gpu_session.sh(["no-such-program-on-this-machine", "--version"], log) == 127
     assert "no-such-program-on-this-machine" in log.read_text()
+
+
+class FakeTrainer:
+    """`start` for main(): each run finishes at once with a card and weights; the order is logged."""
+
+    def __init__(self, events: list) -> None:
+        self.events = events
+
+    def __call__(self, command, log, env=None):
+        out = Path(command[command.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.safetensors").write_bytes(b"w")
+        (out / "model_card.md").write_text("card")
+        self.events.append(("train", out.name))
+        return Done()
+
+
+def fake_machine(tmp_path, monkeypatch) -> list:
+    """main() in tmp_path with trainers and evaluations recorded, not run."""
+    from scripts import gpu_session
+
+    events = []
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OUT", str(tmp_path / "out"))
+    monkeypatch.setattr(gpu_session, "start", FakeTrainer(events))
+    monkeypatch.setattr(gpu_session, "sh", lambda command, *a, **k: events.append(("sh", command)) or 0)
+    return events
+
+
+def test_runs_that_came_back_are_not_trained_again_on_a_cold_machine(shipped, tmp_path, monkeypatch):
+    """A machine given back loses runs/; the list gpu_unpack keeps here travels (carry) instead."""
+    from scripts import gpu_session
+
+    _, out = shipped
+    assert gpu_unpack.main([str(out), "--into", str(tmp_path / "runs" / "gpu")]) == 0
+    assert (tmp_path / "runs" / "gpu" / "shipped.txt").read_text().split() == ["smoke"]
+    events = fake_machine(tmp_path, monkeypatch)
+    gpu_session.main(["smoke", "other=smoke", "--deadline", "600"])
+    assert events == [("train", "other")]
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["runs"] == ["other"]
+
+
+def test_study_runs_as_soon_as_its_model_is_finished(tmp_path, monkeypatch):
+    """A queue longer than the session never ends; the Table 7 switch must not wait for it."""
+    from scripts import gpu_session
+
+    events = fake_machine(tmp_path, monkeypatch)
+    gpu_session.main(["a=smoke", "b=smoke", "--study", "a", "--deadline", "600"])
+    kinds = [e[0] if e[0] == "sh" else e for e in events]
+    assert kinds.index("sh") < kinds.index(("train", "b")) and kinds.count("sh") == 8
+
+
+def test_a_mistyped_queue_entry_is_reported_and_the_rest_trains(tmp_path, monkeypatch, capsys):
+    from scripts import gpu_session
+
+    events = fake_machine(tmp_path, monkeypatch)
+    gpu_session.main(["--check", "smoke+train.iteration=5", "no-such-config", "a=smoke", "--deadline", "600"])
+    assert [e for e in events if e[0] == "train"] == [("train", "a")]
+    text = capsys.readouterr().out
+    assert "no field 'iteration'" in text and "unknown config 'no-such-config'" in text
+
+
+def fake_training(tmp_path, monkeypatch, ended: bool, seconds: float) -> "subprocess.Popen":
+    """A trainer child that runs `seconds` and obeys SIGTERM at once (exit 143); if `ended`, its
+    last step is logged already (it is validating, testing or exporting) and it writes the card."""
+    from scripts import gpu_session
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gpu_session, "START_S", 0)
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    last = {"iteration": 20 if ended else 7, "loss": 1.0}  # smoke trains 20 iterations
+    (run / "metrics.jsonl").write_text(json.dumps(last) + "\n")
+    code = (
+        "import signal, sys, time, pathlib\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\n"
+        f"time.sleep({seconds})\n"
+        "pathlib.Path('runs/r/model_card.md').write_text('card')\n"
+    )
+    monkeypatch.setattr(gpu_session, "train_command", lambda entry, out, *extra: [sys.executable, "-c", code])
+    return run
+
+
+def test_a_run_past_its_last_step_is_left_to_test_and_export(tmp_path, monkeypatch):
+    """SIGTERM after the last step kills the trainer (no stop request is read there): the test
+    split and the export would be lost, and with them the run if the machine goes cold."""
+    from scripts import gpu_session
+
+    run = fake_training(tmp_path, monkeypatch, ended=True, seconds=3)
+    deadline = time.monotonic() + gpu_session.RESERVE_S + 10
+    gpu_session.train_queue(["r=smoke"], deadline)
+    assert (run / "model_card.md").exists()
+
+
+def test_training_goes_on_until_shortly_before_the_deadline(tmp_path, monkeypatch):
+    """Packing takes about a second: a call stopped 70 s early wasted a minute of each call."""
+    from scripts import gpu_session
+
+    fake_training(tmp_path, monkeypatch, ended=False, seconds=60)
+    started = time.monotonic()
+    deadline = started + 45
+    gpu_session.train_queue(["r=smoke"], deadline)
+    assert deadline - time.monotonic() <= 42  # stopped at most 40 s (+1 s poll) before the deadline
+    assert time.monotonic() - started < 20
+
+
+def test_summary_survives_a_metrics_line_torn_by_a_kill(tmp_path):
+    from scripts.gpu_session import summarise
+
+    record = {"iteration": 10, "loss": 2.0, "images_per_s": 5.0, "data_wait": 0.1}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n" + '{"iteration": 20, "lo')
+    assert summarise(tmp_path, 0) == {"iteration": 10, "loss": 2.0, "images_per_s": 5.0, "data_wait": 0.1,
+                                      "gpu_max_memory_gb": None}  # fmt: skip
+
+
+def test_a_package_the_export_needs_is_named_before_training(tmp_path, monkeypatch, capsys):
+    """matplotlib is imported only by the export, after the whole run has trained."""
+    from scripts import gpu_session
+
+    find_spec = gpu_session.importlib.util.find_spec
+    without = lambda name: None if name == "matplotlib" else find_spec(name)  # noqa: E731
+    monkeypatch.setattr(gpu_session.importlib.util, "find_spec", without)
+    events = fake_machine(tmp_path, monkeypatch)
+    gpu_session.main(["a=smoke", "--deadline", "600"])
+    text = capsys.readouterr().out
+    assert "warning: matplotlib is not installed" in text
+    assert text.index("warning: matplotlib") < text.index("a=smoke: exit") and events
+
+
+def test_parallel_runs_are_stopped_together_within_one_grace(tmp_path, monkeypatch):
+    """Stopped one after the other, two slow-to-stop runs took two graces: past the deadline."""
+    from scripts import gpu_session
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gpu_session, "START_S", 0)
+    code = (  # checkpointing takes 3 s
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(3), sys.exit(143)))\n"
+        "time.sleep(60)\n"
+    )
+    monkeypatch.setattr(gpu_session, "train_command", lambda entry, out, *extra: [sys.executable, "-c", code])
+    (tmp_path / "runs").mkdir()
+    started = time.monotonic()
+    gpu_session.train_queue(["a=smoke", "b=smoke"], started + gpu_session.RESERVE_S + 20, parallel=2)
+    assert time.monotonic() - started < 5.5  # 1 s poll + one 3 s stop, not two
