@@ -4,6 +4,7 @@ provenance and card, and refuses what would clobber or half-write a run folder."
 import errno
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -126,6 +127,40 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
         atomic_write(path, b"new checkpoint")
     assert path.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_sigterm_after_the_last_step_lets_test_and_export_finish(tmp_path, monkeypatch):
+    from ann.training import loop
+
+    real_final_test = loop.final_test
+
+    def final_test_after_a_stop(run, split):
+        os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's stop just after the last step
+        real_final_test(run, split)
+
+    def killed(signum, frame):
+        raise RuntimeError("SIGTERM reached the default action: the run would die here")
+
+    monkeypatch.setattr(loop, "final_test", final_test_after_a_stop)
+    previous = signal.signal(signal.SIGTERM, killed)
+    try:
+        train(smoke("train.iterations=2"), tmp_path / "run", command="test")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert (tmp_path / "run" / "model_card.md").exists()
+
+
+def test_a_missing_plotting_package_costs_the_curve_not_the_model(tmp_path, monkeypatch, capsys):
+    from ann.training import export
+
+    def no_matplotlib(folder, path):
+        raise ModuleNotFoundError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(export, "plot_curve", no_matplotlib)
+    train(smoke("train.iterations=2"), tmp_path / "run", command="test")
+    assert ann.load(tmp_path / "run" / "model.safetensors") is not None
+    card = (tmp_path / "run" / "model_card.md").read_text()
+    assert "## Training curve" not in card and "no training_curve.png" in capsys.readouterr().err
 
 
 def test_resume_completed_run_is_a_no_op(run_dir):

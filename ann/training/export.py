@@ -4,6 +4,7 @@ training-curve PNG and the model card."""
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -93,7 +94,11 @@ def export(run, val_split: Split, command: str, reproduce: str = "") -> Path:
     )
     dtype = torch.float16 if run.config.train.export_dtype == "float16" else torch.float32
     path = save(run.net, run.out / MODEL_FILE, meta, dtype=dtype)
-    curve = plot_curve(run.out, run.out / "training_curve.png")
-    card = model_card(run.config, info, run.summary, curve.name, run.test_summary)
+    try:
+        curve = plot_curve(run.out, run.out / "training_curve.png").name
+    except ImportError as error:  # a trained model is not lost for want of a plotting package
+        print(f"warning: no training_curve.png ({error}); the card has no curve", file=sys.stderr)
+        curve = None
+    card = model_card(run.config, info, run.summary, curve, run.test_summary)
     write_card(run.out / "model_card.md", card)
     return path

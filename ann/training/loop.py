@@ -93,11 +93,13 @@ def train(config: RunConfig, out: Path, resume: bool = False, command: str = "",
         if resuming:
             restore(run, load_checkpoint(out / CHECKPOINT))
         train_to_end(run, train_split, val_split)
-        final_test(run, test_split)
-        if processes.main:
-            from ann.training.export import export
+        # a SIGTERM now would lose a trained model: the test split and the export finish first
+        with StopRequest():
+            final_test(run, test_split)
+            if processes.main:
+                from ann.training.export import export
 
-            export(run, val_split, command, reproduce)
+                export(run, val_split, command, reproduce)
         distributed.barrier()
         return run
     except Exception:
