@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_bytes
 
 from ann.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from ann.models.network import ANN, ANNConfig, build_network
@@ -76,14 +77,32 @@ def save(model: ANN, path: str | Path, meta: CheckpointMeta, dtype: torch.dtype 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        save_file(tensors, str(tmp), metadata=meta.to_metadata())
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it the checkpoint
+        write_safetensors(tensors, tmp, meta.to_metadata())
         os.replace(tmp, path)
     except (OSError, SafetensorError) as error:  # safetensors reports a full disk as SafetensorError
         tmp.unlink(missing_ok=True)  # never leave a half-written file behind (e.g. disk full)
         raise CheckpointError(f"{path}: could not write checkpoint ({error})") from error
     return path
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """A safetensors file whose bytes depend only on its content, fsynced: the data is on disk
+    before a rename makes it the checkpoint."""
+    payload = canonical(save_bytes(tensors, metadata=metadata))
+    with open(path, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def canonical(data: bytes) -> bytes:
+    """safetensors writes the metadata in hash-map order, a new one on every save, so the same
+    model and metadata gave other bytes and another sha256 each time. The header again with sorted
+    keys (8-byte aligned with spaces, as safetensors pads it); the tensor bytes are unchanged."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + data[8 + size :]
 
 
 def file_sha256(path: str | Path) -> str:

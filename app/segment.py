@@ -190,6 +190,8 @@ def model_card(store: ModelStore, name: str) -> str:
         f"- {len(meta.classes)} classes: {', '.join(meta.classes)}",
         f"- sha256: `{meta.sha256}`",
     ]
+    if provenance.get("source_sha256"):  # converted from the authors' .pth: the file the user has
+        lines.append(f"- sha256 of the converted .pth: `{provenance['source_sha256']}`")
     for key, split in (("metrics", "val_split"), ("test_metrics", "test_split")):
         result = provenance.get(key) or {}
         if "miou" in result:

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 import ann
-from ann.checkpoint import CheckpointError, CheckpointMeta, read_meta
+from ann.checkpoint import CheckpointError, CheckpointMeta, file_sha256, read_meta
 
 SMALL = dict(
     backbone="resnet18", num_classes=3, head_channels=8, key_channels=4, value_channels=4, aux_channels=4
@@ -53,6 +53,17 @@ def test_fp16_file_is_about_half_the_size(tmp_path):
     a = ann.save(model, tmp_path / "a.safetensors", meta(model), dtype=torch.float32).stat().st_size
     b = ann.save(model, tmp_path / "b.safetensors", meta(model), dtype=torch.float16).stat().st_size
     assert b < 0.55 * a
+
+
+def test_same_model_and_metadata_give_the_same_file(tmp_path):
+    # safetensors orders its metadata by a per-map random hash: six saves were six sha256s
+    model = trained_like()
+    paths = [ann.save(model, tmp_path / f"m{i}.safetensors", meta(model), torch.float32) for i in range(6)]
+    assert len({file_sha256(path) for path in paths}) == 1
+    loaded = ann.load(paths[0])
+    assert loaded.meta.classes == meta(model).classes
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, model.state_dict()[name])
 
 
 def test_metadata_readable_without_tensors(tmp_path):
@@ -136,7 +147,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     model = trained_like()
-    monkeypatch.setattr(ann.checkpoint, "save_file", full_disk)
+    monkeypatch.setattr(ann.checkpoint, "write_safetensors", full_disk)
     with pytest.raises(CheckpointError, match="No space left"):
         ann.save(model, tmp_path / "m.safetensors", meta(model))
     assert list(tmp_path.iterdir()) == []

@@ -67,3 +67,21 @@ def test_an_evicted_authors_checkpoint_is_converted_again(monkeypatch, tmp_path)
     name = store.add_file(tmp_path / "theirs.pth")
     store.model("b.safetensors")  # evicts the converted model
     assert store.model(name).meta.sha256 == session.file_sha256(converted)
+
+
+def test_the_card_of_a_converted_checkpoint_names_the_pth_it_came_from(tmp_path):
+    import torch
+
+    from ann.checkpoint import CheckpointMeta, save
+    from ann.models import build_network, variant
+    from app.segment import model_card
+
+    torch.manual_seed(0)
+    config = variant("apnb", backbone="resnet18", num_classes=19, head_channels=16, key_channels=8,
+                     value_channels=8)  # fmt: skip
+    model = build_network(config)
+    provenance = {"source": "theirs.pth", "source_sha256": "ab" * 32}
+    save(model, tmp_path / "converted.safetensors", CheckpointMeta(model.config, provenance=provenance))
+    store = session.ModelStore(tmp_path)
+    card = model_card(store, "converted.safetensors")
+    assert f"sha256 of the converted .pth: `{'ab' * 32}`" in card

@@ -142,14 +142,14 @@ import sys, time, torch, ann, ann.checkpoint as ckpt
 from ann.checkpoint import CheckpointMeta
 from tests.conftest_app import tiny_config
 
-real = ckpt.save_file
+real = ckpt.write_safetensors
 def half_then_hang(tensors, filename, metadata=None):
-    real(tensors, filename, metadata=metadata)
+    real(tensors, filename, metadata)
     data = open(filename, "rb").read()
     open(filename, "wb").write(data[: len(data) // 2])
     print("HALF WRITTEN", flush=True)
     time.sleep(120)
-ckpt.save_file = half_then_hang
+ckpt.write_safetensors = half_then_hang
 torch.manual_seed(1)
 model = ann.build_network(tiny_config())
 ann.save(model, sys.argv[1], CheckpointMeta(model.config))
