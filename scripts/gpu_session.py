@@ -44,6 +44,7 @@ from ann.training.config import ConfigError, list_configs, load_config  # noqa: 
 from ann.training.logging import read_metrics  # noqa: E402
 from scripts.gpu_bundle import CAME_BACK, RUNS, SHIPPED, Shipper, came_back, finished  # noqa: E402
 
+TRAINERS = RUNS / "trainers.pid"  # process groups of the trainers started on this machine
 RESERVE_S = 10  # kept for packing after the last step is stopped: 36 MiB packed in 0.1 s
 START_S = 120  # no run is started with less time left: start-up alone takes tens of seconds
 GRACE_S = 30  # between SIGTERM (checkpoint now) and SIGKILL
@@ -241,7 +242,10 @@ def train_queue(queue: list[str], deadline: float, parallel: int = 1, on_finish=
             while pending and len(running) < parallel and time_left(deadline) >= START_S:
                 entry = pending.pop(0)
                 out = RUNS / parse_entry(entry)[0]
-                running[start(train_command(entry, out), RUNS / f"{out.name}.log")] = (entry, out)
+                proc = start(train_command(entry, out), RUNS / f"{out.name}.log")
+                running[proc] = (entry, out)
+                with open(TRAINERS, "a") as pids:
+                    pids.write(f"{proc.pid}\n")
             if not running:
                 return  # no time to start the rest: the next call does
             time.sleep(1)
@@ -260,6 +264,35 @@ def train_queue(queue: list[str], deadline: float, parallel: int = 1, on_finish=
                     on_finish(out.name)
     finally:  # an error here must not leave trainers running into the next call (own sessions)
         stop_all(list(running), 5)
+
+
+def stop_leftovers() -> None:
+    """Trainers of an earlier call that was cut off (gpu_session itself killed) live on in their
+    own sessions and hold their runs' locks: started again, such a run would exit 2 and be marked
+    failed for good. They get SIGTERM (a checkpoint where they are), then SIGKILL."""
+    if not TRAINERS.exists():
+        return
+    alive = [pid for pid in map(int, TRAINERS.read_text().split()) if is_trainer(pid)]
+    for pid in alive:
+        os.killpg(pid, signal.SIGTERM)
+    until = time.monotonic() + GRACE_S
+    while any(is_trainer(pid) for pid in alive) and time.monotonic() < until:
+        time.sleep(0.5)
+    for pid in filter(is_trainer, alive):
+        os.killpg(pid, signal.SIGKILL)
+    if alive:
+        print(f"stopped {len(alive)} trainer(s) an earlier call left running", flush=True)
+    TRAINERS.unlink()
+
+
+def is_trainer(pid: int) -> bool:
+    """A live `ann.train` process (a recorded pid may since belong to something else)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return b"ann.train" in command and state != "Z"
 
 
 def stop_all(procs: list[subprocess.Popen], grace: float) -> None:
@@ -341,6 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     logs = RUNS / "session-logs"
     logs.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+    stop_leftovers()
     if args.reship:
         SHIPPED.unlink(missing_ok=True)
     ship = Shipper(logs, out)

@@ -249,6 +249,7 @@ class Done:
     """A finished child process."""
 
     returncode = 0
+    pid = 2**22 + 1  # above Linux's pid_max: no process has it
 
     def poll(self):
         return 0
@@ -452,3 +453,24 @@ def test_parallel_runs_are_stopped_together_within_one_grace(tmp_path, monkeypat
     started = time.monotonic()
     gpu_session.train_queue(["a=smoke", "b=smoke"], started + gpu_session.RESERVE_S + 20, parallel=2)
     assert time.monotonic() - started < 5.5  # 1 s poll + one 3 s stop, not two
+
+
+def test_a_trainer_left_running_by_a_cut_off_call_is_stopped_first(tmp_path, monkeypatch):
+    """gpu_session killed by the tool leaves its trainers (own sessions) holding their runs' locks."""
+    from scripts import gpu_session
+
+    fake_machine(tmp_path, monkeypatch)
+    monkeypatch.setattr(gpu_session, "GRACE_S", 5)
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); "
+    code += "time.sleep(120)"
+    command = [sys.executable, "-c", code, "-m", "ann.train"]  # named like a trainer
+    leftover = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, text=True)
+    assert leftover.stdout.readline().strip() == "up"
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "trainers.pid").write_text(f"{leftover.pid}\n")
+    try:
+        gpu_session.main(["--no-train", "--deadline", "600"])
+        assert leftover.wait(timeout=10) == -9  # ignored SIGTERM, so SIGKILL after the grace
+    finally:
+        leftover.kill()
+    assert not (tmp_path / "runs" / "trainers.pid").exists()
