@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from ann.data.datasets import files_under
 from ann.evaluate import PredictionWriter, add_inference_args, check_output, count, load_for_inference
 from ann.images import ImageError, read_image, resize_max_side
 from ann.inference import segment
@@ -38,7 +39,7 @@ def collect_inputs(paths: list[Path]) -> dict[str, Path]:
     inputs: dict[str, Path] = {}
     for path in paths:
         if path.is_dir():
-            files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            files = [f for f in files_under(path) if f.suffix.lower() in IMAGE_SUFFIXES]  # links followed
             if not files:
                 raise ValueError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
             named = [(f.relative_to(path).with_suffix("").as_posix(), f) for f in files]

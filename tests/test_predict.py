@@ -177,3 +177,16 @@ def test_negative_max_side_is_refused(checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(checkpoint), str(source), "--out", str(tmp_path / "out"), "--max-side", "-5"])
     assert "--max-side" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_symlinked_subfolders_of_photos_are_read(tmp_path):
+    from ann.predict import collect_inputs
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.new("RGB", (8, 6)).save(elsewhere / "b.png")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (8, 6)).save(photos / "a.png")
+    (photos / "linked").symlink_to(elsewhere, target_is_directory=True)
+    assert list(collect_inputs([photos])) == ["a", "linked/b"]

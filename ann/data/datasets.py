@@ -5,6 +5,7 @@ values and readability are checked when a sample is loaded, since that needs rea
 """
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ def pair_files(
     label_dir = root / layout.label_dir.format(split=split_folder)
     for folder in (image_dir, label_dir):
         if not folder.is_dir():
-            raise DatasetError(f"{layout.name}: missing folder {folder}")
+            raise DatasetError(f"{layout.name}: missing folder {folder}{_root_hint(root, folder)}")
     if layout.split_list is None:
         images = _images_in_folder(layout, image_dir)
     else:
@@ -142,11 +143,39 @@ def pair_files(
     return samples
 
 
+def _root_hint(root: Path, folder: Path) -> str:
+    """A guess at the root when the one given is one level too deep or too high (mmsegmentation's
+    ADE20K data_root is the ADEChallengeData2016 folder, which this layout expects inside the root)."""
+    relative = folder.relative_to(root)
+    try:
+        children = sorted(c for c in root.iterdir() if c.is_dir())
+    except OSError:  # an unreadable root: no guess
+        children = []
+    guess = next((c for c in [root.parent, *children] if (c / relative).is_dir()), None)
+    return f"; is the root {guess}?" if guess else ""
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Every file under `folder`, sorted. Symlinked sub-folders are followed (Path.rglob skips
+    them, which silently dropped linked city folders); each real folder is read once, so a link
+    cycle cannot loop."""
+    seen, files = set(), []
+    for current, subfolders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        subfolders.sort()  # a folder reached twice is kept under the same name on every machine
+        files += [Path(current) / name for name in names]
+    return sorted(files)
+
+
 def _images_in_folder(layout: DatasetLayout, image_dir: Path) -> list[tuple[str, Path]]:
-    """(relative stem, path) of every image; rglob: Cityscapes keeps one sub-folder per city."""
+    """(relative stem, path) of every image, sub-folders included: Cityscapes keeps one per city."""
     found: dict[str, Path] = {}
     clashes = []
-    for path in sorted(image_dir.rglob("*")):
+    for path in files_under(image_dir):
         relative = str(path.relative_to(image_dir))
         suffix = next((s for s in layout.image_suffixes if relative.lower().endswith(s.lower())), None)
         # hidden files and folders: macOS copies leave "._NAME.jpg" beside the images
@@ -253,7 +282,8 @@ def _read_raw_label(path: Path, mat_key: str) -> np.ndarray:
             return np.asarray(label)
     except KeyError as error:
         raise DatasetError(f"label {path} has no variable {mat_key!r}") from error
-    except (OSError, ValueError, SyntaxError, scipy.io.matlab.MatReadError) as error:
+    # NotImplementedError: scipy.io cannot read MATLAB 7.3 (HDF5) files
+    except (OSError, ValueError, SyntaxError, NotImplementedError, scipy.io.matlab.MatReadError) as error:
         raise DatasetError(f"unreadable label {path}: {error}") from error
 
 
