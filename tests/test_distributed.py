@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,16 +26,28 @@ def test_ranks_share_out_the_global_batch():
     assert single[0] == [12, 13, 14, 15]  # iteration 3 of a batch-4 run: independent of the start
 
 
+def torchrun(out: Path, world: int, *overrides: str, resume: bool = False) -> list[str]:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(world),
+               "-m", "ann.train", "smoke", "--out", str(out)]  # fmt: skip
+    for override in ("train.checkpoint_every=2", "train.val_every=0", "train.progress=false",
+                     "data.val_limit=2", *overrides):  # fmt: skip
+        command += ["--set", override]
+    return command + (["--resume"] if resume else [])
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def losses(out: Path) -> list[tuple[int, float]]:
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(r["iteration"], r["loss"]) for r in records if "loss" in r]
+
+
 @pytest.mark.parametrize("world", [2, 1])  # one process under torchrun still runs DDP
 def test_torchrun_gloo_run(tmp_path, world):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(world),
-               "-m", "ann.train", "smoke", "--out", str(out)]  # fmt: skip
-    for override in ("train.iterations=4", "train.checkpoint_every=2", "train.val_every=0",
-                     "train.progress=false", "data.val_limit=2"):  # fmt: skip
-        command += ["--set", override]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    command = torchrun(out, world, "train.iterations=4")
+    result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records if "loss" in r] == [1, 2, 3, 4]  # rank 0 logs alone
@@ -42,6 +56,39 @@ def test_torchrun_gloo_run(tmp_path, world):
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert state["iteration"] == 4
     assert not (out / "train.lock").exists()
+
+
+def test_sigterm_to_torchrun_with_loader_workers_stops_at_a_log_step_and_resumes_exactly(tmp_path):
+    """torchrun passes a SIGTERM on to each rank's process group, DataLoader workers included: the
+    workers must outlive it so that the ranks reach the log step where they checkpoint together."""
+    run = ("train.iterations=8", "train.log_every=2", "data.workers=1")
+    reference = tmp_path / "reference"
+    subprocess.run(
+        torchrun(reference, 2, *run), cwd=REPO, env=ENV, capture_output=True, timeout=120, check=True
+    )
+    out = tmp_path / "run"
+    quiet = subprocess.DEVNULL
+    launcher = subprocess.Popen(
+        torchrun(out, 2, *run), cwd=REPO, env=ENV, stdout=quiet, stderr=subprocess.PIPE, text=True
+    )
+    metrics = out / "metrics.jsonl"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (metrics.exists() and "\n" in metrics.read_text()):
+            time.sleep(0.01)
+        launcher.send_signal(signal.SIGTERM)
+        _, stderr = launcher.communicate(timeout=60)
+    finally:
+        launcher.kill()
+    assert "killed by signal" not in stderr
+    assert stderr.count("stopped by SIGTERM after iteration") == 2  # both ranks, at the same step
+    stopped = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["iteration"]
+    assert stopped == losses(out)[-1][0] < 8 and stopped % 2 == 0
+    resumed = subprocess.run(
+        torchrun(out, 2, *run, resume=True), cwd=REPO, env=ENV, capture_output=True, timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert losses(out) == losses(reference)
 
 
 def test_one_process_under_torchrun_takes_the_distributed_path(monkeypatch):

@@ -119,3 +119,22 @@ def test_sigterm_checkpoints_where_it_is_and_resumes_exactly(tmp_path, reference
     assert load_checkpoint(tmp_path / CHECKPOINT)["iteration"] == logged[-1] < ITERATIONS
     assert not (tmp_path / "model.safetensors").exists() and not (tmp_path / "train.lock").exists()
     resume_and_compare(tmp_path, reference)
+
+
+def test_resume_on_more_processes_gives_each_new_rank_its_own_rng(tmp_path, capsys):
+    """A checkpoint of one process resumed by two: rank 1 keeps its own seed (dropout masks of its
+    own, not rank 0's), and the note about it is printed once, by rank 0."""
+    from ann.training.distributed import Processes
+    from ann.training.loop import build_run, checkpoint_state, restore
+    from ann.training.state import rng_states
+
+    config = load_config("smoke", OVERRIDES)
+    cpu = torch.device("cpu")
+    state = checkpoint_state(build_run(config, tmp_path, Processes(0, 1, 0, cpu)), [rng_states()])
+    after = []
+    for rank in (0, 1):
+        restore(build_run(config, tmp_path, Processes(rank, 2, rank, cpu)), state)
+        after.append(torch.get_rng_state())
+    assert torch.equal(after[0], state["rng"][0]["torch"])
+    assert not torch.equal(after[1], after[0])
+    assert capsys.readouterr().out.count("note: checkpoint of 1 processes resumed on 2") == 1

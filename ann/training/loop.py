@@ -209,12 +209,11 @@ def restore(run: Run, state: dict) -> None:
         raise TrainingError(f"--resume: checkpoint does not match the model: {error}") from error
     run.scheduler.load_state_dict(state["scheduler"])
     set_sampler_draws(run.net, state["sampler_draws"])
-    rng = state["rng"]
-    if len(rng) != run.processes.world:
-        print(
-            f"note: checkpoint of {len(rng)} processes resumed on {run.processes.world}; RNG streams differ"
-        )
-    set_rng_states(rng[run.processes.rank % len(rng)])
+    rng, processes = state["rng"], run.processes
+    if len(rng) != processes.world and processes.main:
+        print(f"note: checkpoint of {len(rng)} processes resumed on {processes.world}; RNG streams differ")
+    if processes.rank < len(rng):  # a rank the checkpoint did not have keeps its seed of build_run,
+        set_rng_states(rng[processes.rank])  # not rank 0's dropout masks
     run.iteration, run.best_miou = state["iteration"], state["best_miou"]
     run.summary, run.wall_time = state["summary"], state["wall_time"]
     run.started = time.perf_counter()
