@@ -8,6 +8,7 @@ CONFIG is a bundled config name (ann/configs/*.toml) or a path to a TOML file. S
 """
 
 import argparse
+import os
 import shlex
 import sys
 import tomllib
@@ -69,11 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([sys.executable, "-m", "ann.train", *(sys.argv[1:] if argv is None else argv)])
     from ann.training.state import Stopped
 
+    # under torchrun every process runs this: one report of the run, each rank's own errors
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     try:
         train(config, args.out, resume=args.resume, command=command, reproduce=reproduce(args, overrides))
     except Stopped as stop:
         again = [arg for arg in sys.argv[1:] if arg != "--resume"]
-        print(f"{stop}: {shlex.join(['python', '-m', 'ann.train', *again, '--resume'])}", file=sys.stderr)
+        if rank == 0:
+            print(f"{stop}: {shlex.join(['python', '-m', 'ann.train', *again, '--resume'])}", file=sys.stderr)
         return 143  # 128 + SIGTERM, as a shell reports a terminated job
     except (ValueError, RuntimeError, OSError) as error:  # TrainingError, DatasetError, ConfigError
         from ann.data.datasets import DatasetError, plain_message
@@ -85,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             if (args.out / CHECKPOINT).exists():
                 hint += "; then --resume continues from the last checkpoint"
-        print(f"error: {plain_message(error)}{hint}", file=sys.stderr)
+        who = f" (rank {rank} of {world})" if world > 1 else ""
+        print(f"error{who}: {plain_message(error)}{hint}", file=sys.stderr)
         return 2
-    print(f"done: {args.out / 'model.safetensors'}")
+    if rank == 0:
+        print(f"done: {args.out / 'model.safetensors'}")
     return 0
 
 

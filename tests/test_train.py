@@ -213,3 +213,23 @@ def test_compiled_run_trains(tmp_path):
     run = train(smoke("train.compile=true", "train.iterations=3", "train.val_every=0"), tmp_path)
     assert run.iteration == 3 and run.model is not run.net  # the step called the compiled wrapper
     assert len(losses(tmp_path)) == 3
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_torchrun_the_run_is_reported_once_and_errors_name_their_rank(
+    tmp_path, monkeypatch, capsys, rank
+):
+    from ann.training import loop
+
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(loop, "train", lambda *args, **kwargs: None)
+    assert main(["smoke", "--out", str(tmp_path / "run")]) == 0
+    assert ("done:" in capsys.readouterr().out) == (rank == 0)
+
+    def fails(*args, **kwargs):
+        raise DatasetError("bad.png: truncated")
+
+    monkeypatch.setattr(loop, "train", fails)
+    assert main(["smoke", "--out", str(tmp_path / "run")]) == 2
+    assert f"error (rank {rank} of 2): bad.png: truncated" in capsys.readouterr().err
