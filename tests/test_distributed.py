@@ -113,3 +113,22 @@ def test_one_process_under_torchrun_takes_the_distributed_path(monkeypatch):
     finally:
         distributed.teardown()
     assert not dist.is_initialized()
+
+
+LOADER_LEFT_OPEN = """
+from ann.checkpoint import IMAGENET_NORMALIZATION
+from ann.training.config import DataConfig
+from ann.training.data import eval_loader, open_split
+
+split = open_split(DataConfig(synthcity_size=(32, 64)), "val")
+batches = iter(eval_loader(split, IMAGENET_NORMALIZATION, 4, 0, 1, 1, False))
+next(batches)  # a worker is alive as the interpreter exits (e.g. a run that failed mid-split)
+print("exiting", flush=True)
+"""
+
+
+def test_a_loader_worker_alive_at_exit_does_not_hang_the_process():
+    # multiprocessing stops live workers at exit with SIGTERM and joins them without a timeout
+    command = [sys.executable, "-c", LOADER_LEFT_OPEN]
+    result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "exiting" in result.stdout, result.stderr[-2000:]

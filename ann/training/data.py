@@ -7,7 +7,7 @@ Generator seeded with (seed, k)). So the batch of an iteration does not depend o
 the number of processes that came before, or on whether the run was resumed.
 """
 
-import signal
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,12 +130,13 @@ class TrainStream(torch.utils.data.Dataset):
         return 2**62  # indices come from StepBatches, never from a length
 
 
-def ignore_sigterm(worker_id: int) -> None:
-    """Loader workers leave the stop to the trainer. A scheduler's SIGTERM (Slurm's time limit,
-    `kill -- -PGID`) reaches every process, and torchrun passes it on to each rank's process group:
-    a killed worker would fail the run before the step at which it checkpoints (StopRequest).
-    Workers still exit when the loader shuts down and when their trainer dies (PyTorch's watchdog)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def own_process_group(worker_id: int) -> None:
+    """Loader workers leave a stop to their trainer. torchrun passes a SIGTERM on to each rank's
+    process group (so does `kill -- -PGID`): a worker killed by it would fail the run before the
+    step at which the rank checkpoints (StopRequest). In a group of its own it is not reached,
+    while the loader's shutdown and multiprocessing's exit handler can still stop it (a worker
+    ignoring SIGTERM instead hung its process at exit), and it exits when its trainer dies."""
+    os.setpgid(0, 0)
 
 
 class StepBatches(torch.utils.data.Sampler):
@@ -167,7 +168,7 @@ def train_loader(split: Split, config: RunConfig, start: int, rank: int, world: 
         pin_memory=pin,
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
-        worker_init_fn=ignore_sigterm,
+        worker_init_fn=own_process_group,
         # own generator: creating the iterator must not draw from the global torch RNG (resume)
         generator=torch.Generator().manual_seed(config.train.seed),
     )
@@ -199,6 +200,6 @@ def eval_loader(split: Split, norm: dict, limit: int, rank: int, world: int, wor
         batch_size=1,
         num_workers=workers,
         pin_memory=pin,
-        worker_init_fn=ignore_sigterm,  # validation too may be under way at a stop
+        worker_init_fn=own_process_group,  # validation too may be under way at a stop
         generator=torch.Generator().manual_seed(0),
     )
