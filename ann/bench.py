@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from ann.evaluate import whole_number
 from ann.models.blocks import AFNB, APNB
 from ann.models.network import BACKBONES, VARIANTS, build_network, variant
 from ann.models.sampling import Sampler, SamplingConfig
@@ -265,16 +266,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ann.bench", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -282,8 +273,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     block.add_argument("--size", type=parse_size, action="append", help="WxH, repeatable (96x96, 256x128)")
     block.add_argument("--blocks", nargs="+", choices=BLOCKS, default=list(BLOCKS))
     block.add_argument("--scope", choices=SCOPES, default="attention")
-    block.add_argument("--channels", type=positive, default=2048)
-    block.add_argument("--key", type=positive, default=256)
+    block.add_argument("--channels", type=whole_number(1), default=2048)
+    block.add_argument("--key", type=whole_number(1), default=256)
     network = sub.add_parser("network", help="Table 2: the whole network on one image")
     network.add_argument("--variant", choices=tuple(VARIANTS), default="full")
     network.add_argument("--backbone", choices=BACKBONES, default="resnet101")
@@ -292,8 +283,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for p in (block, network):
         p.add_argument("--device", default="cpu")
         p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
-        p.add_argument("--repeats", type=positive, help="timed runs (default 3 on CPU, 20 on CUDA)")
-        p.add_argument("--threads", type=positive, help="CPU threads (torch.set_num_threads)")
+        p.add_argument("--repeats", type=whole_number(1), help="timed runs (default 3 on CPU, 20 on CUDA)")
+        p.add_argument("--threads", type=whole_number(1), help="CPU threads (torch.set_num_threads)")
         p.add_argument("--json", type=Path, help="write the rows here as a JSON list")
     return parser.parse_args(argv)
 

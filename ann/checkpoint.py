@@ -88,21 +88,22 @@ def save(model: ANN, path: str | Path, meta: CheckpointMeta, dtype: torch.dtype 
 def write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     """A safetensors file whose bytes depend only on its content, fsynced: the data is on disk
     before a rename makes it the checkpoint."""
-    payload = canonical(save_bytes(tensors, metadata=metadata))
+    data = save_bytes(tensors, metadata=metadata)
+    size = int.from_bytes(data[:8], "little")
+    header = canonical_header(data[8 : 8 + size])
     with open(path, "wb") as f:
-        f.write(payload)
+        f.write(len(header).to_bytes(8, "little") + header)
+        f.write(memoryview(data)[8 + size :])  # the tensors as safetensors laid them out, no copy
         f.flush()
         os.fsync(f.fileno())
 
 
-def canonical(data: bytes) -> bytes:
+def canonical_header(header: bytes) -> bytes:
     """safetensors writes the metadata in hash-map order, a new one on every save, so the same
     model and metadata gave other bytes and another sha256 each time. The header again with sorted
-    keys (8-byte aligned with spaces, as safetensors pads it); the tensor bytes are unchanged."""
-    size = int.from_bytes(data[:8], "little")
-    header = json.dumps(json.loads(data[8 : 8 + size]), sort_keys=True, separators=(",", ":")).encode()
-    header += b" " * (-len(header) % 8)
-    return len(header).to_bytes(8, "little") + header + data[8 + size :]
+    keys (8-byte aligned with spaces, as safetensors pads it); the tensor offsets are unchanged."""
+    text = json.dumps(json.loads(header), sort_keys=True, separators=(",", ":")).encode()
+    return text + b" " * (-len(text) % 8)
 
 
 def file_sha256(path: str | Path) -> str:

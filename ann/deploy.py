@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ann.bench import parse_size, positive
+from ann.bench import parse_size
 from ann.checkpoint import load
-from ann.evaluate import check_output
+from ann.evaluate import check_output, whole_number
 from ann.inference import Normalization
 
 MIN_AGREEMENT = 0.999  # share of pixels whose argmax must match PyTorch's
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--onnx", type=Path, required=True, help="the .onnx file to write")
     p.add_argument("--size", type=size, default=(1024, 512), help="WIDTHxHEIGHT of the input (fixed)")
-    p.add_argument("--batch", type=positive, default=1)
+    p.add_argument("--batch", type=whole_number(1), default=1)
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     args = p.parse_args(argv)
     try:

@@ -127,15 +127,19 @@ def numbers(text: str, kind: type = int) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from error
 
 
-def count(text: str) -> int:
-    """A non-negative integer option."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `minimum` (counts, sizes, repeats)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return parse
 
 
 def add_inference_args(p: argparse.ArgumentParser) -> None:
@@ -206,7 +210,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dataset", help="layout name (cityscapes, ..., folder); default: the checkpoint's")
     p.add_argument("--split", default="val")
     add_inference_args(p)
-    p.add_argument("--limit", type=count, default=0, help="evaluate the first N images only (0: all)")
+    p.add_argument("--limit", type=whole_number(0), default=0, help="the first N images only (0: all)")
     p.add_argument("--synthcity-seed", type=int, help="default: the checkpoint's training city, else 0")
     p.add_argument("--synthcity-size", type=numbers,
                    help="H,W of SynthCity images (default: as trained, else 512,1024)")  # fmt: skip

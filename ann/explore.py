@@ -149,16 +149,10 @@ class Explorer:
     # ---- sampling --------------------------------------------------------------------------
 
     def block_kinds(self) -> dict[str, str]:
-        """{"fusion": "afnb"|"fnb", "context": "apnb"|"nb"} for the blocks that have attention."""
-        kinds = {"fusion": self.model.config.fusion, "context": self.model.config.context}
-        return {name: kinds[name] for name in self.model.samplings()}
+        return block_kinds(self.model)
 
     def training_sampling(self) -> dict[str, SamplingConfig]:
-        """The sampling each attention block was trained with (NB and FNB: identity)."""
-        return {
-            name: self.model.config.sampling if kind in ("afnb", "apnb") else SamplingConfig("identity")
-            for name, kind in self.block_kinds().items()
-        }
+        return training_sampling(self.model)
 
     def differences(self) -> list[str]:
         """Human-readable differences between the current and the training sampling."""
@@ -257,6 +251,20 @@ class Explorer:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+
+
+def block_kinds(model: ANN) -> dict[str, str]:
+    """{"fusion": "afnb"|"fnb", "context": "apnb"|"nb"} for the blocks that have attention."""
+    kinds = {"fusion": model.config.fusion, "context": model.config.context}
+    return {name: kinds[name] for name in model.samplings()}
+
+
+def training_sampling(model: ANN) -> dict[str, SamplingConfig]:
+    """The sampling each attention block was trained with (NB and FNB: identity)."""
+    return {
+        name: model.config.sampling if kind in ("afnb", "apnb") else SamplingConfig("identity")
+        for name, kind in block_kinds(model).items()
+    }
 
 
 def describe(sampling: SamplingConfig) -> str:

@@ -24,7 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ann.data.datasets import files_under
-from ann.evaluate import PredictionWriter, add_inference_args, check_output, count, load_for_inference
+from ann.evaluate import PredictionWriter, add_inference_args, check_output, load_for_inference, whole_number
 from ann.images import ImageError, read_image, resize_max_side
 from ann.inference import segment
 
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("inputs", type=Path, nargs="+", help="image files and folders of images")
     p.add_argument("--out", type=Path, required=True, help="folder for <name>.png and <name>_overlay.png")
-    p.add_argument("--max-side", type=count, default=DEFAULT_MAX_SIDE,
+    p.add_argument("--max-side", type=whole_number(0), default=DEFAULT_MAX_SIDE,
                    help="longer side the network sees (0: the file's); masks keep its size")  # fmt: skip
     p.add_argument("--json", type=Path, help="write each image's class pixel shares here")
     add_inference_args(p)

@@ -8,7 +8,7 @@ import time
 
 import gradio as gr
 
-from ann.explore import class_shares, describe
+from ann.explore import block_kinds, class_shares, describe, training_sampling
 from ann.models.sampling import SamplingConfig
 from app import plots
 from app.session import Session, require, returns_freed_memory
@@ -42,16 +42,12 @@ def suggest_sizes(method: str, sizes: str) -> str:
         return sizes
 
 
-def trained_sampling(config) -> str:
+def trained_sampling(model) -> str:
     """Per attention block: AFNB/APNB pool the config's anchors, NB/FNB attend to every position."""
-    blocks = [kind for kind in (config.fusion, config.context) if kind in ("afnb", "apnb", "fnb", "nb")]
-    if not blocks:
+    kinds, trained = block_kinds(model), training_sampling(model)
+    if not kinds:
         return "none (no attention block)"
-    every = SamplingConfig("identity")
-    return "; ".join(
-        f"{kind.upper()} {describe(config.sampling if kind in ('afnb', 'apnb') else every)}"
-        for kind in blocks
-    )
+    return "; ".join(f"{kind.upper()} {describe(trained[name])}" for name, kind in kinds.items())
 
 
 def trained_controls(session: Session | None):
@@ -63,7 +59,7 @@ def trained_controls(session: Session | None):
     sizes = ",".join(map(str, trained.sizes))
     method = trained.method if trained.method in TABLE7_METHODS else gr.skip()
     preset = sizes if sizes in PRESETS else None
-    return preset, sizes, method, f"Training sampling: {trained_sampling(session.explorer.model.config)}."
+    return preset, sizes, method, f"Training sampling: {trained_sampling(session.explorer.model)}."
 
 
 def set_sampling(session: Session | None, method: str, sizes: str, seed: float, opacity, outline, hidden):

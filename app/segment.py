@@ -174,7 +174,8 @@ def upload_checkpoint(session: Session | None, file: str | None, *, store: Model
 
 def model_card(store: ModelStore, name: str) -> str:
     """Classes, training data, metrics and config from the metadata, then the .md next to the file."""
-    meta = store.model(name).meta
+    model = store.model(name)
+    meta = model.meta
     config, provenance = meta.config, meta.provenance
     lines = [f"### {name}"]
     if name == UNTRAINED:
@@ -186,7 +187,7 @@ def model_card(store: ModelStore, name: str) -> str:
         f"- network: {config.fusion.upper()} + {config.context.upper()} on {config.backbone} "
         f"(output stride {config.output_stride}), head {config.head_channels}, key {config.key_channels}, "
         f"value {config.value_channels}",
-        f"- trained sampling: {trained_sampling(config)}",
+        f"- trained sampling: {trained_sampling(model)}",
         f"- {len(meta.classes)} classes: {', '.join(meta.classes)}",
         f"- sha256: `{meta.sha256}`",
     ]

@@ -154,11 +154,6 @@ def pick_point(event: gr.SelectData):
     return event.index[0], event.index[1], MODES[1]
 
 
-def model_layers(config) -> list[str]:
-    """The Grad-CAM layers of a network: its stages, then its attention blocks (none for a baseline)."""
-    return [*features.STAGES, *(kind for kind in (config.fusion, config.context) if kind in BLOCKS)]
-
-
 def show_image(session: Session | None, layer: str | None = None):
     """The segmented image to click on, the session model's classes for the class menu, set to
     the class predicted most (a class the image has pixels of), and the model's layers."""
@@ -166,7 +161,8 @@ def show_image(session: Session | None, layer: str | None = None):
         return None, gr.update(), gr.update()
     classes = list(session.explorer.meta.classes)
     most = int(np.bincount(session.result.labels.ravel(), minlength=len(classes)).argmax())
-    layers = model_layers(session.explorer.model.config)
+    # the Grad-CAM layers of this network: its stages, then its attention blocks (a baseline: none)
+    layers = [*features.STAGES, *session.explorer.block_kinds().values()]
     layer = gr.update(choices=layers, value=layer if layer in layers else "stage5")
     return session.image, gr.update(choices=[MAJORITY, *classes], value=classes[most]), layer
 
