@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
         if importlib.util.find_spec(module) is None:
             print(f"warning: {module} is not installed: {consequence}", flush=True)
     out = Path(os.environ.get("OUT") or RUNS / "out")
-    logs = RUNS / "session-logs"
+    logs = RUNS / "logs"  # the layout gpu_unpack.py gives runs/gpu: reproduction_tables reads both
     logs.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     stop_leftovers()
