@@ -146,3 +146,33 @@ def test_random_sampling_in_training_takes_key_and_value_from_the_same_anchors(s
         expected = naive_non_local(block, high, low)
         for _ in range(3):
             assert torch.allclose(block(high, low)[0], expected, atol=1e-5)
+
+
+def test_bn_after_w_normalises_the_attention_response():
+    """Appendix C's option: the response is BN(W(context)), a BN with its own statistics."""
+    block = randomise(AFNB((6,), 10, 4, 5, Sampler(IDENTITY), bn_after_w=True))
+    attention = block.attentions[0]
+    high, low = torch.randn(1, 10, 4, 6), torch.randn(1, 6, 4, 6)
+    with torch.no_grad():
+        context, _ = attention(high, low)
+        expected = attention.W_bn(naive_non_local(attention, high, low))
+        assert torch.allclose(context, expected, atol=1e-5)
+        assert not torch.allclose(context, naive_non_local(attention, high, low), atol=1e-3)
+
+
+def test_common_fusion_adds_relu_bn_conv_of_each_low_stage():
+    """Table 6's common fusion written out: Stage5 + sum of ReLU(BN(conv(low))), each resized to
+    Stage5 bilinearly; randomised BN makes the pre-ReLU maps part negative, so ReLU matters."""
+    import torch.nn.functional as F
+
+    from ann.models.blocks import CommonFusion
+
+    block = randomise(CommonFusion((4, 6), 8))
+    high, lows = torch.randn(1, 8, 4, 4), [torch.randn(1, 4, 8, 8), torch.randn(1, 6, 4, 4)]
+    expected = high.clone()
+    with torch.no_grad():
+        for (conv, bn, _), low in zip(block.projections, lows, strict=True):
+            low = F.batch_norm(conv(low), bn.running_mean, bn.running_var, bn.weight, bn.bias, False)
+            expected += F.interpolate(F.relu(low), size=(4, 4), mode="bilinear", align_corners=False)
+        out, attentions = block(high, lows)
+    assert torch.allclose(out, expected, atol=1e-5) and attentions == []

@@ -163,3 +163,46 @@ def test_a_palette_that_does_not_colour_every_class_is_refused(tmp_path, palette
     path = rewrite(tmp_path, model, {k: v.contiguous() for k, v in model.state_dict().items()}, metadata)
     with pytest.raises(CheckpointError, match="palette must hold 3"):
         ann.load(path)
+
+
+def test_integer_buffers_stay_exact_in_an_fp16_file(tmp_path):
+    """Only floating tensors are cast: BN's num_batches_tracked (a 60k-iteration count) overflows
+    fp16 (max 65504), so it must be stored as int64 and come back unchanged."""
+    model = trained_like()
+    for name, buffer in model.named_buffers():
+        if name.endswith("num_batches_tracked"):
+            buffer.fill_(120_001)
+    path = ann.save(model, tmp_path / "m.safetensors", meta(model), dtype=torch.float16)
+    with open(path, "rb") as f:  # the safetensors header lists each tensor's dtype
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    assert {v["dtype"] for k, v in header.items() if k.endswith("num_batches_tracked")} == {"I64"}
+    loaded = ann.load(path).state_dict()
+    assert all(loaded[k].item() == 120_001 for k in loaded if k.endswith("num_batches_tracked"))
+
+
+def test_the_file_records_the_models_config_not_the_metas(tmp_path):
+    """A meta built for another config (a stale one, say) must not describe these tensors."""
+    model = trained_like()
+    other = ann.variant("full", **{**SMALL, "head_channels": 16})
+    path = ann.save(model, tmp_path / "m.safetensors", CheckpointMeta(other, CLASSES, PALETTE))
+    assert read_meta(path).config == model.config
+    assert ann.load(path).config.head_channels == 8
+
+
+def test_loading_never_fetches_imagenet_weights(tmp_path, monkeypatch):
+    """A checkpoint of a network trained from ImageNet weights holds all its weights; loading
+    must not read (or need) the ImageNet file, which would be slow and may be absent."""
+    from dataclasses import replace
+
+    import ann.models.efficientnet
+
+    model = trained_like(backbone="efficientnet_lite0")
+    model.config = replace(model.config, pretrained=True)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("ann.load fetched ImageNet weights")
+
+    monkeypatch.setattr(ann.models.efficientnet, "load_imagenet_weights", refuse)
+    path = ann.save(model, tmp_path / "m.safetensors", meta(model), dtype=torch.float32)
+    loaded = ann.load(path)
+    assert torch.equal(loaded.state_dict()["classifier.weight"], model.state_dict()["classifier.weight"])

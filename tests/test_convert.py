@@ -308,3 +308,19 @@ def test_out_equal_to_the_source_is_refused(original, tmp_path):
     with pytest.raises(SystemExit, match="--out is the source file"):
         main(["--from", "original", str(source), "--out", str(tmp_path / "." / "their.pth")])
     assert file_sha256(source) == before
+
+
+def test_library_convert_writes_fp32_by_default(original, tmp_path, monkeypatch):
+    """`convert` called from Python, like the CLI, keeps fp32 unless asked: the released fp32
+    weights are what the check against the original function holds for."""
+    import ann.convert
+
+    source = tmp_path / "their.pth"
+    source.write_bytes(b"stands in for the .pth; read_original is replaced below")
+    written = {}
+    monkeypatch.setattr(ann.convert, "read_original", lambda path: (original, {}))
+    monkeypatch.setattr(
+        ann.convert, "save", lambda model, out, meta, dtype: written.setdefault("dtype", dtype)
+    )
+    ann.convert.convert(source, tmp_path / "ann.safetensors")
+    assert written == {"dtype": torch.float32}

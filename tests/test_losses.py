@@ -86,3 +86,30 @@ def test_all_ignored_batch_gives_zero_with_a_graph():
     loss = OhemCrossEntropy(min_kept=2)(logits, torch.full((1, 4, 4), 255))
     loss.backward()
     assert loss.item() == 0 and logits.grad is not None
+
+
+def test_ohem_class_weights_scale_each_kept_pixel():
+    """As released: the mean over kept pixels of weight[target] x CE, not torch's mean normalised
+    by the summed weights, and the weights apply at all (Cityscapes weights in both terms)."""
+    torch.manual_seed(1)
+    logits, target = torch.randn(2, 3, 5, 6) * 2, torch.randint(0, 3, (2, 5, 6))
+    target[0, 0] = 255
+    weight = torch.tensor([0.5, 1.0, 3.0])
+    keep = ohem_keep_mask(logits, target, 0.7, 4)
+    per_pixel = (
+        F.cross_entropy(logits, target, ignore_index=255, reduction="none") * weight[target.clamp(max=2)]
+    )
+    expected = per_pixel[keep].mean()
+    assert torch.allclose(OhemCrossEntropy(0.7, 4, weight)(logits, target), expected)
+    weighted = SegmentationLoss(threshold=0.7, min_kept=4, class_weights=tuple(weight.tolist()))
+    assert torch.allclose(weighted(logits, None, target)["main"], expected)
+
+
+def test_segmentation_loss_passes_its_threshold_and_min_kept_on():
+    torch.manual_seed(2)
+    logits, target = torch.randn(1, 3, 6, 6) * 3, torch.randint(0, 3, (1, 6, 6))
+    loss = SegmentationLoss(threshold=0.3, min_kept=2)(logits, None, target)["main"]
+    assert torch.allclose(loss, OhemCrossEntropy(0.3, 2)(logits, target))
+    # the two settings keep different pixels here, so a dropped argument shows
+    assert not torch.allclose(loss, OhemCrossEntropy(0.7, 2)(logits, target))
+    assert not torch.allclose(loss, OhemCrossEntropy(0.3, 100_000)(logits, target))

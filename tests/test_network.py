@@ -197,3 +197,84 @@ def test_trains_under_bf16_autocast_channels_last(fusion, context, method):
     assert all(
         p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters() if p.requires_grad
     )
+
+
+@pytest.mark.parametrize("name", ["nb", "apnb", "fnb", "afnb", "fnb_nb", "full"])
+def test_nb_and_fnb_rows_attend_to_every_position(name):
+    """Table 6: NB and FNB use every position as an anchor (S = N), APNB and AFNB the pyramid."""
+    model = small(name).eval()
+    with torch.no_grad():
+        out = model.head(model.backbone(torch.randn(1, 3, 40, 40)), record=True)
+    assert set(out.attention) == set(VARIANTS[name].values()) - {"none"}
+    for block, weights in out.attention.items():
+        weights = weights[0] if isinstance(weights, list) else weights
+        # a 40x40 input gives 6x6 features (ceil-mode pooling): N = 36; the pyramid has S = 110
+        assert weights.weights.shape[-1] == (36 if block in ("nb", "fnb") else 110), block
+
+
+def test_afnb_bn_after_w_reaches_the_fusion_block_only():
+    """Appendix C's BN after W_o is an AFNB option: with W at zero, the response is then the BN's
+    shift (beta - mean / sqrt(var) * gamma) instead of zero."""
+    model = small("full", afnb_bn_after_w=True).eval()
+    attention = model.fusion.attentions[0]
+    torch.nn.init.constant_(attention.W_bn.bias, 0.5)
+    stages = model.backbone(torch.randn(1, 3, 32, 32))
+    with torch.no_grad():
+        context, _ = attention(stages[4], stages[3])
+    assert torch.allclose(context, torch.full_like(context, 0.5))
+    assert model.context.attention.W_bn is None and small("full").fusion.attentions[0].W_bn is None
+
+
+def test_dropout_rate_reaches_every_dropout():
+    # the config's rate (0.05 as released) is the only place it is set; a constant in one block
+    # would make a dropout ablation silently train the released rate there
+    model = small("full", dropout=0.25)
+    rates = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout2d)]
+    assert len(rates) == 3 and set(rates) == {0.25}  # AFNB, APNB, auxiliary head
+
+
+def basic_resnet(sd, x, output_stride):
+    """A dilated ResNet-18 (BasicBlock) written out over its state dict: at output stride 8,
+    layer3 dilation 2 and layer4 dilation 4 without stride; at 16, layer3 keeps its stride and
+    layer4 has dilation 2; the first block of a dilated layer at half its dilation."""
+    import torch.nn.functional as F
+
+    def bn(x, p):
+        return F.batch_norm(
+            x, sd[p + "running_mean"], sd[p + "running_var"], sd[p + "weight"], sd[p + "bias"]
+        )
+
+    for i in "123":
+        x = F.relu(bn(F.conv2d(x, sd[f"stem.conv{i}.weight"], None, 2 if i == "1" else 1, 1), f"stem.bn{i}."))
+    stages, x = [x], F.max_pool2d(x, 3, 2, 1, ceil_mode=True)
+    layer34 = {8: ((3, 1, 2), (4, 1, 4)), 16: ((3, 2, 1), (4, 1, 2))}[output_stride]
+    for layer, stride, dilation in ((1, 1, 1), (2, 2, 1), *layer34):
+        for b in range(2):
+            p = f"layer{layer}.{b}."
+            s, d = (stride, max(1, dilation // 2)) if b == 0 else (1, dilation)
+            out = F.relu(bn(F.conv2d(x, sd[p + "conv1.weight"], None, s, d, d), p + "bn1."))
+            out = bn(F.conv2d(out, sd[p + "conv2.weight"], None, 1, d, d), p + "bn2.")
+            if p + "downsample.0.weight" in sd:
+                x = bn(F.conv2d(x, sd[p + "downsample.0.weight"], None, s), p + "downsample.1.")
+            x = F.relu(out + x)
+        stages.append(x)
+    return stages
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_dilated_resnet18_computes_the_written_out_function(output_stride):
+    """ResNet-18/34's BasicBlock is not covered by the converter's ResNet-101 check: dilation in
+    both 3x3 convs, the final ReLU after the residual sum, the stride on the first block."""
+    torch.manual_seed(0)
+    backbone = small("baseline", output_stride=output_stride).backbone.double()
+    for m in backbone.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics, so every BN matters
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.1)
+    x = torch.randn(1, 3, 37, 45, dtype=torch.float64)
+    with torch.no_grad():
+        ours = backbone.eval()(x)
+        expected = basic_resnet(backbone.state_dict(), x, output_stride)
+    for stage, (a, b) in enumerate(zip(ours, expected, strict=True), start=1):
+        torch.testing.assert_close(a, b, msg=f"stage {stage}")

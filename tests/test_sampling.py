@@ -104,3 +104,34 @@ def test_methods_are_the_six_of_table_7_plus_identity():
     assert set(METHODS) - {"identity"} == {
         "random", "max", "average", "pyramid_random", "pyramid_max", "pyramid_average"
     }  # fmt: skip
+
+
+def test_eval_draw_does_not_depend_on_earlier_training_steps():
+    """The app and the evaluator switch a trained sampler to eval: its anchors must be the fixed
+    (seed, H, W) set, not one shifted by how many training steps the sampler happened to see."""
+    x = torch.randn(1, 3, 12, 12)
+    trained = Sampler(SamplingConfig("pyramid_random", (1, 2, 3), seed=5)).train()
+    for _ in range(3):
+        trained(x)
+    fresh = Sampler(SamplingConfig("pyramid_random", (1, 2, 3), seed=5)).eval()
+    assert torch.equal(trained.eval()(x), fresh(x))
+
+
+def test_random_geometry_names_the_sampled_pixels_on_a_wide_map():
+    # a non-square map: a flat index split by H instead of W (or rows for columns) names other
+    # pixels, which a square map cannot tell apart
+    H, W = 5, 11
+    x = torch.arange(H * W, dtype=torch.float32).view(1, 1, H, W)
+    sampler = Sampler(SamplingConfig("pyramid_random", (1, 2), seed=2)).eval()
+    geometry = sampler.anchors(H, W)
+    ys, xs = geometry.boxes[:, 0], geometry.boxes[:, 1]
+    assert (ys < H).all() and (xs < W).all()
+    assert torch.equal(sampler(x)[0, 0], x[0, 0, ys, xs])
+    assert geometry.level.tolist() == [0] + [1] * 4  # which pyramid level each anchor belongs to
+
+
+def test_anchor_boxes_scale_rows_by_height_and_columns_by_width():
+    """A 4x8 feature map of a 32x128 image: 8 pixels per row cell, 16 per column cell."""
+    geometry = Sampler(SamplingConfig("pyramid_average", (2,))).anchors(4, 8)
+    assert geometry.boxes.tolist()[1] == [0, 4, 2, 8]  # top-right bin: rows 0..2, columns 4..8
+    assert geometry.to_pixels((32, 128)).tolist()[1] == [0.0, 64.0, 16.0, 128.0]
