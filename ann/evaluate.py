@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ann.inference import DEFAULT_SCALES, autocast, predict
 from ann.metrics import ConfusionMatrix
+from ann.training.config import DATASETS
 
 MODES_OF_FLAG = {"--crop": ("slide", "msflip"), "--stride": ("slide", "msflip"),
                  "--scales": ("msflip",), "--no-flip": ("msflip",)}  # fmt: skip
@@ -74,6 +75,8 @@ def mode_options(mode: str, crop=None, stride=None, scales=DEFAULT_SCALES, flip=
             raise ValueError("slide mode needs --crop H,W")
         return {"crop": tuple(crop), "stride": tuple(stride or crop)}
     if mode == "msflip":
+        if not scales or min(scales) <= 0:  # a scale of 0 or less would still run, on a 1x1 image
+            raise ValueError(f"--scales must be positive, got {','.join(map(str, scales))}")
         return {
             "scales": tuple(scales),
             "flip": flip,
@@ -207,14 +210,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ann.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--data", required=True, help="dataset folder, or 'synthcity' for the procedural split")
-    p.add_argument("--dataset", help="layout name (cityscapes, ..., folder); default: the checkpoint's")
+    p.add_argument("--dataset", choices=DATASETS, help="folder layout; default: the checkpoint's")
     p.add_argument("--split", default="val")
     add_inference_args(p)
     p.add_argument("--limit", type=whole_number(0), default=0, help="the first N images only (0: all)")
-    p.add_argument("--synthcity-seed", type=int, help="default: the checkpoint's training city, else 0")
+    p.add_argument(
+        "--synthcity-seed", type=whole_number(0), help="default: the checkpoint's training city, else 0"
+    )
     p.add_argument("--synthcity-size", type=numbers,
                    help="H,W of SynthCity images (default: as trained, else 512,1024)")  # fmt: skip
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=whole_number(0), default=2)
     p.add_argument("--json", type=Path, help="write miou, pixel_acc, per_class_iou and confusion here")
     p.add_argument("--plot", type=Path, help="write the row-normalised confusion matrix as a PNG")
     p.add_argument("--save-predictions", type=Path, help="folder for trainId PNGs and overlays")
@@ -234,6 +239,8 @@ def run(args: argparse.Namespace) -> dict:
         trained = meta.provenance.get("data", {})
         seed = args.synthcity_seed if args.synthcity_seed is not None else trained.get("synthcity_seed", 0)
         size = args.synthcity_size or trained.get("synthcity_size") or (512, 1024)
+        if len(size) != 2:
+            raise ValueError(f"--synthcity-size takes two numbers H,W, got {','.join(map(str, size))}")
         data = DataConfig(synthcity_seed=seed, synthcity_size=tuple(size))
     else:
         dataset = args.dataset or meta.provenance.get("data", {}).get("dataset", "cityscapes")

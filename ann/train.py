@@ -8,6 +8,7 @@ CONFIG is a bundled config name (ann/configs/*.toml) or a path to a TOML file. S
 """
 
 import argparse
+import errno
 import os
 import shlex
 import sys
@@ -46,7 +47,34 @@ def reproduce(args: argparse.Namespace, overrides: list[str]) -> str:
 
     how = set(RESUMABLE_CHANGES) - {"data.root"}  # where the data is stays in the command
     sets = [["--set", o] for o in overrides if o.partition("=")[0].strip() not in how]
-    return shlex.join(["python", "-m", "ann.train", args.config, "--out", str(args.out), *sum(sets, [])])
+    return shlex.join([*launcher(), args.config, "--out", str(args.out), *sum(sets, [])])
+
+
+def launcher() -> list[str]:
+    """How this run was started: under torchrun the number of processes is part of the result
+    (per-process batch statistics without SyncBatchNorm, per-rank RNG streams)."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return ["python", "-m", "ann.train"]
+    world = int(os.environ["WORLD_SIZE"])
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    nodes = ["--nnodes", str(world // per_node)] if world > per_node else []
+    return ["torchrun", *nodes, "--nproc_per_node", str(per_node), "-m", "ann.train"]
+
+
+def error_hint(error: Exception, checkpoint: Path) -> str:
+    """What to do about a bad sample or a full disk, and that --resume loses nothing."""
+    from ann.data.datasets import DatasetError
+
+    causes = [error]
+    while causes[-1].__cause__ is not None:
+        causes.append(causes[-1].__cause__)
+    if isinstance(error, DatasetError):
+        hint = "\nfix that file (python -m ann.check_data finds them all), or --skip-bad to skip bad samples"
+    elif any(getattr(c, "errno", None) == errno.ENOSPC or "No space left" in str(c) for c in causes):
+        hint = "\nfree some disk space"  # safetensors reports a full disk by its message alone
+    else:
+        return ""
+    return hint + ("; then --resume continues from the last checkpoint" if checkpoint.exists() else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,20 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     except Stopped as stop:
         again = [arg for arg in sys.argv[1:] if arg != "--resume"]
         if rank == 0:
-            print(f"{stop}: {shlex.join(['python', '-m', 'ann.train', *again, '--resume'])}", file=sys.stderr)
+            print(f"{stop}: {shlex.join([*launcher(), *again, '--resume'])}", file=sys.stderr)
         return 143  # 128 + SIGTERM, as a shell reports a terminated job
     except (ValueError, RuntimeError, OSError) as error:  # TrainingError, DatasetError, ConfigError
-        from ann.data.datasets import DatasetError, plain_message
+        from ann.data.datasets import plain_message
 
-        hint = ""
-        if isinstance(error, DatasetError):
-            hint = (
-                "\nfix that file (python -m ann.check_data finds them all), or --skip-bad to skip bad samples"
-            )
-            if (args.out / CHECKPOINT).exists():
-                hint += "; then --resume continues from the last checkpoint"
         who = f" (rank {rank} of {world})" if world > 1 else ""
-        print(f"error{who}: {plain_message(error)}{hint}", file=sys.stderr)
+        print(
+            f"error{who}: {plain_message(error)}{error_hint(error, args.out / CHECKPOINT)}", file=sys.stderr
+        )
         return 2
     if rank == 0:
         print(f"done: {args.out / 'model.safetensors'}")

@@ -89,12 +89,30 @@ def test_overrides_are_applied_with_types():
         ("train.amp=fp8", "train.amp: unknown value 'fp8'; valid: bf16, none"),
         ("optim.lr=-1", "optim.lr must be positive"),
         ("noequals", "section.field=value"),
+        # values that crashed the run later with numpy's words ("high - low < 0", "expected non-negative")
+        ("data.scale_range=2,0.5", "data.scale_range must be two factors 0 < low <= high"),
+        ("data.aspect_range=0,1.1", "data.aspect_range must be two factors 0 < low <= high"),
+        ("data.brightness=-10", "data.brightness must be >= 0"),
+        ("train.seed=-1", "train.seed must be >= 0"),
+        ("data.synthcity_seed=-1", "data.synthcity_seed must be >= 0"),
+        # config.toml could not hold them: a resumed run would not read its own config back
+        ("optim.lr=nan", "optim.lr: expected a finite number"),
+        ("model.dropout=inf", "model.dropout: expected a finite number"),
     ],
 )
 def test_bad_overrides_are_named(override, message):
     with pytest.raises(ConfigError, match=None) as error:
         load_config("smoke", [override])
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["2024", "1,2", "true", "nan", '"2024"'])
+def test_a_text_field_takes_the_text_toml_would_read_as_another_type(value, tmp_path):
+    config = load_config("smoke", [f"data.root={value}", f"data.val_split={value}"])
+    assert config.data.root == config.data.val_split == value.strip('"')  # e.g. a folder named 2024
+    saved = tmp_path / "config.toml"
+    saved.write_text(to_toml(config))
+    assert load_config(str(saved)) == config
 
 
 def test_bad_file_is_named(tmp_path):

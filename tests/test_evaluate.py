@@ -11,7 +11,7 @@ from torch import nn
 
 from ann.checkpoint import CheckpointMeta, save
 from ann.evaluate import evaluate, main, mode_options
-from ann.inference import predict_slide
+from ann.inference import predict_msflip, predict_slide
 from ann.models.network import build_network
 from ann.models.sampling import SamplingConfig
 from ann.training.config import DataConfig, load_config
@@ -190,6 +190,8 @@ def test_slide_refuses_a_stride_larger_than_the_crop():
         (["--mode", "slide", "--crop", "16,16", "--stride", "8,32"], "larger than --crop"),
         (["--mode", "slide", "--crop", "16"], "two numbers"),
         (["--seed", "3"], "--seed needs --sampling"),
+        (["--mode", "msflip", "--scales", "0,1"], "--scales must be positive"),  # ran on a 1x1 image
+        (["--synthcity-size", "32"], "--synthcity-size takes two numbers H,W"),  # was an unpacking error
     ],
 )
 def test_cli_refuses_options_that_would_be_ignored(checkpoint, tmp_path, capsys, extra, message):
@@ -238,3 +240,52 @@ def test_cli_refuses_a_split_without_a_labelled_pixel(checkpoint, tmp_path, caps
     assert main(argv) == 2
     assert "no labelled pixel in val" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_scores_the_first_images_of_the_unbounded_synthcity_train_split(checkpoint, tmp_path, capsys):
+    assert cli(checkpoint, tmp_path, "--split", "train")["pixel_acc"] > 0  # --limit 2: a TypeError before
+    argv = [str(checkpoint), "--data", "synthcity", "--split", "train", "--workers", "0", "--no-progress"]
+    assert main(argv) == 2
+    assert (
+        "unbounded split (SynthCity train) is evaluated on its first N images: --limit N"
+        in capsys.readouterr().err
+    )
+
+
+class Recorder(nn.Module):
+    """Returns its first two channels as logits and records every input it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        return x[:, :2]
+
+
+def test_slide_averages_overlapping_windows():
+    # constant logits: the average over 1, 2 or 4 overlapping windows is that constant; a sum
+    # would give 1, 2 and 4 where windows overlap
+    x = torch.ones(1, 3, 6, 6)
+    out = predict_slide(Recorder(), x, crop=(4, 4), stride=(2, 2))
+    assert torch.equal(out, torch.ones(1, 2, 6, 6))
+
+
+def test_slide_pads_a_small_image_with_zeros():
+    # the normalised mean is 0: padding with anything else feeds the model a coloured border
+    model = Recorder()
+    predict_slide(model, torch.ones(1, 3, 2, 3), crop=(4, 4), stride=(4, 4))
+    (window,) = model.seen
+    assert window.shape[-2:] == (4, 4) and window[..., 2:, :].eq(0).all() and window[..., :, 3:].eq(0).all()
+
+
+def test_msflip_passes_see_each_scale_and_return_to_the_input_grid():
+    # 8x12 at 0.75 is 6x9 (rows by H, columns by W); a linear ramp survives an align_corners=True
+    # resize there and back exactly, so with flips undone the sum is 4x the input
+    y, x = torch.meshgrid(torch.arange(8.0), torch.arange(12.0), indexing="ij")
+    image = torch.stack([x, y, x + y])[None]
+    model = Recorder()
+    out = predict_msflip(model, image, scales=(0.75, 1.0), flip=True)
+    assert [tuple(s.shape[-2:]) for s in model.seen] == [(6, 9), (6, 9), (8, 12), (8, 12)]
+    torch.testing.assert_close(out, 4 * image[:, :2])

@@ -138,3 +138,49 @@ def test_resume_on_more_processes_gives_each_new_rank_its_own_rng(tmp_path, caps
     assert torch.equal(after[0], state["rng"][0]["torch"])
     assert not torch.equal(after[1], after[0])
     assert capsys.readouterr().out.count("note: checkpoint of 1 processes resumed on 2") == 1
+
+
+def test_resume_refuses_a_checkpoint_that_is_not_this_runs(tmp_path, capsys):
+    """Another model's checkpoint, or a file that is no checkpoint, in the run folder: a clear
+    message, and the folder is left as it was."""
+    from ann.train import main
+    from ann.training.distributed import Processes
+    from ann.training.loop import build_run, checkpoint_state
+    from ann.training.state import rng_states, save_checkpoint
+
+    out = tmp_path / "run"
+    argv = ["smoke", "--out", str(out), *[arg for o in OVERRIDES[1:] for arg in ("--set", o)]]
+    assert main([*argv, "--set", "train.iterations=2"]) == 0
+    wider = load_config("smoke", [*OVERRIDES, "model.head_channels=64"])
+    other = build_run(wider, tmp_path / "other", Processes(0, 1, 0, torch.device("cpu")))
+    state = checkpoint_state(other, [rng_states()])
+    state["config"] = load_config(str(out / "config.toml")).to_dict()  # same recipe, other tensors
+    save_checkpoint(out / CHECKPOINT, state)
+    config = (out / "config.toml").read_bytes()
+    assert main([*argv, "--set", "train.iterations=2", "--resume"]) == 2
+    assert "--resume: checkpoint does not match the model" in capsys.readouterr().err
+    (out / CHECKPOINT).write_bytes(b"not a checkpoint\n")
+    assert main([*argv, "--set", "train.iterations=2", "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert "not a readable training checkpoint of this trainer" in error
+    assert "weights_only` set to `False`" not in error  # torch's advice to unpickle anything
+    assert (out / "config.toml").read_bytes() == config and not (out / "train.lock").exists()
+
+
+def test_resume_checks_the_config_the_checkpoint_was_trained_with(tmp_path, capsys):
+    """RUN/config.toml edited by hand, or gone: the checkpoint still knows its recipe, and a resume
+    with another one is refused before anything in the folder is rewritten."""
+    from ann.train import main
+
+    out = tmp_path / "run"
+    argv = ["--out", str(out), *[arg for o in OVERRIDES[1:] for arg in ("--set", o)]]
+    assert main(["smoke", *argv, "--set", "train.iterations=2"]) == 0
+    saved = out / "config.toml"
+    saved.write_text(saved.read_text().replace("lr = 0.01", "lr = 0.02"))
+    edited = saved.read_bytes()
+    assert main([str(saved), *argv, "--set", "train.iterations=2", "--resume"]) == 2
+    assert f"than {out / CHECKPOINT} was trained with: optim.lr: 0.01 -> 0.02" in capsys.readouterr().err
+    assert saved.read_bytes() == edited  # a refused resume rewrites nothing
+    saved.unlink()
+    assert main(["smoke", *argv, "--set", "train.iterations=2", "--set", "optim.lr=0.03", "--resume"]) == 2
+    assert "optim.lr: 0.01 -> 0.03" in capsys.readouterr().err and not saved.exists()

@@ -14,7 +14,7 @@ import torch
 import ann
 from ann.data.datasets import DatasetError
 from ann.train import main
-from ann.training.config import load_config
+from ann.training.config import ConfigError, load_config
 from ann.training.loop import CHECKPOINT, train
 from ann.training.state import RunLock, TrainingError, atomic_write
 
@@ -94,6 +94,61 @@ def test_bad_config_value_is_named(tmp_path, capsys):
     assert main(["smoke", "--out", str(tmp_path / "run"), "--set", "train.iterations=0"]) == 2
     assert "train.iterations must be positive" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_out_that_is_a_file_is_named(tmp_path, capsys):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep")
+    for flags in ((), ("--resume",)):
+        assert main(["smoke", "--out", str(afile), "--set", "train.progress=false", *flags]) == 2
+        assert f"--out {afile} is a file, not a run folder" in capsys.readouterr().err
+    assert afile.read_text() == "keep"
+    assert main(["smoke", "--out", str(afile / "run"), "--set", "train.progress=false"]) == 2
+    assert "cannot make the run folder there (Not a directory" in capsys.readouterr().err
+
+
+def test_validates_on_the_first_images_of_the_unbounded_synthcity_train_split(tmp_path):
+    run = train(smoke("data.val_split=train", "data.test_split=", "train.iterations=1"), tmp_path / "run")
+    assert 0 <= run.summary["miou"] <= 1
+    with pytest.raises(ConfigError, match="train split is unbounded: evaluating on it needs data.val_limit"):
+        smoke("data.val_split=train", "data.val_limit=0")  # refused before training, not after
+
+
+def test_full_disk_at_the_end_names_the_file_and_resume_finishes(tmp_path, monkeypatch, capsys):
+    real_fsync = os.fsync
+
+    def full_for_the_curve(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("training_curve.png.tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_for_the_curve)
+    out = tmp_path / "run"
+    argv = ["smoke", "--out", str(out), "--set", "train.progress=false", "--set", "train.iterations=2"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert f"could not write {out / 'training_curve.png'} (disk full)" in error
+    assert "--resume continues from the last checkpoint" in error and not list(out.rglob("*.tmp"))
+    monkeypatch.setattr(os, "fsync", real_fsync)  # room again
+    assert main([*argv, "--resume"]) == 0
+    assert (out / "training_curve.png").exists() and (out / "model_card.md").exists()
+
+
+def test_full_disk_while_logging_names_the_file(tmp_path):
+    from ann.training.logging import RunLog
+
+    class FullDisk:
+        def write(self, *text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        flush = close = write
+
+    log = RunLog(tmp_path, 0, 1, progress=False)
+    log.file.close()
+    log.file = FullDisk()
+    with pytest.raises(TrainingError, match=r"could not write .*metrics.jsonl \(disk full\)"):
+        log.record({"iteration": 1, "loss": 1.0})
+    log.close()  # does not raise again over the error that stopped the run
 
 
 def test_skip_bad_passes_through(capsys):
@@ -233,3 +288,25 @@ def test_under_torchrun_the_run_is_reported_once_and_errors_name_their_rank(
     monkeypatch.setattr(loop, "train", fails)
     assert main(["smoke", "--out", str(tmp_path / "run")]) == 2
     assert f"error (rank {rank} of 2): bad.png: truncated" in capsys.readouterr().err
+
+
+def test_under_torchrun_the_commands_to_reproduce_and_resume_are_torchrun(tmp_path, monkeypatch, capsys):
+    """The number of processes is part of the result: a plain `python -m ann.train` is another run."""
+    from ann.training import loop
+    from ann.training.state import Stopped
+
+    for key, value in {"RANK": "0", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    seen = {}
+
+    def stopped(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stopped(3)
+
+    monkeypatch.setattr(loop, "train", stopped)
+    out = tmp_path / "run"
+    monkeypatch.setattr("sys.argv", ["ann/train.py", "smoke", "--out", str(out)])
+    assert main() == 143
+    launch = "torchrun --nnodes 2 --nproc_per_node 2 -m ann.train smoke"
+    assert seen["reproduce"] == f"{launch} --out {out}"
+    assert f"{launch} --out {out} --resume" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from ann.training.config import RunConfig, to_toml
+from ann.training.state import atomic_write
 
 
 def model_card(
@@ -58,6 +59,4 @@ def percent(iou: float | None) -> str:
 
 
 def write_card(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, text.encode())  # whole or not at all; a full disk is named

@@ -7,6 +7,7 @@ unknown key is refused with the list of valid ones.
 """
 
 import json
+import math
 import tomllib
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
@@ -52,8 +53,23 @@ class DataConfig:
         check_choice("data.normalization", self.normalization, NORMALIZATIONS)
         check_positive("data.crop_size", *self.crop_size)
         check_positive("data.synthcity_size", *self.synthcity_size)
-        if self.val_limit < 0 or self.workers < 0 or self.synthcity_train_images < 0:
-            raise ConfigError("data.val_limit, data.workers and data.synthcity_train_images must be >= 0")
+        check_range("data.scale_range", self.scale_range)
+        check_range("data.aspect_range", self.aspect_range)
+        # brightness: the shift is drawn from [-b, b]; numpy refuses negative seeds
+        check_not_negative(
+            {
+                "data.val_limit": self.val_limit,
+                "data.workers": self.workers,
+                "data.synthcity_train_images": self.synthcity_train_images,
+                "data.brightness": self.brightness,
+                "data.synthcity_seed": self.synthcity_seed,
+            }
+        )
+        unbounded = self.dataset == "synthcity" and "train" in (self.val_split, self.test_split)
+        if unbounded and not self.val_limit:  # SynthCity renders train images without end
+            raise ConfigError(
+                "SynthCity's train split is unbounded: evaluating on it needs data.val_limit = N"
+            )
         if self.dataset != "synthcity" and not self.root:
             raise ConfigError(f"data.root: dataset {self.dataset!r} needs a folder (--set data.root=DIR)")
 
@@ -110,8 +126,7 @@ class TrainConfig:
         check_positive("train.batch_size", self.batch_size)
         check_positive("train.checkpoint_every", self.checkpoint_every)
         check_positive("train.log_every", self.log_every)
-        if self.val_every < 0:
-            raise ConfigError("train.val_every must be >= 0")
+        check_not_negative({"train.val_every": self.val_every, "train.seed": self.seed})
         check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
         check_choice("train.amp", self.amp, ("bf16", "none"))
         check_choice("train.val_mode", self.val_mode, ("whole", "slide", "msflip"))
@@ -142,6 +157,19 @@ def check_positive(key: str, *values: float) -> None:
         raise ConfigError(f"{key} must be positive, got {values if len(values) > 1 else values[0]}")
 
 
+def check_not_negative(values: dict[str, float]) -> None:
+    for key, value in values.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+
+
+def check_range(key: str, bounds: tuple[float, float]) -> None:
+    """A (low, high) range of random factors: positive, low <= high."""
+    low, high = bounds
+    if not 0 < low <= high:
+        raise ConfigError(f"{key} must be two factors 0 < low <= high, got {list(bounds)}")
+
+
 def list_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
 
@@ -169,7 +197,7 @@ def load_config(name_or_path: str, overrides: list[str] = ()) -> RunConfig:
     raw.setdefault("name", path.stem)
     for text in overrides:
         key, value = parse_override(text)
-        set_nested(raw, key, value, RunConfig)
+        set_nested(raw, key, value, RunConfig, verbatim=text.partition("=")[2].strip())
     try:
         return build(RunConfig, raw, "")
     except ConfigError as error:
@@ -191,8 +219,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value  # a bare string such as resnet18
 
 
-def set_nested(raw: dict, key: str, value: Any, cls: type) -> None:
-    """Set raw[a][b]... = value after checking that the path names a field of `cls`."""
+def set_nested(raw: dict, key: str, value: Any, cls: type, verbatim: str | None = None) -> None:
+    """Set raw[a][b]... = value after checking that the path names a field of `cls`; a text field
+    takes the `verbatim` text of the override where TOML read another type (a folder named 2024)."""
     parts = key.split(".")
     node, owner = raw, cls
     for i, part in enumerate(parts):
@@ -201,7 +230,8 @@ def set_nested(raw: dict, key: str, value: Any, cls: type) -> None:
             where = ".".join(parts[:i]) or "the config"
             raise ConfigError(f"override {key!r}: {where} has no field {part!r}; valid: {', '.join(hints)}")
         if i == len(parts) - 1:
-            node[part] = value
+            text_field = hints[part] is str and verbatim is not None and not isinstance(value, str)
+            node[part] = verbatim if text_field else value
             return
         owner = hints[part]
         if not is_dataclass(owner):
@@ -245,6 +275,8 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected {len(args)} values, got {list(value)}")
         return tuple(coerce(v, a, key) for v, a in zip(value, args, strict=True))
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):  # TOML has no literal our saved config.toml could write back
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if hint is bool and isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
         return value.lower() in ("true", "yes")

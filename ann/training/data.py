@@ -193,7 +193,11 @@ class EvalItems(torch.utils.data.Dataset):
 
 def eval_loader(split: Split, norm: dict, limit: int, rank: int, world: int, workers: int, pin: bool):
     """Batch-1 loader (images may differ in size) over this process's share of the split."""
-    total = split.length if not limit else min(limit, split.length)
+    if split.length is None and not limit:  # SynthCity's train split: rendered without end
+        raise ConfigError(
+            "an unbounded split (SynthCity train) is evaluated on its first N images: --limit N"
+        )
+    total = limit if split.length is None else min(limit or split.length, split.length)
     dataset = EvalItems(split, norm, list(range(total))[rank::world])
     return torch.utils.data.DataLoader(
         dataset,

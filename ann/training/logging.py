@@ -1,11 +1,16 @@
 """What a run shows while it trains: a tqdm bar, metrics.jsonl, TensorBoard events, and the
 training-curve PNG at the end. Only rank 0 creates a `RunLog`; other ranks log nothing."""
 
+import contextlib
+import errno
+import io
 import json
 import math
 from pathlib import Path
 
 from tqdm import tqdm
+
+from ann.training.state import TrainingError, atomic_write
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -26,10 +31,7 @@ def read_metrics(folder: Path) -> list[dict]:
 def truncate_metrics(folder: Path, iteration: int) -> None:
     """Drop records after `iteration`: a resumed run logs those iterations again."""
     records = [r for r in read_metrics(folder) if r["iteration"] <= iteration]
-    path = folder / METRICS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(path)
+    atomic_write(folder / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
 class RunLog:
@@ -53,22 +55,37 @@ class RunLog:
 
     def record(self, record: dict) -> None:
         """One JSONL line (flushed) and the same scalars in TensorBoard."""
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as error:
+            raise write_error(self.folder / METRICS_FILE, error) from error
         if self.tensorboard is not None:
-            for key, value in record.items():
-                if key != "iteration" and isinstance(value, int | float) and math.isfinite(value):
-                    self.tensorboard.add_scalar(key, value, record["iteration"])
-            self.tensorboard.flush()
+            try:
+                for key, value in record.items():
+                    if key != "iteration" and isinstance(value, int | float) and math.isfinite(value):
+                        self.tensorboard.add_scalar(key, value, record["iteration"])
+                self.tensorboard.flush()
+            except OSError as error:
+                raise write_error(self.folder / "tensorboard", error) from error
 
     def message(self, text: str) -> None:
         self.bar.write(text)
 
     def close(self) -> None:
         self.bar.close()
-        self.file.close()
+        # what failed to be written has raised in record(); a close that fails again (a full disk)
+        # must not replace that error, or the one that stopped the run
+        with contextlib.suppress(OSError):
+            self.file.close()
         if self.tensorboard is not None:
-            self.tensorboard.close()
+            with contextlib.suppress(OSError):
+                self.tensorboard.close()
+
+
+def write_error(path: Path, error: OSError) -> TrainingError:
+    hint = " (disk full)" if error.errno == errno.ENOSPC else ""
+    return TrainingError(f"could not write {path}{hint}: {error.strerror}")
 
 
 def plot_curve(folder: Path, path: Path) -> Path:
@@ -91,8 +108,8 @@ def plot_curve(folder: Path, path: Path) -> Path:
         ax2.set_ylabel("val mIoU (%)", color="tab:red")
     ax.set_title(folder.name)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
-    tmp.replace(path)
+    atomic_write(path, png.getvalue())  # whole or not at all; a full disk is named
     return path

@@ -28,7 +28,7 @@ from ann.models.network import ANN, build_network
 from ann.models.pretrained import load_backbone_weights
 from ann.training import distributed
 from ann.training.checks import check_backbone_weights, with_dataset_classes
-from ann.training.config import RunConfig, config_differences, load_config, to_toml
+from ann.training.config import ConfigError, RunConfig, build, config_differences, load_config, to_toml
 from ann.training.data import Split, eval_loader, normalization, open_split, train_loader
 from ann.training.distributed import Processes
 from ann.training.logging import RunLog
@@ -84,14 +84,17 @@ def train(config: RunConfig, out: Path, resume: bool = False, command: str = "",
         # opened now so that a missing test folder stops the run before training, not after
         test_split = open_split(config.data, config.data.test_split) if config.data.test_split else None
         config = with_dataset_classes(config, val_split)
-        resuming = resume and (out / CHECKPOINT).exists()
-        if not resuming:  # a resumed run restores its weights: the ImageNet file may be gone
+        state = load_checkpoint(out / CHECKPOINT) if resume and (out / CHECKPOINT).exists() else None
+        if state is None:  # a resumed run restores its weights: the ImageNet file may be gone
             check_backbone_weights(config)
+        else:  # before config.toml is rewritten: a refused resume leaves the folder as it was
+            check_same_config(config, state, str(out / CHECKPOINT))
         error = prepare_folder(config, out, resume, lock) if processes.main else None
         distributed.broadcast_error(error, processes)
-        run = build_run(config, out, processes, initial_weights=not resuming)
-        if resuming:
-            restore(run, load_checkpoint(out / CHECKPOINT))
+        run = build_run(config, out, processes, initial_weights=state is None)
+        if state is not None:
+            restore(run, state)
+            del state  # not held through training: its optimizer state alone is the model's size
         train_to_end(run, train_split, val_split)
         # a SIGTERM now would lose a trained model: the test split and the export finish first
         with StopRequest():
@@ -116,6 +119,8 @@ def train(config: RunConfig, out: Path, resume: bool = False, command: str = "",
 def prepare_folder(config: RunConfig, out: Path, resume: bool, lock: RunLock) -> str | None:
     """Lock the folder and save the resolved config; an error message instead of raising."""
     try:
+        if out.exists() and not out.is_dir():
+            raise TrainingError(f"--out {out} is a file, not a run folder; choose another --out")
         out.mkdir(parents=True, exist_ok=True)
         lock.acquire()
         saved = out / "config.toml"
@@ -131,9 +136,12 @@ def prepare_folder(config: RunConfig, out: Path, resume: bool, lock: RunLock) ->
                 )
         (out / CHECKPOINT).parent.mkdir(exist_ok=True)
         atomic_write(saved, to_toml(config).encode())
-    except (TrainingError, ValueError, OSError) as error:
+    except (TrainingError, ValueError) as error:
         lock.release()
         return str(error)
+    except OSError as error:  # e.g. a parent of --out is a file, or not writable
+        lock.release()
+        return f"--out {out}: cannot make the run folder there ({error.strerror}: {error.filename})"
     return None
 
 
@@ -200,8 +208,6 @@ def checkpoint_state(run: Run, rng: list[dict]) -> dict:
 
 def restore(run: Run, state: dict) -> None:
     source = str(run.out / CHECKPOINT)
-    if state.get("format") != "ann-train-state/1":
-        raise TrainingError(f"{source}: not a training checkpoint of this trainer")
     try:
         load_state(run.net, state["model"], source)
         run.optimizer.load_state_dict(state["optimizer"])
@@ -217,6 +223,20 @@ def restore(run: Run, state: dict) -> None:
     run.iteration, run.best_miou = state["iteration"], state["best_miou"]
     run.summary, run.wall_time = state["summary"], state["wall_time"]
     run.started = time.perf_counter()
+
+
+def check_same_config(config: RunConfig, state: dict, source: str) -> None:
+    """The checkpoint's own config is what its weights were trained with: config.toml may have been
+    edited or removed, and resuming with another recipe would silently break resume == uninterrupted."""
+    if not isinstance(state, dict) or state.get("format") != "ann-train-state/1":
+        raise TrainingError(f"{source}: not a training checkpoint of this trainer")
+    try:
+        differences = config_differences(build(RunConfig, state["config"], ""), config, RESUMABLE_CHANGES)
+    except ConfigError as error:
+        raise TrainingError(f"{source}: its config cannot be read by this version ({error})") from error
+    if differences:
+        raise TrainingError(f"--resume with a different config than {source} was trained with: "
+                            + "; ".join(differences))  # fmt: skip
 
 
 def autocast(run: Run):

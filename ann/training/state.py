@@ -113,7 +113,20 @@ def load_checkpoint(path: Path) -> dict:
         # weights_only: our own files hold only tensors and plain Python values
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a bad file
-        raise TrainingError(f"{path}: not a readable training checkpoint ({error})") from error
+        raise TrainingError(
+            f"{path}: not a readable training checkpoint of this trainer ({load_failure(error)})"
+        ) from error
+
+
+def load_failure(error: Exception) -> str:
+    """The line of torch.load's error that says what is wrong with the file; its weights_only
+    message also advises loading with weights_only=False, which no file of ours needs."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            detail = line.partition("WeightsUnpickler error:")[2].strip() or "".join(lines[i + 1 : i + 2])
+            return f"not a file of tensors and plain values: {detail.split('. ')[0]}"
+    return lines[0] if lines else type(error).__name__
 
 
 def rng_states() -> dict:
