@@ -1,5 +1,7 @@
 """The network and its Table 6 / Table 9 variants, on tiny shapes."""
 
+import re
+
 import pytest
 import torch
 
@@ -278,3 +280,18 @@ def test_dilated_resnet18_computes_the_written_out_function(output_stride):
         expected = basic_resnet(backbone.state_dict(), x, output_stride)
     for stage, (a, b) in enumerate(zip(ours, expected, strict=True), start=1):
         torch.testing.assert_close(a, b, msg=f"stage {stage}")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"fusion": "afnb", "fuse_stages": ()}, "needs at least one stage in fuse_stages"),
+        ({"head_channels": 0}, "head_channels must be at least 1"),
+        ({"key_channels": -1}, "key_channels must be at least 1"),
+        ({"dropout": 1.5}, "dropout must be in [0, 1)"),
+    ],
+)
+def test_config_refuses_what_would_only_fail_inside_torch(override, message):
+    """Named in the config's words before a layer is built (they crashed in torch's, or ran)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ANNConfig(**override)

@@ -50,8 +50,16 @@ class ANNConfig:
         object.__setattr__(self, "fuse_stages", tuple(int(s) for s in self.fuse_stages))
         if any(s not in (1, 2, 3, 4) for s in self.fuse_stages):
             raise ValueError(f"fuse_stages must be stages 1..4 fused into Stage5, got {self.fuse_stages}")
+        if self.fusion != "none" and not self.fuse_stages:
+            raise ValueError(f"fusion {self.fusion!r} needs at least one stage in fuse_stages, e.g. [4]")
         if self.bottleneck_kernel not in (1, 3):
             raise ValueError(f"bottleneck_kernel must be 1 or 3, got {self.bottleneck_kernel}")
+        widths = ("num_classes", "head_channels", "key_channels", "value_channels", "aux_channels")
+        for name in widths:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:  # a rate of 1 zeroes every feature
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     def to_dict(self) -> dict:
         return asdict(self)
