@@ -124,12 +124,13 @@ def summarise(folder: Path, skip: int = 1) -> dict:
         return {}
 
     def median(key):
-        values = sorted(r[key] for r in windows if key in r)
+        values = sorted(r[key] for r in windows if r.get(key) is not None)
         return values[len(values) // 2] if values else None
 
     last = [r for r in records if "loss" in r][-1]
     keys = ("images_per_s", "data_wait", "gpu_max_memory_gb")
-    return {"iteration": last["iteration"], "loss": round(last["loss"], 4)} | {k: median(k) for k in keys}
+    loss = None if last["loss"] is None else round(last["loss"], 4)  # null: the loss diverged
+    return {"iteration": last["iteration"], "loss": loss} | {k: median(k) for k in keys}
 
 
 def time_left(deadline: float) -> float:

@@ -474,3 +474,13 @@ def test_a_trainer_left_running_by_a_cut_off_call_is_stopped_first(tmp_path, mon
     finally:
         leftover.kill()
     assert not (tmp_path / "runs" / "trainers.pid").exists()
+
+
+def test_summary_of_a_diverged_run_gives_its_loss_as_null(tmp_path):
+    """The trainer writes a non-finite loss as null (strict JSON); the probe summary still reads."""
+    from scripts.gpu_session import summarise
+
+    records = [{"iteration": i, "loss": None, "images_per_s": 4.0 + i, "data_wait": None} for i in (10, 20)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert summarise(tmp_path, 0) == {"iteration": 20, "loss": None, "images_per_s": 24.0, "data_wait": None,
+                                      "gpu_max_memory_gb": None}  # fmt: skip

@@ -14,6 +14,7 @@ import torch
 import ann
 from ann.data.datasets import DatasetError
 from ann.train import main
+from ann.training.card import duration
 from ann.training.config import ConfigError, load_config
 from ann.training.loop import CHECKPOINT, train
 from ann.training.state import RunLock, TrainingError, atomic_write
@@ -52,6 +53,8 @@ def test_smoke_run_learns_and_exports(run_dir):
     assert "| road |" in card and "training_curve.png" in card and "iterations = 20" in card
     assert "first 2 images of each split (data.val_limit)" in card  # a subset is said to be one
     assert provenance["data"]["val_limit"] == 2
+    assert f"| wall time | {duration(provenance['wall_time_s'])} |" in card
+    assert (duration(8.04), duration(420)) == ("8.0 s", "7.0 min")  # a smoke run's is not "0.1 min"
     assert (
         "| class | val IoU | test IoU |" in card
         and f"test: mIoU **{100 * provenance['test_metrics']['miou']:.2f}" in card
@@ -149,6 +152,23 @@ def test_full_disk_while_logging_names_the_file(tmp_path):
     with pytest.raises(TrainingError, match=r"could not write .*metrics.jsonl \(disk full\)"):
         log.record({"iteration": 1, "loss": 1.0})
     log.close()  # does not raise again over the error that stopped the run
+
+
+def test_metrics_are_strict_json_and_the_curve_skips_nulls(tmp_path):
+    """NaN is no JSON (jq, JavaScript and pandas refuse it): a validation without a labelled pixel
+    or a diverged loss is written as null, and the curve leaves such points out."""
+    from ann.training.logging import RunLog, plot_curve, read_metrics
+
+    log = RunLog(tmp_path, 0, 2, progress=False)
+    log.record({"iteration": 1, "loss": 1.5, "lr": 0.01})
+    log.record({"iteration": 1, "val_miou": float("nan"), "val_pixel_acc": float("nan")})
+    log.record({"iteration": 2, "loss": float("inf"), "lr": 0.005})
+    log.close()
+    text = (tmp_path / "metrics.jsonl").read_text()
+    strict = [json.loads(line, parse_constant=lambda name: pytest.fail(name)) for line in text.splitlines()]
+    assert strict[1]["val_miou"] is None and strict[2]["loss"] is None
+    assert read_metrics(tmp_path) == strict
+    assert plot_curve(tmp_path, tmp_path / "curve.png").stat().st_size > 0
 
 
 def test_skip_bad_passes_through(capsys):

@@ -22,7 +22,7 @@ def model_card(
         f"| data | {config.data.dataset} {provenance['data'].get('root') or ''} |",
         f"| iterations | {provenance['iterations']} (batch {config.train.batch_size}) |",
         f"| seed | {config.train.seed} |",
-        f"| wall time | {provenance['wall_time_s'] / 60:.1f} min |",
+        f"| wall time | {duration(provenance['wall_time_s'])} |",
         f"| device | {provenance['device']} x {provenance['world_size']}, torch {provenance['torch']} |",
         f"| git commit | {provenance['git_commit']} |",
         f"| reproduce | `{provenance.get('reproduce') or provenance['command']}` |",
@@ -56,6 +56,11 @@ def metrics_section(summary: dict | None, test: dict | None, config: RunConfig) 
 
 def percent(iou: float | None) -> str:
     return "n/a (absent)" if iou is None else f"{100 * iou:.2f}"
+
+
+def duration(seconds: float) -> str:
+    """A smoke run's 8 s read as "0.1 min" before; a GPU run's 7 minutes stay in minutes."""
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
 def write_card(path: Path, text: str) -> None:

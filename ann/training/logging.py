@@ -55,8 +55,13 @@ class RunLog:
 
     def record(self, record: dict) -> None:
         """One JSONL line (flushed) and the same scalars in TensorBoard."""
+        # strict JSON (jq, JavaScript, pandas) has no NaN: a validation without a labelled pixel
+        # or a diverged loss is written as null
+        line = json.dumps(
+            {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+        )
         try:
-            self.file.write(json.dumps(record) + "\n")
+            self.file.write(line + "\n")
             self.file.flush()
         except OSError as error:
             raise write_error(self.folder / METRICS_FILE, error) from error
@@ -96,8 +101,8 @@ def plot_curve(folder: Path, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     records = read_metrics(folder)
-    train = [r for r in records if "loss" in r]
-    val = [r for r in records if "val_miou" in r]
+    train = [r for r in records if r.get("loss") is not None]
+    val = [r for r in records if r.get("val_miou") is not None]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     ax.plot([r["iteration"] for r in train], [r["loss"] for r in train], color="tab:blue", lw=1)
     ax.set_xlabel("iteration")
