@@ -289,9 +289,16 @@ def test_dilated_resnet18_computes_the_written_out_function(output_stride):
         ({"head_channels": 0}, "head_channels must be at least 1"),
         ({"key_channels": -1}, "key_channels must be at least 1"),
         ({"dropout": 1.5}, "dropout must be in [0, 1)"),
+        ({"num_classes": -1}, "num_classes must be at least 1 (or 0: the dataset's)"),
     ],
 )
 def test_config_refuses_what_would_only_fail_inside_torch(override, message):
     """Named in the config's words before a layer is built (they crashed in torch's, or ran)."""
     with pytest.raises(ValueError, match=re.escape(message)):
         ANNConfig(**override)
+
+
+def test_num_classes_0_is_a_placeholder_for_the_datasets_count():
+    config = ANNConfig(backbone="resnet18", num_classes=0)  # what ann-r18-folder.toml says
+    with pytest.raises(ValueError, match="must be set from the data"):
+        build_network(config)

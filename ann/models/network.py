@@ -54,8 +54,9 @@ class ANNConfig:
             raise ValueError(f"fusion {self.fusion!r} needs at least one stage in fuse_stages, e.g. [4]")
         if self.bottleneck_kernel not in (1, 3):
             raise ValueError(f"bottleneck_kernel must be 1 or 3, got {self.bottleneck_kernel}")
-        widths = ("num_classes", "head_channels", "key_channels", "value_channels", "aux_channels")
-        for name in widths:
+        if self.num_classes < 0:  # 0: the trainer takes the count from the data (classes.txt)
+            raise ValueError(f"num_classes must be at least 1 (or 0: the dataset's), got {self.num_classes}")
+        for name in ("head_channels", "key_channels", "value_channels", "aux_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:  # a rate of 1 zeroes every feature
@@ -215,6 +216,10 @@ def build_backbone(config: ANNConfig) -> nn.Module:
 
 
 def build_network(config: ANNConfig) -> ANN:
+    if config.num_classes < 1:
+        raise ValueError(
+            "num_classes 0 (the dataset's) must be set from the data before the network is built"
+        )
     backbone = build_backbone(config)
     channels = backbone.channels  # Stage1..Stage5
     high = channels[4]
