@@ -24,16 +24,20 @@ from ann.models.sampling import SamplingConfig
 from ann.timing import cpu_peak_mb, measure
 
 
-def closed_form(kind: str, H: int, W: int, C: int, K: int, S: int | None, scope: str = "attention") -> float:
-    """MACs (1e9) of Eq. 1-10 + W_o: projections, the two matmuls (Eq. 9-10), and the fusing conv."""
+def closed_form(
+    kind: str, H: int, W: int, C: int, K: int, S: int | None, scope: str = "attention", V: int | None = None
+) -> float:
+    """MACs (1e9) of Eq. 1-10 + W_o: projections, the two matmuls (Eq. 9-10), and the fusing conv.
+    K = key channels, V = value channels (K unless given)."""
     N = H * W
     S = N if S is None else S
+    V = K if V is None else V
     if kind in ("nb", "nb_sdpa", "apnb"):
-        projections = N * C * K * 2 + N * K * C  # shared query/key conv, value conv, W_o
+        projections = N * C * K + N * C * V + N * V * C  # shared query/key conv, value conv, W_o
     else:
-        projections = N * K * (C + C // 2 + C // 2) + N * K * C  # query on high, key/value on low
+        projections = N * (C * K + C // 2 * K + C // 2 * V) + N * V * C  # query on high, key/value on low
     fuse = N * 2 * C * C if scope == "block" else 0
-    return (projections + 2 * N * S * K + fuse) / 1e9
+    return (projections + N * S * K + N * S * V + fuse) / 1e9  # Eq. 9 (query x key), Eq. 10 (x value)
 
 
 @pytest.mark.parametrize(("width", "height", "paper"), [(96, 96, 58.0), (256, 128, 601.3)])
@@ -123,7 +127,14 @@ def test_network_cli_counts_parameters(tmp_path):
     # aux head: 3x3 conv 256->512 + BN + 1x1 conv 512->19
     aux = (256 * 9 * 512 + 512) + 2 * 512 + (512 * 19 + 19)
     assert row["params_m"] - row["params_without_aux_m"] == pytest.approx(aux / 1e6, abs=1e-3)
-    assert row["gmacs"] > 0 and row["time_ms"] > 0
+    assert row["time_ms"] > 0
+    # the whole network is counted (backbone, fusion, context, classifier), as on real tensors
+    from ann.models import build_network, variant
+
+    model = build_network(variant("apnb", backbone="resnet18", pretrained=False)).eval()
+    x = torch.randn(1, 3, 32, 64)
+    assert row["gmacs"] == pytest.approx(count_gmacs(model, x), abs=0.05)
+    assert row["gmacs"] > count_gmacs(model.backbone, x) + 0.1
 
 
 def test_paper_figures_only_beside_the_papers_widths(monkeypatch):
@@ -148,3 +159,25 @@ def test_cli_refuses_a_json_folder_and_a_bad_device(tmp_path):
         main(["block", "--size", "8x6", "--channels", "16", "--key", "8", "--json", str(tmp_path)])
     with pytest.raises(SystemExit, match="not a device name"):
         main(["block", "--size", "8x6", "--channels", "16", "--key", "8", "--device", "gpu"])
+
+
+@pytest.mark.parametrize("kind", ["apnb", "afnb"])
+@pytest.mark.parametrize("scope", ["attention", "block"])
+def test_counts_with_value_channels_other_than_key_channels(kind, scope):
+    # The app's models have value != key widths; a count that used the key width for the value
+    # conv and Eq. 10 would agree with every test above, where the two are equal.
+    sampling = SamplingConfig("pyramid_average", (1, 2))
+    expected = closed_form(kind, 6, 10, 64, 8, 5, scope, V=24)
+    assert block_gmacs(kind, 6, 10, 64, 8, sampling, scope=scope, value=24) == pytest.approx(expected)
+
+
+def test_paper_figures_of_a_wide_feature_map_are_found(monkeypatch):
+    """Table 1's 256x128 (width x height) rows: the lookup must not swap width and height."""
+    import ann.bench
+
+    monkeypatch.setattr(ann.bench, "measure_all", lambda *a: {"time_ms": 1.0, "peak_mem_mb": 1.0})
+    monkeypatch.setattr(ann.bench, "block_inputs", lambda *a: ())  # nothing is run: no 256 MB inputs
+    monkeypatch.setattr(ann.bench, "block_gmacs", lambda *a, **k: 0.0)
+    row = bench_block("apnb", 256, 128, repeats=1)
+    assert (row["width"], row["height"]) == (256, 128)
+    assert (row["paper_gflops"], row["paper_mem_mb"], row["paper_time_ms"]) == (43.5, 277, 30.8)

@@ -65,3 +65,25 @@ def test_root_is_required_for_a_folder_dataset(capsys):
     with pytest.raises(SystemExit):
         main(["cityscapes"])
     assert "--root DIR is required for cityscapes" in capsys.readouterr().err
+
+
+def test_limit_reads_the_first_samples_and_ignore_is_counted_apart_from_class_0(tmp_path):
+    # train0: stripes of 0, 1, 2, 255; train1: all class 0; train2 (past the limit): all ignore
+    root = write_dataset(tmp_path / "mine", count=3)
+    labels = root / "labels" / "train"
+    Image.fromarray(np.zeros((32, 64), np.uint8)).save(labels / "train1.png")
+    Image.fromarray(np.full((32, 64), 255, np.uint8)).save(labels / "train2.png")
+    out = tmp_path / "stats.json"
+    argv = ["folder", "--root", str(root), "--split", "train", "--limit", "2", "--json", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    stats = json.loads(out.read_text())
+    assert stats["images"] == 2
+    assert stats["ignore_share"] == pytest.approx(1 / 8) and stats["ignore_images"] == 1  # 1/4 of one image
+    assert stats["classes"]["background"] == {"pixel_share": pytest.approx(5 / 8), "images": 2}
+
+
+def test_synthcity_size_is_width_by_height(tmp_path):
+    out = tmp_path / "stats.json"
+    argv = ["synthcity", "--split", "val", "--limit", "1", "--synthcity-size", "64x32", "--json", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    assert json.loads(out.read_text())["sizes"] == {"64x32": 1}

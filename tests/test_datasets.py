@@ -310,3 +310,82 @@ def test_grayscale_image_is_expanded_to_rgb(tmp_path):
     image, _ = build_dataset("cityscapes", tmp_path, "train")[0]
     assert image.shape == (H, W, 3)
     np.testing.assert_array_equal(image[..., 2], gray)
+
+
+def test_every_cityscapes_label_id_maps_to_the_official_train_id(tmp_path):
+    # All 34 labelIds of cityscapesScripts' labels.py in one label file, against the official
+    # trainId column written out by hand (not read back from our own table).
+    official = [255] * 7 + [0, 1, 255, 255, 2, 3, 4, 255, 255, 255, 5, 255, 6, 7, 8, 9, 10, 11, 12]
+    official += [13, 14, 15, 255, 255, 16, 17, 18]
+    label_ids = np.arange(34, dtype=np.uint8).reshape(2, 17)
+    save(tmp_path / "leftImg8bit/train/ulm/ulm_0_leftImg8bit.png", random_image(0)[:2, :17])
+    save(tmp_path / "gtFine/train/ulm/ulm_0_gtFine_labelIds.png", label_ids)
+    _, label = build_dataset("cityscapes", tmp_path, "train")[0]
+    assert label.ravel().tolist() == official
+
+
+@pytest.mark.parametrize("label_id", [34, 200, 254])
+def test_cityscapes_label_ids_beyond_33_are_refused(tmp_path, label_id):
+    # labelIds stop at 33: a bigger value means a wrong file (e.g. a colour or instance map),
+    # which must not be trained on as "ignore".
+    label_ids = np.full((H, W), 7, np.uint8)
+    label_ids[1, 2] = label_id
+    save(tmp_path / "leftImg8bit/train/ulm/ulm_0_leftImg8bit.png", random_image(0))
+    save(tmp_path / "gtFine/train/ulm/ulm_0_gtFine_labelIds.png", label_ids)
+    with pytest.raises(DatasetError, match=rf"\[{label_id}\]"):
+        build_dataset("cityscapes", tmp_path, "train")[0]
+
+
+def test_coco_stuff_raw_ids_skip_the_unused_thing_ids():
+    # COCO ids by hand: 11 fire hydrant, 12 unused (street sign), 13 stop sign, 91 unused,
+    # 92 banner (first stuff class), 182 wood (last); 0 = unlabelled, 183+ do not exist.
+    from ann.data.layouts import COCO_STUFF_CLASSES, INVALID
+
+    lut = coco_stuff_raw_lut()
+    names = {raw: COCO_STUFF_CLASSES[lut[raw]] for raw in (1, 11, 13, 92, 182)}
+    assert names == {1: "person", 11: "fire hydrant", 13: "stop sign", 92: "banner", 182: "wood"}
+    assert lut[[0, 12, 91, 255]].tolist() == [255, 255, 255, 255]
+    assert lut[183] == INVALID
+
+
+def test_voc_palette_is_the_pascal_colour_map():
+    from ann.data.layouts import voc_palette
+
+    # VOC's first classes: background, aeroplane, bicycle, bird, boat; 15 = person
+    assert voc_palette(5) == ((0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128))
+    assert voc_palette(21)[15] == (192, 128, 128)
+
+
+def test_coco_stuff_val_and_test_read_the_test_images(tmp_path):
+    # COCO-Stuff-10K has no val split: "val" must read the 1K test images, never train2014.
+    root = tmp_path
+    write_pairs(root / "images/train2014", root / "annotations/train2014", ["COCO_train2014_000000000077"],
+                ".jpg", "_labelTrainIds.png", range(172))  # fmt: skip
+    write_pairs(root / "images/test2014", root / "annotations/test2014", ["COCO_train2014_000000000110"],
+                ".jpg", "_labelTrainIds.png", range(172))  # fmt: skip
+    assert build_dataset("coco_stuff10k", root, "train").names == ["COCO_train2014_000000000077"]
+    for split in ("val", "test"):
+        assert build_dataset("coco_stuff10k", root, split).names == ["COCO_train2014_000000000110"]
+
+
+def test_split_list_with_windows_line_ends_blank_lines_and_spaces(tmp_path):
+    build_pascal_context(tmp_path)
+    (tmp_path / "ImageSets/SegmentationContext/val.txt").write_bytes(
+        b"2008_000002 \r\n\r\n  2008_000007\r\n\n"
+    )
+    assert build_dataset("pascal_context", tmp_path, "val").names == ["2008_000002", "2008_000007"]
+
+
+@pytest.mark.parametrize("bad_value", [-1, 300])
+def test_mat_label_values_outside_a_byte_are_refused(tmp_path, bad_value):
+    # .mat labels hold any integer type: -1 would index the lookup table from its end (255 =
+    # ignore) and 300 would wrap to 44 in a byte; both must be named, not trained on.
+    build_coco_stuff10k_mat(tmp_path)
+    raw = np.ones((H, W), np.int32)
+    raw[2, 3] = bad_value
+    save(tmp_path / "annotations/COCO_train2014_000000000110.mat", raw)
+    dataset = build_dataset("coco_stuff10k_mat", tmp_path, "test")
+    with pytest.raises(
+        DatasetError, match=rf"values outside 0\.\.255 \({min(bad_value, 1)}\.\.{max(bad_value, 1)}\)"
+    ):
+        dataset[1]

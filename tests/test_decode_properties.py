@@ -166,3 +166,49 @@ def test_label_maps_are_exact_or_refused_by_value(tmp_path, shape, num_classes, 
             read_label_map(tmp_path / "gt.png", shape, num_classes)
     else:
         np.testing.assert_array_equal(read_label_map(tmp_path / "gt.png", shape, num_classes), labels)
+
+
+# Hand-computed values of the conversions the properties above only bound.
+
+
+def test_16_bit_grey_keeps_its_brightness(tmp_path):
+    values = np.array([[0, 257 * 100, 65535, 128]], np.uint16)  # 65535 / 257 = 255
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    out = read_image(tmp_path / "deep.png", None)
+    assert out[0, :, 0].tolist() == [0, 100, 255, 0] and (out[..., 0] == out[..., 2]).all()
+
+
+@pytest.mark.parametrize("mode", ["I", "F"])
+def test_integer_and_float_images_are_stretched_min_to_max(tmp_path, mode):
+    values = np.array([[0, 1, 3, 4]], np.int32 if mode == "I" else np.float32) * 7 - 3
+    Image.fromarray(values).save(tmp_path / "raw.tif")
+    out = read_image(tmp_path / "raw.tif", None)
+    assert out[0, :, 1].tolist() == [0, 64, 191, 255]  # round(255 * [0, 1/4, 3/4, 1])
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    rgba = np.array([[[10, 20, 30, 0], [10, 20, 30, 255], [0, 0, 0, 128]]], np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cutout.png")
+    out = read_image(tmp_path / "cutout.png", None)
+    assert out[0, 0].tolist() == [255, 255, 255] and out[0, 1].tolist() == [10, 20, 30]
+    assert 126 <= out[0, 2, 0] <= 128  # half-transparent black over white
+
+
+def test_arrays_out_of_range_are_clipped_not_wrapped():
+    out = from_array(np.array([[-50.0, 300.0, 128.7]]), None)
+    assert out[0, :, 0].tolist() == [0, 255, 128]  # a wrap would give 206 and 44
+
+
+def test_label_map_is_enlarged_by_nearest_neighbour(tmp_path):
+    Image.fromarray(np.array([[0, 3], [5, 255]], np.uint8)).save(tmp_path / "gt.png")
+    out = read_label_map(tmp_path / "gt.png", (4, 4), 6)
+    np.testing.assert_array_equal(out, np.array([[0, 3], [5, 255]]).repeat(2, 0).repeat(2, 1))
+
+
+def test_label_map_of_another_aspect_ratio_is_refused(tmp_path):
+    from ann.images import same_aspect
+
+    Image.fromarray(np.zeros((100, 200), np.uint8)).save(tmp_path / "gt.png")
+    with pytest.raises(ImageError, match="gt.png: label map 200x100 does not match image 230x100"):
+        read_label_map(tmp_path / "gt.png", (100, 230), 3)  # 15 % wider
+    assert same_aspect((100, 200), (101, 200)) and same_aspect((3, 1000), (1, 512))  # 1 % off; rounding

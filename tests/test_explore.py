@@ -57,7 +57,9 @@ def test_result_matches_the_network_forward(explorer, model, image):
     np.testing.assert_array_equal(result.labels, logits.argmax(0).numpy())
     probs = torch.softmax(logits, 0)
     np.testing.assert_allclose(result.confidence, probs.max(0).values.numpy(), rtol=1e-4)
-    assert (result.entropy >= -1e-5).all() and (result.entropy <= math.log(19) + 1e-4).all()
+    entropy = -(probs * torch.log(probs)).sum(0)  # nats of each pixel's class distribution
+    np.testing.assert_allclose(result.entropy, entropy.numpy(), rtol=1e-4, atol=1e-5)
+    assert result.entropy.max() <= math.log(19) + 1e-4
     assert len(explorer.stages) == 5 and set(explorer.blocks()) == {"afnb", "apnb"}
 
 
@@ -94,6 +96,9 @@ def test_anchor_map_agrees_with_attention_at_corners(explorer):
         assert amap.shape == (H, W)
         assert amap[0, 0] == pytest.approx(explorer.attention_at(0, 0)[0][index], rel=1e-5)
         assert amap[-1, -1] == pytest.approx(explorer.attention_at(W - 1, H - 1)[0][index], rel=1e-5)
+        # the off-diagonal corners tell rows from columns (a (w, h) layout agrees on the diagonal)
+        assert amap[0, -1] == pytest.approx(explorer.attention_at(W - 1, 0)[0][index], rel=1e-5)
+        assert amap[-1, 0] == pytest.approx(explorer.attention_at(0, H - 1)[0][index], rel=1e-5)
     with pytest.raises(ValueError, match="out of range"):
         explorer.anchor_map(110)
 
@@ -195,7 +200,8 @@ def test_label_helpers():
     np.testing.assert_allclose(iou[:3], [1 / 2, 2 / 3, 1.0])
     assert np.isnan(iou[3])
     np.testing.assert_array_equal(error_map(pred, target), [[0, 1, 0], [0, 0, 2]])
-    assert class_shares(pred, 4).sum() == pytest.approx(1.0)
+    three_two_one = np.array([[0, 0, 0], [1, 1, 2]], np.uint8)
+    np.testing.assert_allclose(class_shares(three_two_one, 4), [1 / 2, 1 / 3, 1 / 6, 0])
     up = resize_labels(target, (4, 6))
     assert set(np.unique(up)) <= {0, 1, 2, 255}
     with pytest.raises(ValueError, match="differ"):
@@ -205,3 +211,32 @@ def test_label_helpers():
 def test_library_does_not_import_gradio():
     code = "import sys, ann.explore, ann.features; assert 'gradio' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_identity_anchor_positions_are_the_feature_cells(model, image):
+    # NB (identity sampling): anchor i is feature cell i in row-major order, one cell per anchor
+    explorer = Explorer(model)
+    explorer.run(image)
+    explorer.set_sampling(SamplingConfig("identity"))
+    h, w = explorer.attention("apnb").query_hw
+    geometry = explorer.attention("apnb").anchors
+    assert anchor_position(geometry, 0) == (0, 0, 0, 0, False)
+    assert anchor_position(geometry, 2 * w + 5) == (0, 0, 2, 5, False)
+    assert anchor_position(geometry, h * w - 1) == (0, 0, h - 1, w - 1, False)
+
+
+def test_a_failed_run_keeps_the_previous_images_stages(model, image, monkeypatch):
+    """After a run that fails in the head, the cached stages still belong to the image of the last
+    result, so a later sampling switch recomputes that image, not a mix of two."""
+    explorer = Explorer(model)
+    first = explorer.run(image).logits.clone()
+    other = np.ascontiguousarray(image[::-1])
+
+    def broken(image):
+        raise RuntimeError("head failed")
+
+    monkeypatch.setattr(explorer, "_head", broken)
+    with pytest.raises(RuntimeError, match="head failed"):
+        explorer.run(other)
+    monkeypatch.undo()
+    torch.testing.assert_close(explorer.set_sampling(None).logits, first)

@@ -199,3 +199,14 @@ def test_stage_modules_of_the_efficientnet_backbone():
             expected = named_features(stages, model.head(stages), model.config)[name]
         handle.remove()
         assert torch.allclose(seen[-1], expected), name
+
+
+def test_cosine_map_queries_row_then_column():
+    # (row, col) = (1, 3) on a 2 x 4 map: a (col, row) mix-up would read another cell or fail
+    x = torch.randn(5, 2, 4, generator=torch.Generator().manual_seed(0))
+    similarity = cosine_map(x, (1, 3))
+    query = x[:, 1, 3].numpy()
+    flat = x.flatten(1).numpy()  # (C, N)
+    expected = query @ flat / (np.linalg.norm(query) * np.linalg.norm(flat, axis=0))
+    np.testing.assert_allclose(similarity.flatten().numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert similarity[1, 3] == pytest.approx(1.0)

@@ -307,3 +307,15 @@ def test_evaluating_on_changed_classes_is_caught(tmp_path, capsys):
     (root / "classes.txt").write_text("background\ncrack\ntraffic light\nrust\n")
     assert evaluate_main(argv) == 2
     assert "classes.txt names 4; use the checkpoint's classes.txt" in capsys.readouterr().err
+
+
+def test_grey_picture_painted_in_grey_class_colours_is_read_as_colours(tmp_path):
+    """A black/white mask for classes coloured #000000 and #ffffff holds colours, not ids:
+    reading white as id 255 would silently turn every foreground pixel into ignore."""
+    write_dataset(tmp_path, count=1)
+    (tmp_path / "classes.txt").write_text("background #000000\ncrack #ffffff\n")
+    mask = np.zeros((32, 64), np.uint8)
+    mask[:, 40:] = 255
+    Image.fromarray(np.dstack([mask] * 3)).save(tmp_path / "labels" / "train" / "sub" / "train0.png")
+    _, label = build_dataset("folder", tmp_path, "train")[0]
+    assert np.array_equal(label, (mask == 255).astype(np.uint8))

@@ -52,3 +52,23 @@ def test_converted_note_and_a_bad_file_among_good_ones(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "bad.safetensors" in captured.err and "not a readable safetensors file" in captured.err
     assert "converted from the authors' release" in captured.out and "context     nb" in captured.out
+
+
+def test_training_data_and_small_parts_in_words(tmp_path, capsys):
+    provenance = {
+        "iterations": 10, "batch_size": 2, "seed": 0, "wall_time_s": 30.0, "device": "cpu",
+        "data": {"dataset": "synthcity", "synthcity_seed": 2, "synthcity_size": [32, 64],
+                 "synthcity_train_images": 500},
+        "metrics": {"miou": 0.0}, "test_metrics": {},
+    }  # fmt: skip
+    checkpoint(tmp_path / "s.safetensors", provenance)
+    assert main([str(tmp_path / "s.safetensors")]) == 0
+    text = capsys.readouterr().out
+    # synthcity_size is (H, W); images are named W x H
+    assert "on SynthCity city 2, 64x32 images, the first 500 train scenes, rendered once" in text
+    assert "classifier 1.2 k" in text  # 1x1 conv 64 -> 19: 64 * 19 + 19 = 1235 parameters
+    assert "val 0.0, test -" in text  # an mIoU of 0 is a result, a missing one is "-"
+    folder = {**provenance, "data": {"dataset": "folder", "root": "/data/cracks"}}
+    checkpoint(tmp_path / "f.safetensors", folder)
+    assert main([str(tmp_path / "f.safetensors")]) == 0
+    assert "on folder (/data/cracks), seed 0" in capsys.readouterr().out

@@ -190,3 +190,26 @@ def test_symlinked_subfolders_of_photos_are_read(tmp_path):
     Image.new("RGB", (8, 6)).save(photos / "a.png")
     (photos / "linked").symlink_to(elsewhere, target_is_directory=True)
     assert list(collect_inputs([photos])) == ["a", "linked/b"]
+
+
+def test_overlay_blends_the_image_with_the_checkpoints_class_colours(checkpoint, tmp_path):
+    """Each overlay pixel is half the image and half its predicted class's colour in the
+    checkpoint's palette; the JSON shares are the mask's own pixel fractions per class name."""
+    photos = tmp_path / "photos"
+    photo(photos / "a.png", 6)
+    Image.open(photos / "a.png").save(photos / "b.jpeg")  # .jpeg is an image suffix too
+    out, shares = tmp_path / "out", tmp_path / "shares.json"
+    assert (
+        main([str(checkpoint), str(photos), "--out", str(out), "--json", str(shares), "--no-progress"]) == 0
+    )
+    meta = load(checkpoint).meta
+    palette = np.asarray(meta.palette, dtype=np.float64)
+    image = np.asarray(Image.open(photos / "a.png")).astype(np.float64)
+    label = np.asarray(Image.open(out / "a.png"))
+    assert len(np.unique(label)) > 1  # several classes, so a wrong colour table shows
+    overlay = np.asarray(Image.open(out / "a_overlay.png")).astype(np.int64)
+    np.testing.assert_array_equal(overlay, np.round((image + palette[label]) / 2))
+    counts = np.bincount(label.ravel(), minlength=len(meta.classes))
+    expected = {meta.classes[k]: round(n / label.size, 6) for k, n in enumerate(counts) if n}
+    table = json.loads(shares.read_text())
+    assert table["a"] == expected and set(table) == {"a", "b"}

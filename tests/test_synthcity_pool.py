@@ -122,3 +122,13 @@ def test_pool_file_is_named_after_the_renderer_code(tmp_path, monkeypatch):
     before = TrainPool(tmp_path, 0, 3, SIZE_HW).path
     monkeypatch.setattr(pool_module, "code_version", lambda: "other")
     assert TrainPool(tmp_path, 0, 3, SIZE_HW).path != before
+
+
+def test_pools_of_two_cities_in_one_cache_keep_their_own_scenes(tmp_path):
+    """Runs with different SynthCity seeds share the default cache folder: the second must not
+    read the first one's file (same count and size) as its own scenes."""
+    first, second = TrainPool(tmp_path, 0, 1, SIZE_HW), TrainPool(tmp_path, 1, 1, SIZE_HW)
+    first.ensure(workers=1, progress=False)
+    second.ensure(workers=1, progress=False)
+    np.testing.assert_array_equal(second(0)[0], render(1, "train", 0, (64, 32))[0])
+    np.testing.assert_array_equal(first(0)[0], render(0, "train", 0, (64, 32))[0])
