@@ -51,9 +51,11 @@ def ade20k(root) -> None:
         ("ade20k", ade20k, "ade/ADEChallengeData2016", "ade"),
         ("cityscapes", lambda root: cityscapes_city(root, "lindau"), "cs/leftImg8bit", "cs"),
         ("cityscapes", lambda root: cityscapes_city(root, "lindau"), ".", "cs"),
+        ("cityscapes", lambda root: cityscapes_city(root, "lindau"), "cs/leftImg8bit/val", "cs"),
+        ("cityscapes", lambda root: cityscapes_city(root, "lindau"), "cs/gtFine/val/lindau", "cs"),
     ],
 )
-def test_root_one_level_off_names_the_right_one(tmp_path, name, build, given, meant):
+def test_root_a_level_or_more_off_names_the_right_one(tmp_path, name, build, given, meant):
     build(tmp_path / meant)
     with pytest.raises(DatasetError, match="missing folder") as error:
         build_dataset(name, (tmp_path / given).resolve(), "val")

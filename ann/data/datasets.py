@@ -144,14 +144,15 @@ def pair_files(
 
 
 def _root_hint(root: Path, folder: Path) -> str:
-    """A guess at the root when the one given is one level too deep or too high (mmsegmentation's
-    ADE20K data_root is the ADEChallengeData2016 folder, which this layout expects inside the root)."""
+    """A guess at the root when the one given is up to three levels too deep (cs/leftImg8bit/val
+    for cs) or one too high (mmsegmentation's ADE20K data_root is the ADEChallengeData2016 folder,
+    which this layout expects inside the root)."""
     relative = folder.relative_to(root)
     try:
         children = sorted(c for c in root.iterdir() if c.is_dir())
     except OSError:  # an unreadable root: no guess
         children = []
-    guess = next((c for c in [root.parent, *children] if (c / relative).is_dir()), None)
+    guess = next((c for c in [*root.parents[:3], *children] if (c / relative).is_dir()), None)
     return f"; is the root {guess}?" if guess else ""
 
 
