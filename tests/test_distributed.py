@@ -132,3 +132,68 @@ def test_a_loader_worker_alive_at_exit_does_not_hang_the_process():
     command = [sys.executable, "-c", LOADER_LEFT_OPEN]
     result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "exiting" in result.stdout, result.stderr[-2000:]
+
+
+def test_eval_shards_cover_the_split_once():
+    """Validation is sharded rank::world and the matrices summed: every image counted once."""
+    from ann.checkpoint import IMAGENET_NORMALIZATION
+    from ann.training.data import Split, eval_loader
+
+    split = Split(lambda i: None, 7, str, ("a",), ((0, 0, 0),))
+    shards = [eval_loader(split, IMAGENET_NORMALIZATION, 0, r, 3, 0, False).dataset.indices for r in range(3)]
+    assert sorted(sum(shards, [])) == list(range(7)) and len(sum(shards, [])) == 7
+    limited = [
+        eval_loader(split, IMAGENET_NORMALIZATION, 5, r, 2, 0, False).dataset.indices for r in range(2)
+    ]
+    assert sorted(sum(limited, [])) == list(range(5))
+
+
+def test_a_dataset_folder_is_drawn_once_per_epoch_in_a_fresh_order():
+    from ann.training.config import load_config
+    from ann.training.data import Split, TrainStream
+
+    split = Split(lambda i: None, 6, str, ("a",), ((0, 0, 0),))
+    stream = TrainStream(split, load_config("smoke"))
+    epochs = [[stream.image_index(6 * e + p) for p in range(6)] for e in range(3)]
+    assert all(sorted(order) == list(range(6)) for order in epochs)
+    assert len({tuple(order) for order in epochs}) > 1  # not the same order every epoch
+    assert [TrainStream(split, load_config("smoke")).image_index(k) for k in range(6)] == epochs[0]
+
+
+COLLECTIVES = """
+import torch, torch.distributed as dist
+from ann.metrics import ConfusionMatrix
+from ann.training import distributed
+
+processes = distributed.setup("cpu")
+rank = processes.rank
+assert distributed.mean_over_processes([rank + 1.0, 2.0 * rank], processes.device) == [1.5, 1.0]
+assert distributed.any_process(rank == 1, processes.device)  # one rank asked to stop: all stop
+assert not distributed.any_process(False, processes.device)
+assert distributed.gather_to_main(rank, processes) == ([0, 1] if rank == 0 else None)
+matrix = ConfusionMatrix(2)
+matrix.update(torch.tensor([rank]), torch.tensor([0]))  # rank 0: a hit, rank 1: a miss
+matrix.all_reduce()
+assert matrix.matrix.tolist() == [[1, 1], [0, 0]], matrix.matrix
+distributed.teardown()
+print("ok", rank)
+"""
+
+
+def test_collectives_of_two_gloo_processes(tmp_path):
+    """Losses are averaged over the ranks, a stop on one rank is a stop on all, and the validation
+    confusion matrices are summed (two real processes under torchrun)."""
+    script = tmp_path / "collectives.py"
+    script.write_text(COLLECTIVES)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+    ]
+    result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ok 0" in result.stdout and "ok 1" in result.stdout  # each rank reached the end

@@ -289,3 +289,27 @@ def test_msflip_passes_see_each_scale_and_return_to_the_input_grid():
     out = predict_msflip(model, image, scales=(0.75, 1.0), flip=True)
     assert [tuple(s.shape[-2:]) for s in model.seen] == [(6, 9), (6, 9), (8, 12), (8, 12)]
     torch.testing.assert_close(out, 4 * image[:, :2])
+
+
+def test_evaluate_gives_the_model_back_in_its_mode():
+    """The trainer validates mid-run: a network left in eval mode would train on with frozen
+    BatchNorm statistics and no dropout."""
+    model = nn.Sequential(Pixelwise(), nn.Dropout())
+    for training in (True, False):
+        model.train(training)
+        evaluate(model, hand_made_batches(), 2)
+        assert model.training is training
+
+
+@pytest.mark.parametrize("norm", ["imagenet", "caffe_bgr"])
+def test_device_normalization_equals_the_dataset_transform(norm):
+    """The trainer normalises uint8 batches on the device (Normalization); evaluation normalises in
+    the dataset (Normalize): a model must see the same input in both."""
+    from ann.checkpoint import IMAGENET_NORMALIZATION
+    from ann.inference import Normalization
+
+    stats = CAFFE_BGR_NORMALIZATION if norm == "caffe_bgr" else IMAGENET_NORMALIZATION
+    split = open_split(DataConfig(synthcity_size=(32, 64)), "val")
+    x, _, image, _ = EvalItems(split, stats, [0])[0]
+    on_device = Normalization(stats)(image.permute(2, 0, 1)[None])
+    torch.testing.assert_close(on_device[0], x)

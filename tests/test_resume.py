@@ -184,3 +184,56 @@ def test_resume_checks_the_config_the_checkpoint_was_trained_with(tmp_path, caps
     saved.unlink()
     assert main(["smoke", *argv, "--set", "train.iterations=2", "--set", "optim.lr=0.03", "--resume"]) == 2
     assert "optim.lr: 0.01 -> 0.03" in capsys.readouterr().err and not saved.exists()
+
+
+def test_restore_brings_back_the_counters_of_the_run(tmp_path):
+    """Random anchor sampling draws afresh every training step from a counter (Sec. 3.2 random
+    sampling): a resume that lost it would draw the anchors of step 0 again. The iteration, best
+    mIoU, last validation and the wall time of earlier sessions come back too."""
+    from ann.models.sampling import Sampler
+    from ann.training.distributed import Processes
+    from ann.training.loop import build_run, checkpoint_state, restore
+    from ann.training.state import rng_states, sampler_draws
+
+    config = load_config("smoke", [*OVERRIDES, "model.sampling.method=pyramid_random"])
+    cpu = Processes(0, 1, 0, torch.device("cpu"))
+    run = build_run(config, tmp_path, cpu)
+    samplers = [m for m in run.net.modules() if isinstance(m, Sampler)]
+    for k, sampler in enumerate(samplers):
+        sampler._draws = 3 + k  # as after some training steps
+    run.iteration, run.best_miou, run.summary, run.wall_time = 5, 0.25, {"miou": 0.2}, 100.0
+    state = checkpoint_state(run, [rng_states()])
+    resumed = build_run(config, tmp_path, cpu)
+    restore(resumed, state)
+    assert sampler_draws(resumed.net) == [3 + k for k in range(len(samplers))]
+    assert (resumed.iteration, resumed.best_miou, resumed.summary) == (5, 0.25, {"miou": 0.2})
+    assert resumed.wall_time >= 100.0
+
+
+def test_rng_states_round_trip_every_generator():
+    """Python, numpy and torch generators each come back: any one left out would draw other
+    numbers after a resume than the uninterrupted run (augmentation libraries, dropout)."""
+    import random
+
+    import numpy as np
+
+    from ann.training.state import rng_states, set_rng_states
+
+    saved = rng_states()
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_states(saved)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+def test_resume_accepts_only_changes_that_compute_the_same():
+    from ann.training.config import config_differences
+    from ann.training.loop import RESUMABLE_CHANGES
+
+    base = load_config("smoke", OVERRIDES)
+    how = ["description=other", "train.progress=true", "train.log_every=7", "train.device=cpu",
+           "train.compile=true", "train.val_every=3", "data.workers=3", "data.root=/elsewhere",
+           "data.skip_bad=true", "data.cache_dir=/cache"]  # fmt: skip
+    assert config_differences(base, load_config("smoke", [*OVERRIDES, *how]), RESUMABLE_CHANGES) == []
+    for what in ("train.seed=1", "model.sampling.sizes=1,2", "loss.ohem_min_kept=10", "optim.poly_power=1.0"):
+        changed = load_config("smoke", [*OVERRIDES, what])
+        assert config_differences(base, changed, RESUMABLE_CHANGES), what

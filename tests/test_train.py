@@ -16,7 +16,7 @@ from ann.data.datasets import DatasetError
 from ann.train import main
 from ann.training.card import duration
 from ann.training.config import ConfigError, load_config
-from ann.training.loop import CHECKPOINT, train
+from ann.training.loop import CHECKPOINT, train, train_step
 from ann.training.state import RunLock, TrainingError, atomic_write
 
 FAST = ["train.progress=false", "data.val_limit=2", "data.test_split=test"]  # val and test: 2 images
@@ -330,3 +330,148 @@ def test_under_torchrun_the_commands_to_reproduce_and_resume_are_torchrun(tmp_pa
     launch = "torchrun --nnodes 2 --nproc_per_node 2 -m ann.train smoke"
     assert seen["reproduce"] == f"{launch} --out {out}"
     assert f"{launch} --out {out} --resume" in capsys.readouterr().err
+
+
+# The paper's recipe (Sec. 4.2) in the optimizer and schedule the run actually steps: each check
+# below fails if a field is not passed on, the schedule decays at another power or over another
+# length, or the scheduler is stepped twice or not at all per iteration.
+def cpu_run(config, out: Path):
+    from ann.training.distributed import Processes
+    from ann.training.loop import build_run
+
+    return build_run(config, out, Processes(0, 1, 0, torch.device("cpu")))
+
+
+def test_optimizer_gets_the_configured_sgd_fields(tmp_path):
+    group = cpu_run(smoke(), tmp_path).optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (
+        0.01,
+        0.9,
+        5e-4,
+        False,
+    )
+    other = smoke("optim.momentum=0.5", "optim.weight_decay=0.001", "optim.nesterov=true", "optim.lr=0.02")
+    group = cpu_run(other, tmp_path).optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (
+        0.02,
+        0.5,
+        1e-3,
+        True,
+    )
+
+
+def test_each_step_decays_the_lr_by_poly_and_records_the_lr_it_used(tmp_path):
+    run = cpu_run(smoke("train.iterations=4", "optim.poly_power=2.0"), tmp_path)
+    torch.manual_seed(0)
+    images, labels = torch.randn(2, 3, 32, 64), torch.randint(0, 19, (2, 32, 64))
+    used = []
+    for _ in range(3):
+        train_step(run, images, labels)
+        used.append(run.lr)
+    # lr_it = 0.01 (1 - it / 4) ** 2 for it = 0, 1, 2: the step uses the lr before its own decay
+    assert used == pytest.approx([0.01, 0.01 * 0.75**2, 0.01 * 0.5**2])
+    assert run.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.25**2)
+
+
+def test_logged_lr_and_loss_are_those_of_each_step(run_dir):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if "loss" in r]
+    # smoke: lr 0.01, 20 iterations, power 0.9; iteration i trained at lr_(i-1)
+    want = [0.01 * (1 - (r["iteration"] - 1) / 20) ** 0.9 for r in train_records]
+    assert [r["lr"] for r in train_records] == pytest.approx(want)
+    for r in train_records:  # Eq. 18: the logged loss is the total, main + 0.4 aux
+        assert r["loss"] == pytest.approx(r["loss_main"] + 0.4 * r["loss_aux"], rel=1e-5)
+
+
+def test_the_best_validation_miou_is_the_highest(monkeypatch):
+    from types import SimpleNamespace
+
+    from ann.training import loop
+
+    scores = iter([float("nan"), 0.3, 0.5, 0.4])
+    monkeypatch.setattr(loop, "measure", lambda run, split: {"miou": next(scores), "pixel_acc": 0.0})
+    run = SimpleNamespace(summary=None, best_miou=float("nan"), iteration=0)
+    best = []
+    for _ in range(4):
+        loop.validate(run, None, None)
+        best.append(run.best_miou)
+    assert best[1:] == [0.3, 0.5, 0.5] and best[0] != best[0]  # a NaN validation is never the best
+
+
+def test_throughput_counts_the_images_of_every_process(tmp_path):
+    """Under torchrun each rank steps on its share: images/s is the global rate."""
+    from ann.training.distributed import Processes
+    from ann.training.loop import Meter, build_run, train_iteration
+    from ann.training.state import StopRequest
+
+    config = smoke(
+        "train.iterations=100", "train.log_every=50", "train.val_every=0", "train.checkpoint_every=50"
+    )
+    run = build_run(config, tmp_path, Processes(0, 4, 0, torch.device("cpu")))
+    meter = Meter()
+    images = torch.zeros(1, 3, 32, 64, dtype=torch.uint8)  # this rank's 1 image of a global 4
+    train_iteration(run, images, torch.zeros(1, 32, 64, dtype=torch.uint8), meter, None, None, StopRequest())
+    assert meter.images == 4
+
+
+def test_data_wait_is_the_share_of_the_log_window_spent_in_the_loader(monkeypatch):
+    from ann.training import loop
+
+    clock = [0.0]
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: clock[0])
+
+    def loader():
+        for batch in range(3):
+            clock[0] += 1.0  # 1 s waiting for each batch
+            yield batch
+
+    meter = loop.Meter()
+    batches = meter.timed(loader())
+    for _ in range(2):
+        next(batches)
+        clock[0] += 3.0  # 3 s of training step
+        meter.images += 2
+    assert meter.read() == pytest.approx((4 / 8, 2 / 8))
+    next(batches)
+    clock[0] += 3.0
+    meter.images += 2
+    assert meter.read() == pytest.approx((2 / 4, 1 / 4))  # a new window: the first one's time is gone
+
+
+def test_export_is_fp16_with_the_runs_provenance(run_dir):
+    """train.export_dtype = float16 halves the file; provenance holds the best val mIoU of the run
+    and the wall time of its session."""
+    from safetensors import safe_open
+
+    with safe_open(run_dir / "model.safetensors", "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert "F16" in dtypes and "F32" not in dtypes
+    provenance = ann.load(run_dir / "model.safetensors").meta.provenance
+    val = [json.loads(line).get("val_miou") for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert provenance["best_miou"] == max(v for v in val if v is not None)
+    assert provenance["wall_time_s"] > 0
+
+
+def test_card_puts_each_splits_iou_in_its_column():
+    from ann.training.card import model_card
+
+    config = smoke()
+    provenance = {"data": {}, "iterations": 20, "wall_time_s": 8.0, "device": "cpu", "world_size": 1,
+                  "torch": "2", "git_commit": "abc", "command": "train"}  # fmt: skip
+    val = {"miou": 0.5, "pixel_acc": 0.9, "per_class_iou": {"road": 0.5, "sky": None}}
+    test = {"miou": 0.25, "pixel_acc": 0.8, "per_class_iou": {"road": 0.25, "sky": 0.75}}
+    card = model_card(config, provenance, val, None, test)
+    assert "| road | 50.00 | 25.00 |" in card and "| sky | n/a (absent) | 75.00 |" in card
+    assert "- val: mIoU **50.00**, pixel accuracy 90.00" in card and "- test: mIoU **25.00**" in card
+
+
+def test_reproduce_keeps_the_overrides_that_change_the_result():
+    from argparse import Namespace
+
+    from ann.train import reproduce
+
+    overrides = ["data.root=/data/cs", "data.workers=8", "train.progress=false", "train.seed=3",
+                 "train.device=cpu", "optim.lr=0.02"]  # fmt: skip
+    command = reproduce(Namespace(config="smoke", out=Path("runs/x")), overrides)
+    want = "--set data.root=/data/cs --set train.seed=3 --set optim.lr=0.02"
+    assert command == f"python -m ann.train smoke --out runs/x {want}"
