@@ -28,7 +28,7 @@ from ann.checkpoint import (
     save,
     short_list,
 )
-from ann.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from ann.data.layouts import LAYOUTS
 from ann.models.network import ANN, build_network, variant
 
 # (their prefix, our prefix); None drops the entry after a check (SHARED). Whole dotted
@@ -217,9 +217,13 @@ def build_converted(tensors: dict[str, Tensor], num_classes: int) -> ANN:
 
 
 def class_names(num_classes: int) -> tuple[list[str], list[list[int]]]:
-    """Cityscapes names and colours for 19 classes; numbered names and a fixed palette otherwise."""
-    if num_classes == len(CITYSCAPES_CLASSES):
-        return list(CITYSCAPES_CLASSES), [list(c) for c in CITYSCAPES_PALETTE]
+    """The names and colours of the one dataset with `num_classes` classes (19: Cityscapes, 150:
+    ADE20K, 60: PASCAL Context, ...): the paper evaluates on each, and their counts differ. Numbered
+    names and a fixed palette when no dataset has that count."""
+    matches = {(d.class_names, d.palette) for d in LAYOUTS.values() if d.num_classes == num_classes}
+    if len(matches) == 1:
+        names, palette = matches.pop()
+        return list(names), [list(c) for c in palette]
     generator = torch.Generator().manual_seed(num_classes)
     palette = torch.randint(0, 256, (num_classes, 3), generator=generator).tolist()
     return [f"class {i}" for i in range(num_classes)], palette

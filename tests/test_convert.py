@@ -324,3 +324,26 @@ def test_library_convert_writes_fp32_by_default(original, tmp_path, monkeypatch)
     )
     ann.convert.convert(source, tmp_path / "ann.safetensors")
     assert written == {"dtype": torch.float32}
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "first", "colour"),
+    [(19, "road", [128, 64, 128]), (150, "wall", [120, 120, 120]), (60, "background", [0, 0, 0]),
+     (171, "person", [0, 0, 0]), (40, "wall", [0, 0, 0])],
+)  # fmt: skip
+def test_a_class_count_names_its_dataset(num_classes, first, colour):
+    """Weights trained on ADE20K (150 classes) should come out with ADE20K's names and colours, not
+    'class 0..149': every dataset of the paper has a class count of its own."""
+    from ann.convert import class_names
+
+    names, palette = class_names(num_classes)
+    assert (len(names), len(palette)) == (num_classes, num_classes)
+    assert (names[0], palette[0]) == (first, colour)
+
+
+def test_an_unknown_class_count_gets_numbered_names_and_stable_colours():
+    from ann.convert import class_names
+
+    names, palette = class_names(7)
+    assert names == [f"class {i}" for i in range(7)] and palette == class_names(7)[1]
+    assert all(0 <= v <= 255 for c in palette for v in c) and len(palette) == 7

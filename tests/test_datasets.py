@@ -389,3 +389,16 @@ def test_mat_label_values_outside_a_byte_are_refused(tmp_path, bad_value):
         DatasetError, match=rf"values outside 0\.\.255 \({min(bad_value, 1)}\.\.{max(bad_value, 1)}\)"
     ):
         dataset[1]
+
+
+def test_ade20k_uses_the_benchmarks_own_colours():
+    """Predictions of an ADE20K model should look like every published ADE20K figure (CSAIL's
+    color150 table), not like PASCAL VOC's bit-spread colours."""
+    from ann.data.layouts import ADE20K, ADE20K_CLASSES, ADE20K_PALETTE
+
+    assert ADE20K.palette is ADE20K_PALETTE and len(ADE20K_PALETTE) == 150
+    colour = dict(zip(ADE20K_CLASSES, ADE20K_PALETTE, strict=True))
+    assert colour["wall"] == (120, 120, 120) and colour["sky"] == (6, 230, 230)
+    assert colour["person"] == (150, 5, 61) and colour["flag"] == (92, 0, 255)
+    assert colour["road"] == colour["skyscraper"] == (140, 140, 140)  # the table's one shared colour
+    assert len(set(ADE20K_PALETTE)) == 149
