@@ -63,13 +63,15 @@ def launcher() -> list[str]:
 
 def error_hint(error: Exception, checkpoint: Path) -> str:
     """What to do about a bad sample or a full disk, and that --resume loses nothing."""
-    from ann.data.datasets import DatasetError
+    from ann.data.datasets import BadSample, DatasetError
 
     causes = [error]
     while causes[-1].__cause__ is not None:
         causes.append(causes[-1].__cause__)
-    if isinstance(error, DatasetError):
+    if isinstance(error, BadSample):
         hint = "\nfix that file (python -m ann.check_data finds them all), or --skip-bad to skip bad samples"
+    elif isinstance(error, DatasetError):  # folders, not one file: --skip-bad cannot help
+        hint = "\ndocs/datasets.md shows each dataset's folders; --set data.root=DIR points at yours"
     elif any(getattr(c, "errno", None) == errno.ENOSPC or "No space left" in str(c) for c in causes):
         hint = "\nfree some disk space"  # safetensors reports a full disk by its message alone
     else:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ann.data.datasets import DatasetError, SegmentationFolder, build_dataset
 from ann.data.labels import CITYSCAPES_LABELID_TO_TRAINID
-from ann.data.layouts import CITYSCAPES, LAYOUTS, coco_stuff_raw_lut
+from ann.data.layouts import CITYSCAPES, INVALID, LAYOUTS, coco_stuff_raw_lut
 from ann.data.transforms import eval_transform
 
 H, W = 16, 32
@@ -79,6 +79,12 @@ def build_pascal_context(root: Path):
     return "pascal_context", "val", written, lambda raw: raw
 
 
+def build_pascal_context_59(root: Path):
+    """The same masks as the 60-class layout, background (0) ignored."""
+    _, split, written, _ = build_pascal_context(root)
+    return "pascal_context_59", split, written, lambda raw: np.where(raw == 0, 255, raw - 1).astype(np.uint8)
+
+
 def build_coco_stuff10k(root: Path):
     stems = ["COCO_train2014_000000000077", "COCO_train2014_000000000110"]
     written = write_pairs(
@@ -107,7 +113,7 @@ def build_nyud_v2(root: Path):
 
 
 BUILDERS = [
-    build_cityscapes, build_ade20k, build_pascal_context,
+    build_cityscapes, build_ade20k, build_pascal_context, build_pascal_context_59,
     build_coco_stuff10k, build_coco_stuff10k_mat, build_nyud_v2,
 ]  # fmt: skip
 
@@ -339,7 +345,7 @@ def test_cityscapes_label_ids_beyond_33_are_refused(tmp_path, label_id):
 def test_coco_stuff_raw_ids_skip_the_unused_thing_ids():
     # COCO ids by hand: 11 fire hydrant, 12 unused (street sign), 13 stop sign, 91 unused,
     # 92 banner (first stuff class), 182 wood (last); 0 = unlabelled, 183+ do not exist.
-    from ann.data.layouts import COCO_STUFF_CLASSES, INVALID
+    from ann.data.layouts import COCO_STUFF_CLASSES
 
     lut = coco_stuff_raw_lut()
     names = {raw: COCO_STUFF_CLASSES[lut[raw]] for raw in (1, 11, 13, 92, 182)}
@@ -402,3 +408,13 @@ def test_ade20k_uses_the_benchmarks_own_colours():
     assert colour["person"] == (150, 5, 61) and colour["flag"] == (92, 0, 255)
     assert colour["road"] == colour["skyscraper"] == (140, 140, 140)  # the table's one shared colour
     assert len(set(ADE20K_PALETTE)) == 149
+
+
+def test_pascal_context_59_is_the_60_class_protocol_without_background():
+    from ann.data.layouts import PASCAL_CONTEXT, PASCAL_CONTEXT_59
+
+    assert PASCAL_CONTEXT_59.class_names == PASCAL_CONTEXT.class_names[1:]
+    assert PASCAL_CONTEXT_59.class_names[0] == "aeroplane" and PASCAL_CONTEXT_59.num_classes == 59
+    assert PASCAL_CONTEXT_59.palette[0] == PASCAL_CONTEXT.palette[1]  # a class keeps its colour
+    lut = PASCAL_CONTEXT_59.label_formats[0].lut
+    assert lut[[0, 1, 59]].tolist() == [255, 0, 58] and lut[60] == INVALID

@@ -86,11 +86,15 @@ def test_resume_with_different_config_is_refused(run_dir):
         train(smoke("optim.lr=0.02"), run_dir, resume=True)
 
 
-def test_missing_data_folder_leaves_nothing(tmp_path):
+def test_missing_data_folder_leaves_nothing(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["smoke", "--out", str(out), "--set", "data.dataset=cityscapes", "--set",
                  f"data.root={tmp_path / 'nowhere'}", "--set", "model.num_classes=19"]) == 2  # fmt: skip
     assert not out.exists()
+    error = capsys.readouterr().err
+    assert f"dataset root {tmp_path / 'nowhere'} is not a folder" in error
+    # a missing root is no bad file: --skip-bad would not help, the root setting does
+    assert "--skip-bad" not in error and "--set data.root=DIR" in error
 
 
 def test_bad_config_value_is_named(tmp_path, capsys):

@@ -49,6 +49,7 @@ def test_corrupt_image_fails_fast_naming_its_path(tmp_path, dataset, capsys):
     assert main(cli(tmp_path / "run", *overrides)) == 2
     error = capsys.readouterr().err
     assert f"unreadable image {corrupt}" in error and "Traceback" not in error
+    assert "or --skip-bad to skip bad samples" in error
     assert not (tmp_path / "run" / "model.safetensors").exists()
     assert not (tmp_path / "run" / "train.lock").exists()  # released on the way out
 

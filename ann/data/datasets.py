@@ -27,6 +27,11 @@ class DatasetError(ValueError):
     """A dataset file or folder is missing, unreadable or inconsistent; the message names it."""
 
 
+class BadSample(DatasetError):
+    """One image or label that cannot be used (unreadable, wrong size or values): fixing that file,
+    or skip_bad, gets past it, while a DatasetError about folders needs the root or layout fixed."""
+
+
 def plain_message(error: Exception) -> str:
     """The message of an error, without the traceback a DataLoader worker wraps around it."""
     text, marker = str(error), f"{type(error).__module__}.{type(error).__qualname__}: "
@@ -87,12 +92,12 @@ class SegmentationFolder(torch.utils.data.Dataset):
         return self.transform(image, label)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The raw (image, label) of item `index`, checked; raises DatasetError naming the file."""
+        """The raw (image, label) of item `index`, checked; raises BadSample naming the file."""
         _, image_path, (label_path, label_format) = self.samples[index]
         image = read_image(image_path)
         label = read_label(label_path, label_format, self.layout)
         if image.shape[:2] != label.shape:
-            raise DatasetError(
+            raise BadSample(
                 f"size mismatch: image {image_path} is {image.shape[1]}x{image.shape[0]} but "
                 f"label {label_path} is {label.shape[1]}x{label.shape[0]} (width x height)"
             )
@@ -106,7 +111,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
                 continue
             try:
                 return self.load(candidate)
-            except DatasetError as error:
+            except BadSample as error:
                 self.bad.add(candidate)
                 log.warning("skipping bad sample %d: %s", candidate, error)
         raise DatasetError(f"{self.layout.name} {self.split}: no sample under {self.root} loads")
@@ -228,7 +233,7 @@ def read_image(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except (OSError, ValueError, SyntaxError) as error:
-        raise DatasetError(f"unreadable image {path}: {error}") from error
+        raise BadSample(f"unreadable image {path}: {error}") from error
 
 
 def read_label(path: Path, label_format: LabelFormat, layout: DatasetLayout) -> np.ndarray:
@@ -245,13 +250,13 @@ def read_label(path: Path, label_format: LabelFormat, layout: DatasetLayout) -> 
         if grey:
             raw = rgb[..., 0]
     if raw.ndim != 2:
-        raise DatasetError(f"label {path} has shape {raw.shape}; expected one channel (H, W) of class ids")
+        raise BadSample(f"label {path} has shape {raw.shape}; expected one channel (H, W) of class ids")
     if raw.size and (raw.min() < 0 or raw.max() > 255):
-        raise DatasetError(f"label {path} has values outside 0..255 ({raw.min()}..{raw.max()})")
+        raise BadSample(f"label {path} has values outside 0..255 ({raw.min()}..{raw.max()})")
     mapped = label_format.lut[raw.astype(np.intp)]
     if (mapped == INVALID).any():
         bad = np.unique(raw[mapped == INVALID])[:10].tolist()
-        raise DatasetError(
+        raise BadSample(
             f"label {path} has values {bad} outside the {layout.num_classes} classes of "
             f"{layout.name} (and 255 = ignore)"
         )
@@ -270,7 +275,7 @@ def colour_label(rgb: np.ndarray, path: Path, layout: DatasetLayout) -> np.ndarr
     ids = np.array([layout.colour_ids.get(c, INVALID) for c in colours.tolist()])
     if (ids == INVALID).any():
         unknown = ", ".join(f"#{c:06x}" for c in colours[ids == INVALID][:5].tolist())
-        raise DatasetError(f"label {path} has colours {unknown} that are not class colours of {layout.name}")
+        raise BadSample(f"label {path} has colours {unknown} that are not class colours of {layout.name}")
     return ids[inverse].reshape(codes.shape).astype(np.uint8)
 
 
@@ -282,10 +287,10 @@ def _read_raw_label(path: Path, mat_key: str) -> np.ndarray:
             # mode "P" labels (palette PNGs) store class ids as palette indices: read them as is.
             return np.asarray(label)
     except KeyError as error:
-        raise DatasetError(f"label {path} has no variable {mat_key!r}") from error
+        raise BadSample(f"label {path} has no variable {mat_key!r}") from error
     # NotImplementedError: scipy.io cannot read MATLAB 7.3 (HDF5) files
     except (OSError, ValueError, SyntaxError, NotImplementedError, scipy.io.matlab.MatReadError) as error:
-        raise DatasetError(f"unreadable label {path}: {error}") from error
+        raise BadSample(f"unreadable label {path}: {error}") from error
 
 
 def build_dataset(

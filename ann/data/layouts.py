@@ -6,7 +6,7 @@ The folder conventions follow the converted layouts documented by mmsegmentation
 docs/datasets.md for the trees and the conversion scripts.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -249,6 +249,17 @@ PASCAL_CONTEXT = DatasetLayout(
     split_list="ImageSets/SegmentationContext/{split}.txt",
 )
 
+# The 59-class protocol most later papers report (mmsegmentation's PascalContextDataset59): the same
+# masks with background ignored. Each class keeps its colour from the 60-class palette.
+PASCAL_CONTEXT_59 = replace(
+    PASCAL_CONTEXT,
+    name="pascal_context_59",
+    label_formats=(LabelFormat(".png", reduce_zero_lut(59)),),
+    num_classes=59,
+    class_names=PASCAL_CONTEXT.class_names[1:],
+    palette=PASCAL_CONTEXT.palette[1:],
+)
+
 # COCO-Stuff-10K has no validation split; the paper (like DeepLab-v2) reports on the 1K test split,
 # so "val" names it too.
 COCO_STUFF10K = DatasetLayout(
@@ -296,6 +307,7 @@ LAYOUTS = {
     "synthcity": CITYSCAPES,
     "ade20k": ADE20K,
     "pascal_context": PASCAL_CONTEXT,
+    "pascal_context_59": PASCAL_CONTEXT_59,
     "coco_stuff10k": COCO_STUFF10K,
     "coco_stuff10k_mat": COCO_STUFF10K_MAT,
     "nyud_v2": NYUD_V2,
