@@ -5,6 +5,7 @@ import json
 import os
 import socket
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -13,6 +14,10 @@ from PIL import Image
 from ann.checkpoint import CheckpointMeta, file_sha256, save
 from ann.images import ImageError, from_array, read_image, read_label_map
 from ann.models import build_network, variant
+from tests import conftest_app
+from tests.conftest_app import TINY_NAME, street_image
+
+tiny_store = conftest_app.tiny_store  # handlers called directly on the tiny checkpoint
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 H, W = 96, 128
@@ -358,3 +363,381 @@ def test_a_click_on_the_enlarged_picture_names_the_image_pixel_under_it():
     for X, Y in [(0, 0), (17, 17), (18, 35), (30 * 18 - 1, 20 * 18 - 1), (250, 101)]:
         x, y = clicked_pixel((X, Y), picture.shape[:2])
         assert (big[Y, X] == picture[y, x]).all() and 0 <= x < 30 and 0 <= y < 20
+
+
+# ---- handlers called directly (the mutation audit: exact values, no client round trip) --------
+# The tiny untrained network predicts "wall" (class 3) at every pixel of street_image and spreads
+# its attention evenly; the 48x64 image has a 7x9 feature map (output stride 8, align_corners).
+
+
+@pytest.fixture
+def session(tiny_store, tmp_path):
+    from app.segment import segment as run_segment
+
+    image = np.asarray(Image.open(street_image(tmp_path / "street.png")))
+    return run_segment(None, image, None, TINY_NAME, *VIEW, store=tiny_store, max_side=96)[0]
+
+
+def test_attention_summary_names_the_cell_the_uniform_entropy_and_the_strongest_anchor(session):
+    from app.attention import attention
+
+    _, _, _, summary, menu = attention(session, 40, 10, "apnb")
+    weights, _ = session.explorer.attention_at(40, 10, "apnb")
+    # align_corners: row round(10 * 6 / 47) = 1, col round(40 * 8 / 63) = 5
+    assert "= feature cell (row 1, col 5) of 7x9. S = 110 anchors" in summary
+    assert "(uniform: 4.700)" in summary  # log 110, not of another count
+    top = int(np.argmax(weights))
+    assert menu["value"] == top and session.selection["anchor"] == top
+    assert f"Strongest: #{top} " in summary
+    # the menu lists the anchors strongest first: a user picks from the top
+    order = [index for _, index in menu["choices"]]
+    assert sorted(order) == list(range(110)) and order[0] == top
+    assert all(np.diff(weights[order]) <= 0)
+
+
+def test_attention_block_is_a_key_or_label_first_recorded_when_empty_and_refused_when_absent(session):
+    from app.attention import BLOCK_LABELS, block_choice, block_update
+    from tests.conftest_app import tiny_config
+
+    assert block_choice(session, "") == block_choice(session, None) == "afnb"  # recorded order
+    assert block_choice(session, BLOCK_LABELS["apnb"]) == "apnb"
+    with pytest.raises(gr.Error, match="No 'nb' attention in this model; it has afnb, apnb"):
+        block_choice(session, "nb")
+    # a new model's block menu starts on its context block (APNB), as the tab is built
+    assert block_update(tiny_config())["value"] == "apnb"
+
+
+def test_refresh_shows_the_last_pixel_through_the_chosen_block(session):
+    """Switching the block radio redraws the same pixel in the other block, not the old one."""
+    from app.attention import attention, refresh
+
+    attention(session, 40, 10, "apnb")
+    summary = refresh(session, "afnb")[3]
+    assert summary.startswith("**AFNB**, pixel (x=40, y=10)") and session.selection["block"] == "afnb"
+
+
+def test_anchor_view_outlines_that_anchor_and_reports_its_map(session):
+    from app.attention import anchor
+
+    _, picture, summary = anchor(session, 109, "apnb")  # 8x8 level, row 7, col 7
+    amap = session.explorer.anchor_map(109, "apnb")
+    assert f"min {amap.min():.4f}, mean {amap.mean():.4f}, max {amap.max():.4f}" in summary
+    assert session.selection["anchor"] == 109  # remembered: exported as anchor.png
+    # its bin: feature rows 6..7 of 7, cols 7..9 of 9 -> pixels y 41.1..48, x 49.8..64; white
+    # 3 px outline from (x0, y0) = (49.8, 41.1), so pixel (50, 42) is on it, (10, 10) is not
+    assert (picture[42, 50] == 255).all() and not (picture[10, 10] == 255).all()
+
+
+def test_a_click_in_a_level_panel_picks_the_anchor_whose_bin_holds_it(session):
+    """Panels are 400x300 (the 48x64 image), two columns 4 px apart under a 24 px strip, each
+    with an 18 px caption: level 3 (8x8) starts at (404, 364). Click (794, 398) is feature point
+    (x 390 * 9/400 = 8.78, y 34 * 7/300 = 0.79): column bin 7 (7..9), row bin 0 (0..1)."""
+    from types import SimpleNamespace
+
+    from app.attention import attention, pick_anchor
+
+    attention(session, 40, 10, "apnb")
+    picked, _, _, summary = pick_anchor(session, "apnb", SimpleNamespace(index=[794, 398]))
+    assert picked["value"] == 1 + 9 + 36 + 0 * 8 + 7
+    assert summary.startswith("**APNB** anchor #53 level 3 (8x8) row 0, col 7 (white box)")
+    with pytest.raises(gr.Error, match="inside one of the level panels"):
+        pick_anchor(session, "apnb", SimpleNamespace(index=[402, 100]))  # the gap between panels
+
+
+def test_a_click_on_the_enlarged_image_shows_the_pixel_under_it(session):
+    from types import SimpleNamespace
+
+    from app.attention import pick_pixel
+
+    # the 48x64 image is shown 8x enlarged (512 px wide): click (203, 87) is pixel (25, 10)
+    x, y, _, _, _, summary, _ = pick_pixel(session, "apnb", SimpleNamespace(index=[203, 87]))
+    assert (x, y) == (25, 10) and "pixel (x=25, y=10)" in summary
+
+
+def test_cleared_views_match_the_outputs_they_are_wired_to():
+    """The refreshers run after every new image or model (browser only): a count that does not
+    match its outputs makes gradio drop the whole update."""
+    from app.layout import anchor_view_cleared, refreshers
+
+    att = {k: k for k in ("panels", "chart", "summary", "anchor", "anchor_map", "anchor_summary", "x", "y")}
+    smp = {k: k for k in ("changed", "area", "summary", "preset", "sizes", "method")}
+    feat = {k: k for k in ("image", "first", "second", "status")}
+    (fn, _, outputs), (trained, _, trained_outputs) = refreshers("state", att, smp, feat)
+    assert len(fn(None)) == len(outputs) == 15
+    assert len(trained(None)) == len(trained_outputs) == 4
+    fn, _, outputs = anchor_view_cleared(att)
+    assert len(fn()) == len(outputs) == 2
+
+
+# ---- sampling ----------------------------------------------------------------------------------
+
+
+def test_sizes_are_parsed_capped_at_64_and_single_level_methods_keep_the_largest():
+    from app.sampling import parse_sizes, suggest_sizes
+
+    assert parse_sizes("(1, 3,6,8)") == (1, 3, 6, 8) and parse_sizes("64") == (64,)
+    with pytest.raises(gr.Error, match=r"pyramid size 65 is larger than this app allows \(64\)"):
+        parse_sizes("1,65")
+    with pytest.raises(gr.Error, match="at least one pyramid size"):
+        parse_sizes(" , ")
+    assert suggest_sizes("max", "1,3,6,8") == "8" and suggest_sizes("random", "6,2") == "6"
+    assert suggest_sizes("pyramid_max", "1,3,6,8") == "1,3,6,8" and suggest_sizes("average", "x") == "x"
+
+
+@pytest.mark.parametrize(
+    "method, sizes, fits",
+    [("pyramid_average", (1, 7), True), ("pyramid_average", (1, 8), False),  # up to the shorter side
+     ("random", (7,), True), ("random", (8,), False)],  # n^2 = 64 of 7x9 = 63 positions: too many
+)  # fmt: skip
+def test_sampling_must_fit_the_feature_map(method, sizes, fits):
+    from ann.models.sampling import SamplingConfig
+    from app.sampling import check_fits
+
+    config = SamplingConfig(method, sizes)
+    if fits:
+        check_fits(config, (7, 9))
+    else:
+        with pytest.raises(gr.Error, match="7x9 feature map"):
+            check_fits(config, (7, 9))
+
+
+def test_random_sampling_square_boundary():
+    """n x n = H x W: every position is drawn once, which random sampling can do."""
+    from ann.models.sampling import SamplingConfig
+    from app.sampling import check_fits
+
+    check_fits(SamplingConfig("random", (6,)), (6, 6))
+
+
+def test_set_sampling_uses_the_seed(session):
+    from app.sampling import set_sampling
+
+    summary = set_sampling(session, "random", "4", 3, *VIEW)[5]
+    assert session.explorer.sampling["context"].seed == 3 and "random (4,) (S = 16, seed 3)" in summary
+
+
+def test_sampling_change_reports_changed_pixels_and_area_per_class(session, monkeypatch):
+    """A new sampling that turns the left quarter from sky (10) into road (0), the rest staying
+    wall (3): 25.00% changed; road +25 points, wall 0, sky -25 (gone, still charted); the
+    changed pixels in yellow."""
+    import dataclasses
+
+    from app.plots import CHANGED
+    from app.sampling import set_sampling
+
+    labels = session.result.labels.copy()
+    labels[:, :16] = 10
+    session.explorer.result = dataclasses.replace(session.result, labels=labels)
+    after = dataclasses.replace(session.result, labels=np.where(labels == 10, 0, labels).astype(np.uint8))
+
+    def set_new_sampling(config):
+        session.explorer.result = after
+        return after
+
+    monkeypatch.setattr(session.explorer, "set_sampling", set_new_sampling)
+    _, _, _, changed, chart, summary, _ = set_sampling(session, "pyramid_max", "1,2,3,6", 0, *VIEW)
+    assert "**25.00%** of pixels changed class" in summary
+    bars = chart.data[0]
+    assert list(bars.x) == ["road", "wall", "sky"] and np.allclose(bars.y, [25.0, 0.0, -25.0])
+    assert (changed[:, :16] == CHANGED).all() and not (changed[:, 16:] == CHANGED).all(-1).any()
+
+
+def test_controls_show_a_training_sampling_that_is_no_preset(tmp_path):
+    from ann.explore import Explorer
+    from ann.models.sampling import SamplingConfig
+    from app.sampling import trained_controls
+    from app.session import Session
+
+    torch.manual_seed(0)
+    sampling = SamplingConfig("pyramid_max", (1, 2, 4))
+    model = build_network(variant("apnb", backbone="resnet18", num_classes=19, head_channels=16,
+                                  key_channels=8, value_channels=8, sampling=sampling))  # fmt: skip
+    preset, sizes, method, summary = trained_controls(Session("m", Explorer(model)))
+    assert (preset, sizes, method) == (None, "1,2,4", "pyramid_max")  # no preset radio lit
+    assert summary == "Training sampling: APNB pyramid_max (1, 2, 4) (S = 21)."
+
+
+def test_controls_leave_the_method_menu_for_an_identity_training_sampling():
+    """An APNB trained with "identity" sampling (every position, as NB): the method menu offers
+    only Table 7's methods, so it is left as it is rather than set to a value it cannot show."""
+    from ann.explore import Explorer
+    from ann.models.sampling import SamplingConfig
+    from app.sampling import trained_controls
+    from app.session import Session
+
+    torch.manual_seed(0)
+    model = build_network(variant("apnb", backbone="resnet18", num_classes=19, head_channels=16,
+                                  key_channels=8, value_channels=8,
+                                  sampling=SamplingConfig("identity")))  # fmt: skip
+    assert trained_controls(Session("m", Explorer(model)))[2] == gr.skip()
+
+
+# ---- segment -----------------------------------------------------------------------------------
+
+
+def test_iou_accuracy_and_miou_in_percent_over_valid_pixels(tiny_store, tmp_path):
+    """All pixels are predicted wall (3). Truth: rows 0-9 ignored (255), rows 10-29 wall, rows
+    30-47 road (0). Valid 38 x 64 = 2432 px: wall IoU 1280 / 2432 = 52.6%, road 0%, mean 26.3%;
+    pixel accuracy 52.6%. A second image without a label map is not scored against this truth."""
+    from app.segment import segment as run_segment
+
+    label = np.full((48, 64), 3, np.uint8)
+    label[:10], label[30:] = 255, 0
+    Image.fromarray(label).save(tmp_path / "label.png")
+    image = street_image(tmp_path / "street.png")
+    session, *views = run_segment(None, str(image), str(tmp_path / "label.png"), TINY_NAME, *VIEW,
+                                  store=tiny_store, max_side=96)  # fmt: skip
+    table, summary = views[5], views[6]
+    assert table.to_dict("list") == {"class": ["road", "wall"], "IoU %": [0.0, 52.6]}
+    assert "mIoU over present classes **26.3**, pixel accuracy **52.6** (%)." in summary
+    assert summary.startswith("street.png: 64x48 px on **tiny.safetensors**")  # no untrained banner
+    session, *views = run_segment(session, str(street_image(tmp_path / "b.png", seed=1)), None, TINY_NAME,
+                                  *VIEW, store=tiny_store, max_side=96)  # fmt: skip
+    assert session.target is None and views[4] is None and views[5] is None and "mIoU" not in views[6]
+
+
+def test_confidence_and_entropy_maps_use_fixed_ranges(session):
+    """Confidence on 0..1 (cividis) and entropy on 0..log K nats (magma): the same colour means
+    the same value on every image. Half of log 19 nats and confidence 0.5 are mid-colour."""
+    import dataclasses
+
+    from app.plots import lut
+    from app.segment import segment_views
+
+    result = session.result
+    session.explorer.result = dataclasses.replace(
+        result, confidence=np.full(result.size, 0.5, np.float32),
+        entropy=np.full(result.size, np.log(19) / 2, np.float32),
+    )  # fmt: skip
+    _, _, confidence, entropy, *_ = segment_views(session, *VIEW)
+    assert (confidence == lut("cividis")[127]).all() and (entropy == lut("magma")[127]).all()
+
+
+def test_overlay_blends_by_opacity_and_leaves_hidden_classes_out(session):
+    from ann.data.labels import CITYSCAPES_PALETTE
+    from app.segment import render
+
+    image = session.image.astype(np.float32)
+    picture, legend = render(session, 0.25, False, [])
+    assert np.array_equal(picture, (0.75 * image + 0.25 * np.array(CITYSCAPES_PALETTE[3])).round())
+    # one legend row: classes with no pixels are left out
+    assert legend.count('class="legend-row"') == 1 and "wall <b>100.0%</b>" in legend
+    picture, legend = render(session, 0.25, False, ["wall"])
+    assert np.array_equal(picture, session.image) and 'style="opacity:0.35;"' in legend
+
+
+def test_a_model_switch_segments_the_same_image_again_with_no_classes_hidden(tiny_store, session, tmp_path):
+    from app.segment import choose_model, resegment
+
+    name = tiny_store.add_file(tiny_store.path(TINY_NAME))  # the same file as "(uploaded)"
+    _, _, hidden, _ = choose_model(session, name, store=tiny_store)
+    assert hidden["value"] == []  # the old model's hidden class names mean nothing now
+    switched, *views = resegment(session, None, None, name, *VIEW, store=tiny_store, max_side=96)
+    assert switched.checkpoint == name and switched.image is session.image and len(views) == 8
+    assert len(resegment(None, None, None, name, *VIEW, store=tiny_store, max_side=96)) == 1 + 8
+
+
+def test_a_refused_upload_names_the_file_not_the_servers_folder(tiny_store, tmp_path):
+    from app.segment import upload_checkpoint
+
+    folder = tmp_path / "gradio-upload-cache"
+    folder.mkdir()
+    (folder / "broken.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(gr.Error) as error:
+        upload_checkpoint(None, str(folder / "broken.safetensors"), store=tiny_store)
+    assert "broken.safetensors" in str(error.value) and str(folder) not in str(error.value)
+
+
+def test_a_checkpoints_own_card_comes_before_a_run_folders_card(tmp_path):
+    from app.segment import model_card
+    from app.session import ModelStore
+
+    (tmp_path / "m.md").write_text("own card")
+    (tmp_path / "model_card.md").write_text("folder card")
+    torch.manual_seed(0)
+    model = build_network(variant("apnb", backbone="resnet18", num_classes=19, head_channels=16,
+                                  key_channels=8, value_channels=8))  # fmt: skip
+    save(model, tmp_path / "m.safetensors", CheckpointMeta(model.config))
+    card = model_card(ModelStore(tmp_path), "m.safetensors")
+    assert "own card" in card and "folder card" not in card
+
+
+def test_card_images_over_the_size_limit_stay_links(tmp_path):
+    from app.segment import inline_images
+
+    Image.new("RGB", (4, 3)).save(tmp_path / "curve.png")
+    size = (tmp_path / "curve.png").stat().st_size
+    assert inline_images("![c](curve.png)", tmp_path, limit=size - 1) == "![c](curve.png)"
+    assert "data:image/png" in inline_images("![c](curve.png)", tmp_path, limit=size)
+
+
+# ---- export ------------------------------------------------------------------------------------
+
+
+def test_export_holds_the_views_on_screen_and_the_selection(session):
+    """panels.png and anchor.png are the pictures the Attention tab shows; settings.json and
+    attention.npz record the click as (x, y) and no layout of the page."""
+    from app.attention import anchor, attention
+    from app.export import export
+    from app.segment import segment_views
+
+    _, panels, _, _, _ = attention(session, 40, 10, "apnb")
+    _, anchor_picture, _ = anchor(session, 109, "apnb")
+    confidence = segment_views(session, *VIEW)[2]
+    paths = {os.path.basename(p): p for p in export(session, 0.5, False, ["road"])}
+    assert np.array_equal(np.asarray(Image.open(paths["panels.png"])), panels)
+    assert np.array_equal(np.asarray(Image.open(paths["anchor.png"])), anchor_picture)
+    assert np.array_equal(np.asarray(Image.open(paths["confidence.png"])), confidence)
+    settings = json.loads(open(paths["settings.json"]).read())
+    assert settings["selection"] == {"x": 40.0, "y": 10.0, "block": "apnb", "anchor": 109}
+    assert settings["view"] == {"opacity": 0.5, "outline": False, "hidden_classes": ["road"]}
+    assert np.load(paths["attention.npz"])["selected_xy"].tolist() == [40.0, 10.0]
+
+
+# ---- plots -------------------------------------------------------------------------------------
+
+
+def test_heatmap_colorize_and_error_picture_values():
+    from app.plots import WRONG, colorize, error_picture, heatmap, lut
+
+    out = heatmap(np.array([[np.nan, 0.0, 1.0]]), "viridis", 0.0, 1.0)
+    assert out[0, 0].tolist() == [128, 128, 128]  # NaN: mid grey, no colour of a value
+    assert (out[0, 1] == lut("viridis")[0]).all() and (out[0, 2] == lut("viridis")[255]).all()
+    colours = colorize(np.array([[0, 1, 255]]), [[1, 2, 3], [4, 5, 6]])
+    assert colours.tolist() == [[[1, 2, 3], [4, 5, 6], [0, 0, 0]]]  # ignore (255): black
+    errors = error_picture(np.full((1, 3, 3), 100, np.uint8), np.array([[0, 1, 2]], np.uint8))
+    assert errors.tolist() == [[[45, 45, 45], WRONG.tolist(), [0, 0, 0]]]  # correct dimmed, ignore black
+
+
+def test_outline_mode_draws_two_pixel_class_borders_at_full_colour():
+    """Classes 0 | 1 meet between columns 3 and 4: a 2 px border each side (columns 2-5) in the
+    class colour whatever the opacity; the rest stays the image."""
+    from app.plots import overlay
+
+    labels = np.zeros((4, 8), np.uint8)
+    labels[:, 4:] = 1
+    image = np.full((4, 8, 3), 100, np.uint8)
+    palette = [[200, 0, 0], [0, 0, 200]]
+    out = overlay(image, labels, palette, opacity=0.3, outline=True)
+    assert (out[:, 2:4] == [200, 0, 0]).all() and (out[:, 4:6] == [0, 0, 200]).all()
+    assert (out[:, [0, 1, 6, 7]] == 100).all()
+
+
+def test_level_panels_mark_the_point_and_stretch_each_level():
+    """One 1x1 anchor holding 0.9 and a 2x2 level of 0.025 each: the 2x2 level is stretched to
+    the top colour (its own maximum), the cyan ring sits at the point (x=8, y=4) of the 40x80
+    image, 5x enlarged in a 200x400 panel that starts 42 px down (24 px strip, 18 px caption)."""
+    import torch as t
+
+    from ann.models.sampling import AnchorGeometry
+    from app.plots import blend, level_panels, lut
+
+    geometry = AnchorGeometry(t.tensor([0, 1, 1, 1, 1]), t.tensor([[0, 0, 2, 2], [0, 0, 1, 1], [0, 1, 1, 2],
+                              [1, 0, 2, 1], [1, 1, 2, 2]]), (1, 2), (2, 2))  # fmt: skip
+    weights = np.array([0.9, 0.025, 0.025, 0.025, 0.025], np.float32)
+    image = np.full((40, 80, 3), 100, np.uint8)
+    picture, layout = level_panels(image, weights, geometry, (8, 4))
+    assert layout[1] == {"level": 1, "x0": 404, "y0": 42, "w": 400, "h": 200}
+    top = blend(np.array([100, 100, 100]), lut("magma")[255], 0.75)
+    assert (picture[42 + 150, 404 + 100] == top).all()
+    assert (picture[42 + 19, 45] == [0, 255, 255]).all()  # on the ring of radius 5 around (40, 20)

@@ -13,6 +13,7 @@ from app.tabs.explain import MAJORITY
 from app.tabs.features import IMAGENET
 
 pytest_plugins = ("tests.conftest_app",)  # the launched app: app_client, tiny_store
+TINY_NAME = "tiny.safetensors"
 
 MEAN = "mean over channels"
 PCA = "PCA to RGB (3 principal components)"
@@ -171,3 +172,83 @@ def test_time_fits_recover_the_cost_shape_and_never_bend_down():
     noisy = exact.copy()
     noisy[2] *= 8  # one timing slowed by a busy CPU
     assert np.all(efficiency.fit_curve(N, noisy, quadratic=True) >= 0)
+
+
+# ---- handlers and helpers called directly (mutation audit: exact values) ----------------------
+
+
+@pytest.fixture
+def session(tiny_store, tmp_path):
+    from app.segment import segment
+    from tests.conftest_app import TINY_NAME, street_image
+
+    image = np.asarray(Image.open(street_image(tmp_path / "street.png")))
+    return segment(None, image, None, TINY_NAME, 0.5, False, [], store=tiny_store, max_side=96)[0]
+
+
+def test_tab_image_helpers_keep_rows_columns_and_blend_over_grey():
+    from app.tabs import colorize, mark_point, overlay
+
+    pca = np.zeros((3, 2, 4), np.float32)
+    pca[0, 1, 3], pca[2, 0, 1] = 1.0, 0.5  # (3, H, W) components are the R, G, B of each cell
+    rgb = colorize(pca)
+    assert rgb.shape == (2, 4, 3) and rgb[1, 3].tolist() == [255, 0, 0] and rgb[0, 1].tolist() == [0, 0, 128]
+    image = np.zeros((1, 1, 3), np.uint8)
+    image[0, 0] = [30, 60, 90]  # grey 60
+    assert overlay(image, np.full((1, 1, 3), 200, np.uint8), 0.25).tolist() == [[[95, 95, 95]]]
+    marked = mark_point(np.zeros((10, 20, 3), np.uint8), (2, 15))  # (row, col)
+    assert (marked[2, 11:20] == 255).all() and (marked[0:7, 15] == 255).all() and marked[2, 5].sum() == 0
+
+
+def test_cosine_queries_the_clicked_cell_and_marks_it(session, tiny_store):
+    """Pixel (x=40, y=10) of the 48x64 image is cell (1, 5) of the 7x9 Stage5 map (align_corners);
+    the gallery (240x320) marks it at row 50, col 200 with a white cross."""
+    from app.tabs.features import cosine
+
+    first, _, status, _ = cosine(session, 40, 10, "none", None, "viridis", tiny_store)
+    rgb, caption = next(item for item in first if item[1].startswith("stage5"))
+    assert caption == "stage5 · cell (row, col) (1, 5)" and "(x=40, y=10) of the 64x48 image" in status
+    assert (rgb[50, 200] == 255).all() and not (rgb[200, 50] == 255).all()
+
+
+def test_second_model_features_are_cached_per_image(session, tiny_store):
+    from app.tabs.features import comparison_features, image_key
+
+    stale = {"key": (TINY_NAME, "another image"), "features": {"stale": None}}
+    found, cache = comparison_features(tiny_store, TINY_NAME, session.image, stale)
+    assert "stage5" in found and cache["key"] == (TINY_NAME, image_key(session.image))
+    assert comparison_features(tiny_store, TINY_NAME, session.image, cache)[0] is found  # reused
+
+
+def test_class_names_and_numbers_and_the_reduced_attribution_size(session):
+    import gradio as gr
+
+    from app.tabs.explain import class_index, scaled_input
+
+    classes = list(CITYSCAPES_CLASSES)
+    assert class_index("bicycle", classes) == class_index("18", classes) == 18
+    with pytest.raises(gr.Error, match="unknown class '19'"):
+        class_index("19", classes)
+    assert tuple(scaled_input(session, 32).shape[-2:]) == (24, 32)  # longer side 64 -> 32
+
+
+def test_explain_marks_the_clicked_region_and_keeps_the_chosen_layer(session):
+    """Region centre (x=50, y=20) of the 48x64 image is row 100, col 250 of the 240x320 view."""
+    from app.tabs.explain import MODES, explain, show_image
+
+    cam, _, status = explain(session, "stage5", "wall", MODES[1], 50, 20, 6, ["Grad-CAM"], 2, 32,
+                             progress=lambda *a, **k: None)  # fmt: skip
+    assert (cam[100, 250] == 255).all() and not (cam[250 * 240 // 320, 100] == 255).all()
+    assert "Computed at 32x24 px." in status
+    _, menu, layers = show_image(session, "apnb")
+    assert layers["value"] == "apnb" and menu["value"] == "wall"  # the class of every pixel
+
+
+def test_efficiency_sizes_are_sorted_capped_at_96x96_and_grids_keep_the_aspect():
+    import gradio as gr
+
+    assert efficiency.parse_sizes("32x32; 16x16, 32x16") == [(16, 16), (32, 16), (32, 32)]
+    assert efficiency.parse_sizes("96x96") == [(96, 96)]
+    with pytest.raises(gr.Error, match="97x96 exceed 9216 positions"):
+        efficiency.parse_sizes("97x96")
+    assert efficiency.grid_size(512, 32, 16) == (16, 32)  # (height, width) of a 2:1 map

@@ -201,3 +201,45 @@ def test_load_short(tmp_path):
     # the queue is served in order: no request waits for more than every other client's turn, several times
     assert report["endpoints"]["segment"]["max_s"] < 60 and report["endpoints"]["attention"]["max_s"] < 60
     assert report["rss_growth"] < 0.20
+
+
+def test_app_opens_the_checkpoint_it_is_given(monkeypatch, tmp_path, tiny_store):
+    """`python app.py --checkpoint FILE` registers FILE under its own name and opens it, not the
+    menu's default; images are processed up to 1024 px unless --max-side says otherwise."""
+    import importlib.util
+
+    import app.layout as layout
+
+    spec = importlib.util.spec_from_file_location("app_main", REPO / "app.py")
+    app_main = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app_main)
+    monkeypatch.setattr(app_main, "limit_malloc_arenas", lambda: None)  # not in the test process
+    calls = {}
+
+    class Demo:
+        def queue(self, **options):
+            return self
+
+        def launch(self, **options):
+            calls["launch"] = options
+
+    def build_demo(store, default, max_side):
+        calls.update(default=default, max_side=max_side)
+        return Demo()
+
+    monkeypatch.setattr(layout, "build_demo", build_demo)
+    monkeypatch.setattr(layout, "warm_up", lambda store, name: calls.update(warm=name))
+    app_main.main(["--checkpoint", str(tiny_store.path(TINY_NAME)), "--checkpoints", str(tmp_path)])
+    assert calls["default"] == calls["warm"] == TINY_NAME and calls["max_side"] == 1024
+    assert calls["launch"]["server_name"] == "127.0.0.1"
+
+
+def test_a_new_upload_drops_the_label_map_of_the_previous_image(tiny_store):
+    """A label map belongs to one image: left in place, the next image is scored against it."""
+    from app.layout import build_demo
+
+    demo = build_demo(tiny_store, TINY_NAME, max_side=96)
+    ids = {block.elem_id: block_id for block_id, block in demo.blocks.items() if block.elem_id}
+    clears = [fn for fn in demo.fns.values() if (ids["input-image"], "upload") in fn.targets]
+    assert [[block._id for block in fn.outputs] for fn in clears] == [[ids["label-file"]]]
+    assert all(fn.fn() is None for fn in clears)

@@ -85,3 +85,60 @@ def test_the_card_of_a_converted_checkpoint_names_the_pth_it_came_from(tmp_path)
     store = session.ModelStore(tmp_path)
     card = model_card(store, "converted.safetensors")
     assert f"sha256 of the converted .pth: `{'ab' * 32}`" in card
+
+
+def test_menu_default_is_the_bundled_checkpoint_else_the_first_else_untrained(tmp_path):
+    """Names are listed without loading: empty files are enough here."""
+    (tmp_path / "a.safetensors").write_bytes(b"")
+    (tmp_path / session.DEFAULT_CHECKPOINT).write_bytes(b"")
+    assert session.ModelStore(tmp_path).default() == session.DEFAULT_CHECKPOINT  # not the first, a.*
+    (tmp_path / session.DEFAULT_CHECKPOINT).unlink()
+    assert session.ModelStore(tmp_path).default() == "a.safetensors"
+    empty = session.ModelStore(tmp_path / "none")
+    assert empty.names() == [session.UNTRAINED] and empty.default() == session.UNTRAINED
+
+
+def tiny_checkpoint(path, note: str):
+    import torch
+
+    from ann.checkpoint import CheckpointMeta, save
+    from ann.models import build_network, variant
+
+    torch.manual_seed(0)
+    config = variant("apnb", backbone="resnet18", num_classes=19, head_channels=16, key_channels=8,
+                     value_channels=8)  # fmt: skip
+    model = build_network(config)
+    return save(model, path, CheckpointMeta(model.config, provenance={"note": note}))  # note: own sha256
+
+
+def test_the_store_keeps_the_newest_models_and_shares_one_file_under_two_names(tmp_path):
+    """max_models bounds the memory: opening a third model drops the oldest, not the newest; a
+    second name for the same bytes is the same model, not a second copy."""
+    import shutil
+
+    for name in ("a", "b", "c"):
+        tiny_checkpoint(tmp_path / f"{name}.safetensors", name)
+    shutil.copy(tmp_path / "a.safetensors", tmp_path / "copy_of_a.safetensors")
+    store = session.ModelStore(tmp_path, max_models=2)
+    a = store.model("a.safetensors")
+    assert store.model("copy_of_a.safetensors") is a
+    b, c = store.model("b.safetensors"), store.model("c.safetensors")
+    assert store.model("c.safetensors") is c and store.model("b.safetensors") is b
+    assert store.model("a.safetensors") is not a  # dropped, read again
+
+
+def test_authors_pt_files_are_converted_like_pth(monkeypatch, tmp_path):
+    monkeypatch.setattr(session, "convert_original", lambda path: f"converted {path.name}")
+    assert session.read_checkpoint(tmp_path / "theirs.pt") == "converted theirs.pt"
+    assert session.read_checkpoint(tmp_path / "theirs.pth") == "converted theirs.pth"
+
+
+def test_handlers_need_a_segmented_image(tmp_path):
+    import gradio as gr
+    import pytest
+
+    tiny_checkpoint(tmp_path / "a.safetensors", "a")
+    fresh = session.ModelStore(tmp_path).session("a.safetensors")  # a model, no image yet
+    for value in (None, fresh):
+        with pytest.raises(gr.Error, match="Segment an image first"):
+            session.require(value)
