@@ -252,3 +252,38 @@ def test_efficiency_sizes_are_sorted_capped_at_96x96_and_grids_keep_the_aspect()
     with pytest.raises(gr.Error, match="97x96 exceed 9216 positions"):
         efficiency.parse_sizes("97x96")
     assert efficiency.grid_size(512, 32, 16) == (16, 32)  # (height, width) of a 2:1 map
+
+
+def test_cosine_colours_span_minus_one_to_plus_one(session, tiny_store, monkeypatch):
+    """The status promises 'darkest -1, brightest +1': a similarity of 0 (orthogonal features)
+    must be the colormap's middle, not its darkest end."""
+    import torch
+
+    from ann import features
+    from app.tabs.features import cosine
+
+    similarity = torch.zeros(48, 64)
+    similarity[:, :16], similarity[:, 48:] = -1.0, 1.0
+    monkeypatch.setattr(features, "cosine_maps", lambda *a: {"probe": (similarity, (0, 0))})
+    (rgb, _), *_ = cosine(session, 40, 10, "none", None, "viridis", tiny_store)[0]
+    viridis = [(np.array(colormaps["viridis"](v)[:3]) * 255).round() for v in (0.0, 0.5, 1.0)]
+    for column, want in zip((20, 160, 300), viridis, strict=True):  # -1, 0, +1 on the 320 px picture
+        assert np.abs(rgb[200, column].astype(int) - want).sum() <= 3, column
+
+
+def test_grad_cam_is_scaled_to_its_peak(session):
+    """Grad-CAM maps of different layers and targets are shown on one 0..1 colour scale."""
+    import torch
+
+    from ann import features
+    from app.tabs.explain import grad_cam
+
+    model = session.explorer.model
+    x = torch.randn(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(48, 64, dtype=torch.bool)
+    mask[20:30, 20:40] = True
+    targets = [features.MaskedLogitSum(model, k, mask) for k in range(19)]
+    cams = [grad_cam(target, model, "stage4", x, (24, 32)) for target in targets]
+    assert all(cam.shape == (24, 32) and cam.min() >= 0 for cam in cams)
+    peaked = [cam for cam in cams if cam.max() > 0]
+    assert peaked and all(abs(float(cam.max()) - 1.0) < 1e-6 for cam in peaked)
