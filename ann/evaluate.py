@@ -231,6 +231,7 @@ def run(args: argparse.Namespace) -> dict:
     from ann.training.config import DataConfig
     from ann.training.data import eval_loader, open_split
 
+    check_data_args(args)
     check_output(args.json, "--json")
     check_output(args.plot, "--plot")
     model, options = load_for_inference(args)
@@ -261,6 +262,24 @@ def run(args: argparse.Namespace) -> dict:
     summary = matrix.summary(meta.classes)
     summary["confusion"] = matrix.matrix.tolist()  # pixels: rows = ground truth, columns = prediction
     return summary
+
+
+def check_data_args(args: argparse.Namespace) -> None:
+    """Refuse data options that --data would silently ignore: a folder has no SynthCity city or
+    size, and the procedural split no folder layout."""
+    if args.data != "synthcity":
+        for flag, value in (
+            ("--synthcity-seed", args.synthcity_seed),
+            ("--synthcity-size", args.synthcity_size),
+        ):
+            if value is not None:
+                raise ValueError(
+                    f"{flag} has no effect with a dataset folder; it applies to --data synthcity"
+                )
+    elif args.dataset:
+        raise ValueError(
+            "--dataset has no effect with --data synthcity; it names the layout of a dataset folder"
+        )
 
 
 def check_classes(

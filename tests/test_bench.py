@@ -181,3 +181,36 @@ def test_paper_figures_of_a_wide_feature_map_are_found(monkeypatch):
     row = bench_block("apnb", 256, 128, repeats=1)
     assert (row["width"], row["height"]) == (256, 128)
     assert (row["paper_gflops"], row["paper_mem_mb"], row["paper_time_ms"]) == (43.5, 277, 30.8)
+
+
+def test_cpu_figures_are_medians_in_ms_of_warm_calls(monkeypatch):
+    """One call profiled as the warm-up (warmup=1), then `repeats` timed calls: a slow outlier (a
+    neighbour's job on the shared cores) moves the median, not the reported figure."""
+    from types import SimpleNamespace
+
+    import ann.timing as timing
+
+    clock = {"wall": 0.0, "cpu": 0.0}
+    steps = iter([(0.5, 0.5), (0.001, 0.002), (0.001, 0.002), (0.010, 0.020)])  # s per call: wall, cpu
+    calls = []
+
+    def fn():
+        wall, cpu = next(steps)
+        clock["wall"] += wall
+        clock["cpu"] += cpu
+        calls.append(1)
+
+    fake = SimpleNamespace(perf_counter=lambda: clock["wall"], process_time=lambda: clock["cpu"])
+    monkeypatch.setattr(timing, "time", fake)
+    monkeypatch.setattr(timing, "cpu_peak_mb", lambda f: (f(), 3.0)[1])
+    stats = timing.measure_all(fn, "cpu", repeats=3, warmup=1)
+    assert len(calls) == 4
+    assert stats == pytest.approx({"time_ms": 1.0, "peak_mem_mb": 3.0, "cpu_time_ms": 2.0})
+
+
+def test_the_cpu_is_named_with_its_cores():
+    import os
+
+    from ann.timing import environment
+
+    assert environment("cpu")["device_name"].endswith(f", {os.cpu_count()} cores")

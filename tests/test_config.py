@@ -98,6 +98,23 @@ def test_overrides_are_applied_with_types():
         # config.toml could not hold them: a resumed run would not read its own config back
         ("optim.lr=nan", "optim.lr: expected a finite number"),
         ("model.dropout=inf", "model.dropout: expected a finite number"),
+        # each bound just outside its range: a wrong value is named, not met later as a crash or
+        # a silently broken run (momentum 1 never forgets, a negative decay grows the weights)
+        ("optim.momentum=1", "need 0 <= momentum < 1"),
+        ("optim.weight_decay=-0.1", "weight_decay >= 0"),
+        ("loss.ohem_threshold=1.01", "0 < ohem_threshold <= 1"),
+        ("loss.ohem_min_kept=-1", "ohem_min_kept >= 0"),
+        ("train.val_every=-1", "train.val_every must be >= 0, got -1"),
+        ("optim.lr=0", "optim.lr must be positive, got 0.0"),
+        ("train.iterations=0", "train.iterations must be positive, got 0"),
+        ("data.crop_size=0,32", "data.crop_size must be positive, got (0, 32)"),
+        ("data.dataset=cityscapes", "data.root: dataset 'cityscapes' needs a folder"),
+        ("=0.1", "section.field=value"),
+        # a bool is not a number here, though Python's bool is an int
+        ("optim.lr=true", "optim.lr: expected float, got True"),
+        ("train.iterations=true", "train.iterations: expected int, got True"),
+        # every item of a variable-length tuple is checked (int(1.5) would quietly make it 1)
+        ("model.sampling.sizes=1.5,2", "model.sampling.sizes: expected int, got 1.5"),
     ],
 )
 def test_bad_overrides_are_named(override, message):
@@ -164,3 +181,49 @@ def test_a_folder_named_like_a_config_is_not_taken_for_it(tmp_path, monkeypatch)
     assert config_path("smoke").parent.name == "configs"
     with pytest.raises(ConfigError, match="no such config file"):
         config_path("missing.toml")
+
+
+def test_values_on_the_edge_of_their_range_are_accepted():
+    """The bounds are inclusive where the recipe allows it: OHEM keeping every pixel below
+    probability 1, no minimum kept, plain SGD, a fixed scale and aspect, validation only at the end."""
+    c = load_config(
+        "smoke",
+        ["loss.ohem_threshold=1", "loss.ohem_min_kept=0", "optim.momentum=0", "optim.weight_decay=0",
+         "data.scale_range=1,1", "data.aspect_range=1,1", "train.val_every=0"],
+    )  # fmt: skip
+    assert (c.loss.ohem_threshold, c.loss.ohem_min_kept, c.optim.momentum, c.optim.weight_decay) == (
+        1,
+        0,
+        0,
+        0,
+    )
+    assert c.data.scale_range == c.data.aspect_range == (1.0, 1.0) and c.train.val_every == 0
+
+
+def test_the_unbounded_synthcity_train_split_as_test_split_needs_a_limit_too():
+    """SynthCity renders train images without end: a final test on it would never finish."""
+    with pytest.raises(ConfigError, match="train split is unbounded: evaluating on it needs data.val_limit"):
+        load_config("smoke", ["data.test_split=train", "data.val_limit=0"])
+    assert load_config("smoke", ["data.test_split=train", "data.val_limit=2"]).data.test_split == "train"
+
+
+def test_overrides_with_spaces_around_the_key_and_value():
+    """`--set "data.root = 2024"` names the field data.root and the folder 2024, not " 2024"."""
+    c = load_config("smoke", ["data.root = 2024", " optim.lr = 0.5 "])
+    assert c.data.root == "2024" and c.optim.lr == 0.5
+
+
+@pytest.mark.parametrize("text, value", [("no", False), ("NO", False), ("Yes", True), ("false", False)])
+def test_yes_and_no_are_bools(text, value):
+    assert load_config("smoke", [f"train.compile={text}"]).train.compile is value
+
+
+def test_a_single_pyramid_size_is_a_one_level_pyramid():
+    assert load_config("smoke", ["model.sampling.sizes=6"]).model.sampling.sizes == (6,)
+
+
+def test_a_config_file_without_a_name_is_named_after_the_file(tmp_path):
+    path = tmp_path / "my_run.toml"
+    path.write_text("[optim]\nlr = 0.5\n")
+    config = load_config(str(path))
+    assert config.name == "my_run" and config.optim.lr == 0.5

@@ -176,7 +176,7 @@ matrix.update(torch.tensor([rank]), torch.tensor([0]))  # rank 0: a hit, rank 1:
 matrix.all_reduce()
 assert matrix.matrix.tolist() == [[1, 1], [0, 0]], matrix.matrix
 distributed.teardown()
-print("ok", rank)
+print(f"ok {rank}")  # one write: print("ok", rank) writes "ok", " ", "0" apart and the ranks interleave
 """
 
 

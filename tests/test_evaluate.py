@@ -10,8 +10,8 @@ from PIL import Image
 from torch import nn
 
 from ann.checkpoint import CheckpointMeta, save
-from ann.evaluate import evaluate, main, mode_options
-from ann.inference import predict_msflip, predict_slide
+from ann.evaluate import evaluate, format_table, main, mode_options
+from ann.inference import predict, predict_msflip, predict_slide
 from ann.models.network import build_network
 from ann.models.sampling import SamplingConfig
 from ann.training.config import DataConfig, load_config
@@ -190,6 +190,7 @@ def test_slide_refuses_a_stride_larger_than_the_crop():
         (["--mode", "slide", "--crop", "16,16", "--stride", "8,32"], "larger than --crop"),
         (["--mode", "slide", "--crop", "16"], "two numbers"),
         (["--seed", "3"], "--seed needs --sampling"),
+        (["--sizes", "1,2"], "--sizes needs --sampling"),
         (["--mode", "msflip", "--scales", "0,1"], "--scales must be positive"),  # ran on a 1x1 image
         (["--synthcity-size", "32"], "--synthcity-size takes two numbers H,W"),  # was an unpacking error
     ],
@@ -313,3 +314,206 @@ def test_device_normalization_equals_the_dataset_transform(norm):
     x, _, image, _ = EvalItems(split, stats, [0])[0]
     on_device = Normalization(stats)(image.permute(2, 0, 1)[None])
     torch.testing.assert_close(on_device[0], x)
+
+
+def count_windows(**options):
+    model = Recorder()
+    predict(model, torch.ones(1, 3, 8, 8), **options)
+    return model.seen
+
+
+def test_slide_windows_are_placed_every_stride():
+    """An 8x8 image, 4x4 windows: every 2 pixels 3 x 3 windows, every 4 pixels 2 x 2; msflip with
+    windows slides each pass the same way."""
+    assert len(count_windows(mode="slide", **mode_options("slide", crop=(4, 4), stride=(2, 2)))) == 9
+    assert len(count_windows(mode="slide", **mode_options("slide", crop=(4, 4)))) == 4
+    options = mode_options("msflip", crop=(4, 4), stride=(2, 4), scales=(1.0,), flip=False)
+    assert len(count_windows(mode="msflip", **options)) == 3 * 2
+
+
+def test_slide_returns_the_image_area_of_a_padded_small_image():
+    x = torch.arange(6.0).view(1, 1, 2, 3).expand(1, 3, 2, 3)
+    out = predict_slide(Recorder(), x, crop=(4, 4), stride=(4, 4))
+    assert torch.equal(out, x[:, :2])  # not the zero padding on the right and bottom
+
+
+def test_slide_refuses_windows_of_no_size_or_going_backwards():
+    for crop, stride in (((4, 4), (-2, 2)), ((4, 4), (2, 0)), ((0, 4), (0, 4))):
+        with pytest.raises(ValueError, match="must be positive"):
+            predict_slide(Pixelwise(), torch.ones(1, 3, 8, 8), crop=crop, stride=stride)
+
+
+def test_msflip_rounds_scaled_sizes_and_resizes_with_the_models_corners():
+    """6 x 10 at 0.75 is 4.5 x 7.5: rounded to 5 x 8 as the released protocol; a model trained with
+    align_corners=False is fed images resized that way too."""
+    x = torch.rand(1, 3, 6, 10, generator=torch.Generator().manual_seed(0))
+    for align in (True, False):
+        model = Recorder()
+        predict_msflip(model, x, scales=(0.75,), flip=False, align_corners=align)
+        (seen,) = model.seen
+        want = torch.nn.functional.interpolate(x, size=(5, 8), mode="bilinear", align_corners=align)
+        torch.testing.assert_close(seen, want)
+    assert mode_options("msflip", align=False)["align_corners"] is False
+
+
+def test_mode_options_keep_the_stride():
+    assert mode_options("slide", crop=[4, 6], stride=[2, 3]) == {"crop": (4, 6), "stride": (2, 3)}
+    assert mode_options("slide", crop=[4, 6]) == {"crop": (4, 6), "stride": (4, 6)}
+
+
+def test_normalization_without_a_scale_reads_0_to_255():
+    """Checkpoints whose normalization names no scale hold ImageNet statistics of 0..1 images."""
+    from ann.inference import Normalization
+
+    stats = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    x = torch.tensor([0, 255, 51], dtype=torch.uint8).view(1, 3, 1, 1)
+    assert Normalization(stats)(x).flatten().tolist() == pytest.approx([-2.0, 2.0, -1.2])
+
+
+def test_preprocess_takes_only_uint8_rgb_images():
+    from ann.checkpoint import IMAGENET_NORMALIZATION
+    from ann.inference import preprocess
+
+    for image in (np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4), np.uint8)):
+        with pytest.raises(ValueError, match="expected a uint8 H x W x 3 RGB image"):
+            preprocess(image, IMAGENET_NORMALIZATION)
+    assert preprocess(np.zeros((4, 5, 3), np.uint8), IMAGENET_NORMALIZATION).shape == (1, 3, 4, 5)
+
+
+def test_amp_is_off_unless_asked_for_on_cuda():
+    import contextlib
+
+    from ann.inference import autocast
+
+    assert isinstance(autocast(torch.device("cuda"), False), contextlib.nullcontext)
+    assert isinstance(autocast(torch.device("cpu"), True), contextlib.nullcontext)
+
+
+def test_every_image_of_a_batch_is_passed_on():
+    (x, target, image, _), = hand_made_batches()  # fmt: skip
+    batch = (x.repeat(2, 1, 1, 1), target.repeat(2, 1, 1), image.repeat(2, 1, 1, 1), torch.tensor([5, 9]))
+    seen = []
+    evaluate(Pixelwise(), [batch], 2, on_prediction=lambda p, im, i: seen.append(i))
+    assert seen == [5, 9]
+
+
+def test_table_in_percent_with_absent_classes_marked():
+    summary = {"miou": 0.775, "pixel_acc": 0.875, "per_class_iou": {"road": 0.8, "sky": None}}
+    assert format_table(summary).splitlines() == [
+        "class            IoU",
+        "road              80.0",
+        "sky                n/a",
+        "mIoU              77.5",
+        "pixel accuracy    87.5",
+    ]
+
+
+def test_cli_seed_reaches_random_sampling(checkpoint, tmp_path, monkeypatch):
+    import ann.evaluate
+
+    seen = []
+
+    def spy(model, *args, **kwargs):
+        seen.append(model.samplings())
+        return evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(ann.evaluate, "evaluate", spy)
+    cli(checkpoint, tmp_path, "--sampling", "random", "--sizes", "2", "--seed", "3")
+    assert seen == [
+        {"fusion": SamplingConfig("random", (2,), 3), "context": SamplingConfig("random", (2,), 3)}
+    ]
+
+
+def test_cli_passes_no_flip_and_the_synthcity_seed_on(checkpoint, tmp_path, monkeypatch):
+    """--no-flip halves msflip's passes; --synthcity-seed scores another city than the trained one."""
+    import ann.evaluate
+
+    options = []
+
+    def spy(model, loader, num_classes, mode, mode_options, *args, **kwargs):
+        options.append(mode_options)
+        return evaluate(model, loader, num_classes, mode, mode_options, *args, **kwargs)
+
+    monkeypatch.setattr(ann.evaluate, "evaluate", spy)
+    cli(checkpoint, tmp_path, "--mode", "msflip", "--scales", "1.0", "--no-flip",
+        "--synthcity-seed", "3", "--save-predictions", str(tmp_path / "pred"))  # fmt: skip
+    assert options[0]["flip"] is False and options[0]["scales"] == (1.0,)
+    assert (tmp_path / "pred" / "synthcity_3_val_00000.png").exists()
+
+
+def test_cli_refuses_an_output_folder_it_may_not_write(checkpoint, tmp_path, capsys, monkeypatch):
+    import ann.evaluate
+
+    monkeypatch.setattr(ann.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+    monkeypatch.setattr(ann.evaluate.os, "access", lambda path, mode: False)  # as a read-only folder
+    argv = [str(checkpoint), "--data", "synthcity", "--limit", "1", "--workers", "0", "--no-progress"]
+    assert main([*argv, "--json", str(tmp_path / "r.json")]) == 2
+    assert f"cannot be written, {tmp_path} is not a writable folder" in capsys.readouterr().err
+
+
+def test_cli_reads_a_folder_in_the_layout_the_checkpoint_was_trained_on(checkpoint, tmp_path, capsys):
+    """Without --dataset, an ADE20K model reads ADE20K's layout; a SynthCity one Cityscapes' (what
+    python -m ann.data.synthcity writes)."""
+    net = build_network(load_config("smoke").model)
+    ade = tmp_path / "ade.safetensors"
+    save(net, ade, CheckpointMeta(net.config, provenance={"data": {"dataset": "ade20k"}}))
+    for path, layout in ((ade, "ade20k"), (checkpoint, "cityscapes")):
+        assert main([str(path), "--data", str(tmp_path / "nowhere"), "--workers", "0", "--no-progress"]) == 2
+        assert (
+            f"error: {layout}: dataset root {tmp_path / 'nowhere'} is not a folder" in capsys.readouterr().err
+        )
+
+
+def test_class_count_must_match_and_other_names_are_warned_of(capsys):
+    from pathlib import Path
+
+    from ann.evaluate import check_classes
+
+    with pytest.raises(
+        ValueError, match=r"m.st predicts 2 classes but cityscapes has 3; use the right --dataset"
+    ):
+        check_classes(Path("m.st"), ["road", "sky"], ["road", "sky", "car"], "cityscapes", "")
+    with pytest.raises(
+        ValueError, match=r"predicts 2 classes but /d/classes.txt names 3; use the checkpoint's"
+    ):
+        check_classes(Path("m.st"), ["road", "sky"], ["road", "sky", "car"], "folder", "/d")
+    check_classes(Path("m.st"), ["road", "sky", "car"], ["road", "cloud", "bus"], "cityscapes", "")
+    assert "warning: 2 class names differ between m.st and the data, first id 1: 'sky' vs 'cloud'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_confusion_plot_normalises_each_ground_truth_row(tmp_path, monkeypatch):
+    """Each row is where one class's pixels went: 3 of 4 road pixels right is 75 %, whatever was
+    predicted as road from other classes."""
+    import matplotlib.pyplot as plt
+
+    from ann.evaluate import plot_confusion
+
+    figures = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), real_close(fig)))
+    summary = {"miou": 0.5, "per_class_iou": {"road": 0.6, "sky": 0.67}, "confusion": [[3, 1], [0, 2]]}
+    plot_confusion(summary, tmp_path / "c.png", "m")
+    shown = np.asarray(figures[0].axes[0].images[0].get_array())
+    np.testing.assert_allclose(shown, [[75, 25], [0, 100]])
+
+
+@pytest.mark.parametrize(
+    "data, extra, message",
+    [
+        ("folder", ["--synthcity-seed", "3"], "--synthcity-seed has no effect with a dataset folder"),
+        ("folder", ["--synthcity-size", "32,64"], "--synthcity-size has no effect with a dataset folder"),
+        ("synthcity", ["--dataset", "ade20k"], "--dataset has no effect with --data synthcity"),
+    ],
+)
+def test_cli_refuses_data_options_that_would_be_ignored(checkpoint, tmp_path, capsys, data, extra, message):
+    """These were ignored without a word: a score of city 0 taken for one of city 3, or of the
+    procedural split taken for the folder's."""
+    from ann.data.synthcity.__main__ import write
+
+    write(tmp_path / "cs", "val", [0], 0, (64, 32))
+    where = str(tmp_path / "cs") if data == "folder" else "synthcity"
+    argv = [str(checkpoint), "--data", where, "--limit", "1", "--workers", "0", "--no-progress", *extra]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

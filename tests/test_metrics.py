@@ -54,3 +54,22 @@ def test_labels_outside_the_classes_are_refused():
         confusion_matrix(torch.zeros(3, dtype=torch.long), torch.tensor([0, 7, 255]), 5)
     with pytest.raises(ValueError, match="differ in shape"):
         confusion_matrix(torch.zeros(3), torch.zeros(4), 5)
+
+
+def test_negative_labels_and_predictions_outside_the_classes_are_refused():
+    """A -1 label (another ignore convention) or a head with more outputs than classes would
+    otherwise land in other cells of the flattened bincount: wrong IoUs without an error."""
+    with pytest.raises(ValueError, match=r"label values \[-1\] outside 0..4 \(and 255 = ignore\)"):
+        confusion_matrix(torch.zeros(3, dtype=torch.long), torch.tensor([0, -1, 255]), 5)
+    for bad in (5, -1):
+        with pytest.raises(ValueError, match="predictions outside 0..4"):
+            confusion_matrix(torch.tensor([0, bad, 0]), torch.tensor([0, 1, 255]), 5)
+    # a wrong prediction where the label is ignored counts nowhere, so it is no error either
+    assert confusion_matrix(torch.tensor([0, 9]), torch.tensor([0, 255]), 5).sum() == 1
+
+
+def test_summary_needs_one_name_per_class():
+    """zip would drop the last classes from the table without a word."""
+    m = ConfusionMatrix(4)
+    with pytest.raises(ValueError, match="3 class names for 4 classes"):
+        m.summary(["a", "b", "c"])

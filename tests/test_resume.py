@@ -237,3 +237,36 @@ def test_resume_accepts_only_changes_that_compute_the_same():
     for what in ("train.seed=1", "model.sampling.sizes=1,2", "loss.ohem_min_kept=10", "optim.poly_power=1.0"):
         changed = load_config("smoke", [*OVERRIDES, what])
         assert config_differences(base, changed, RESUMABLE_CHANGES), what
+
+
+def test_a_checkpoint_with_other_sampler_counters_is_refused():
+    """zip would pair the counters with the wrong samplers, or drop some, without a word."""
+    from ann.models.network import build_network
+    from ann.training.state import TrainingError, sampler_draws, set_sampler_draws
+
+    net = build_network(load_config("smoke", OVERRIDES).model)
+    count = len(sampler_draws(net))
+    assert count >= 1
+    with pytest.raises(
+        TrainingError, match=f"checkpoint has {count + 1} sampler counters, the model {count}"
+    ):
+        set_sampler_draws(net, [1] * (count + 1))
+    set_sampler_draws(net, list(range(4, 4 + count)))
+    assert sampler_draws(net) == list(range(4, 4 + count))
+
+
+def test_an_untrusted_checkpoint_is_refused_in_the_trainers_words(tmp_path):
+    """torch's weights_only error advises weights_only=False, which would run the file's code:
+    the trainer says what is wrong and nothing of that advice."""
+    import argparse
+
+    from ann.training.state import TrainingError, load_checkpoint
+
+    path = tmp_path / "last.pt"
+    torch.save({"args": argparse.Namespace(x=1)}, path)
+    with pytest.raises(TrainingError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: not a readable training checkpoint of this trainer (not a file of ")
+    assert "tensors and plain values: Unsupported global: GLOBAL argparse.Namespace" in message
+    assert "weights_only" not in message

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ann
-from ann.data.datasets import DatasetError
+from ann.data.datasets import BadSample, DatasetError
 from ann.train import main
 from ann.training.card import duration
 from ann.training.config import ConfigError, load_config
@@ -334,6 +334,10 @@ def test_under_torchrun_the_commands_to_reproduce_and_resume_are_torchrun(tmp_pa
     launch = "torchrun --nnodes 2 --nproc_per_node 2 -m ann.train smoke"
     assert seen["reproduce"] == f"{launch} --out {out}"
     assert f"{launch} --out {out} --resume" in capsys.readouterr().err
+    # stopped again in a resumed session: the command to go on names --resume once
+    monkeypatch.setattr("sys.argv", ["ann/train.py", "smoke", "--out", str(out), "--resume"])
+    assert main() == 143
+    assert capsys.readouterr().err.endswith(f"{launch} --out {out} --resume\n")
 
 
 # The paper's recipe (Sec. 4.2) in the optimizer and schedule the run actually steps: each check
@@ -479,3 +483,196 @@ def test_reproduce_keeps_the_overrides_that_change_the_result():
     command = reproduce(Namespace(config="smoke", out=Path("runs/x")), overrides)
     want = "--set data.root=/data/cs --set train.seed=3 --set optim.lr=0.02"
     assert command == f"python -m ann.train smoke --out runs/x {want}"
+
+
+def test_export_sums_the_sessions_and_names_the_data_it_was_trained_on(tmp_path):
+    """The exported provenance: the wall time of earlier sessions plus this one up to the export,
+    no NaN (strict JSON) when no validation scored, no folder for SynthCity (it reads none), the
+    rendered size the evaluator defaults to, and the classes and colours of the data in its order."""
+    import time
+
+    from ann.training.data import open_split
+    from ann.training.export import export
+
+    config = smoke("data.root=/unused")
+    run = cpu_run(config, tmp_path)
+    run.wall_time, run.started = 100.0, time.perf_counter() - 30.0  # earlier sessions; 30 s in this one
+    split = open_split(config.data, config.data.val_split)
+    model = ann.load(export(run, split, "cmd"))
+    provenance = model.meta.provenance
+    assert 130.0 <= provenance["wall_time_s"] < 200.0 and provenance["best_miou"] is None
+    assert provenance["data"]["root"] == "" and provenance["data"]["synthcity_size"] == [32, 64]
+    assert model.meta.classes == list(split.class_names)
+    assert model.meta.palette == [list(c) for c in split.palette]
+
+
+def test_git_commit_is_dirty_only_with_changes_to_tracked_files(tmp_path, monkeypatch):
+    """A run folder or data inside the checkout (untracked) does not make the commit dirty; an edit
+    of the code does: then the commit alone does not reproduce the model."""
+    from ann.training import export
+
+    monkeypatch.delenv("ANN_GIT_COMMIT", raising=False)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "code.py").write_text("a = 1\n")
+    subprocess.run([*git, "add", "code.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    monkeypatch.setattr(export, "__file__", str(tmp_path / "ann" / "training" / "export.py"))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "metrics.jsonl").write_text("{}\n")
+    assert export.git_commit() == head
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert export.git_commit() == f"{head}+dirty"
+
+
+def test_card_names_the_data_and_seed_and_draws_a_full_table():
+    """The separator row has one cell per column, or markdown renders no table at all."""
+    from ann.training.card import model_card
+
+    config = smoke("data.dataset=cityscapes", "data.root=/data/cs", "train.seed=7")
+    provenance = {"data": {"root": "/data/cs"}, "iterations": 20, "wall_time_s": 8.0, "device": "cpu",
+                  "world_size": 1, "torch": "2", "git_commit": "abc", "command": "train"}  # fmt: skip
+    val = {"miou": 0.5, "pixel_acc": 0.9, "per_class_iou": {"road": 0.5}}
+    card = model_card(config, provenance, val, None)
+    assert "| data | cityscapes /data/cs |" in card and "| seed | 7 |" in card
+    assert "| class | val IoU |\n|---|---|\n| road | 50.00 |" in card
+    card = model_card(config, provenance, val, None, val)
+    assert "| class | val IoU | test IoU |\n|---|---|---|\n" in card
+    assert (duration(59.94), duration(60)) == ("59.9 s", "1.0 min")
+
+
+def test_read_metrics_stops_at_a_torn_line(tmp_path):
+    """A kill mid-write tears the last line; what follows it is not trusted either."""
+    from ann.training.logging import read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"iteration": 1}\n{"itera\n{"iteration": 3}\n')
+    assert read_metrics(tmp_path) == [{"iteration": 1}]
+
+
+def test_tensorboard_gets_each_scalar_at_its_iteration_and_a_resume_replaces_the_lost_ones(tmp_path):
+    """A run killed after iteration 2 resumes from its checkpoint of iteration 1: TensorBoard shows
+    iteration 2 of the resumed session only (purge_step), and the tqdm bar starts at 1."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ann.training.logging import RunLog
+
+    log = RunLog(tmp_path, 0, 4, progress=False)
+    log.record({"iteration": 1, "loss": 1.0})
+    log.record({"iteration": 2, "loss": 2.0})
+    log.close()
+    log = RunLog(tmp_path, 1, 4, progress=False)
+    assert log.bar.n == 1
+    log.record({"iteration": 2, "loss": 5.0})
+    log.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert events.Tags()["scalars"] == ["loss"]  # the step is the x axis, not a curve of its own
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 1.0), (2, 5.0)]
+
+
+def test_curve_shows_the_validation_miou_in_percent(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from ann.training.logging import plot_curve
+
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"iteration": 1, "loss": 2.0}\n{"iteration": 2, "loss": 1.0}\n{"iteration": 2, "val_miou": 0.25}\n'
+    )
+    figures = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), real_close(fig)))
+    plot_curve(tmp_path, tmp_path / "curve.png")
+    loss, miou = (ax.lines[0] for ax in figures[0].axes)
+    assert list(loss.get_xdata()) == [1, 2] and list(loss.get_ydata()) == [2.0, 1.0]
+    assert list(miou.get_xdata()) == [2] and list(miou.get_ydata()) == [25.0]
+
+
+def test_stop_request_flags_sigterm_and_gives_the_handler_back():
+    """After the run the process's own SIGTERM handler (a test runner's, a notebook's) is back."""
+    from ann.training.state import StopRequest
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with StopRequest() as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.requested
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_atomic_write_syncs_the_file_then_renames_then_syncs_the_folder(tmp_path, monkeypatch):
+    """The rename is durable only once the folder's entry is on disk; the data must be on disk
+    before the rename, or a power cut leaves the new name on an empty file."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    path = tmp_path / "last.pt"
+    atomic_write(path, b"data")
+    assert events == [("fsync", f"{path}.tmp"), ("replace", str(path)), ("fsync", str(tmp_path))]
+    assert path.read_bytes() == b"data"
+
+
+def test_lock_of_another_host_or_a_live_pid_of_another_user_is_kept(tmp_path, monkeypatch):
+    """A dead pid means nothing on another machine (a shared file system), and a process of
+    another user is alive though signalling it is not permitted."""
+    from ann.training import state
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / "train.lock").write_text(f"other-host {dead.pid}\n")
+    with pytest.raises(TrainingError, match=f"in use by another trainer \\(pid {dead.pid} on other-host\\)"):
+        RunLock(tmp_path).acquire()
+    assert not state.pid_alive(0) and not state.pid_alive(-1)  # kill(0) would signal our own group
+
+    def not_permitted(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(state.os, "kill", not_permitted)
+    assert state.pid_alive(12345)
+
+
+def test_a_missing_backbone_weight_file_stops_the_run_before_an_existing_folder_is_written(tmp_path):
+    """A run folder made beforehand (a scheduler's output folder) is not ours to delete: the check
+    of the weight file must come before config.toml and the lock are written into it."""
+    from ann.checkpoint import CheckpointError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with pytest.raises(CheckpointError, match="missing.pth: no such file"):
+        train(smoke(f"train.backbone_weights={tmp_path / 'missing.pth'}"), out)
+    assert list(out.iterdir()) == []
+
+
+def test_error_hints_say_what_to_do_and_that_resume_loses_nothing(tmp_path):
+    from ann.train import error_hint
+
+    checkpoint = tmp_path / "last.pt"
+    bad = BadSample("unreadable image a.png")
+    fix = "\nfix that file (python -m ann.check_data finds them all), or --skip-bad to skip bad samples"
+    assert error_hint(bad, checkpoint) == fix  # nothing to resume from yet
+    folders = "\ndocs/datasets.md shows each dataset's folders; --set data.root=DIR points at yours"
+    assert error_hint(DatasetError("cityscapes: missing folder x"), checkpoint) == folders
+    checkpoint.write_bytes(b"")
+    assert error_hint(bad, checkpoint) == fix + "; then --resume continues from the last checkpoint"
+    full = TrainingError("could not write x")
+    full.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    assert (
+        error_hint(full, checkpoint)
+        == "\nfree some disk space; then --resume continues from the last checkpoint"
+    )
+    assert error_hint(ValueError("other"), checkpoint) == ""
