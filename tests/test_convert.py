@@ -329,7 +329,7 @@ def test_library_convert_writes_fp32_by_default(original, tmp_path, monkeypatch)
 @pytest.mark.parametrize(
     ("num_classes", "first", "colour"),
     [(19, "road", [128, 64, 128]), (150, "wall", [120, 120, 120]), (60, "background", [0, 0, 0]),
-     (59, "aeroplane", [128, 0, 0]), (171, "person", [0, 0, 0]), (40, "wall", [0, 0, 0])],
+     (59, "aeroplane", [128, 0, 0]), (171, "person", [128, 0, 0]), (40, "wall", [128, 0, 0])],
 )  # fmt: skip
 def test_a_class_count_names_its_dataset(num_classes, first, colour):
     """Weights trained on ADE20K (150 classes) should come out with ADE20K's names and colours, not

@@ -418,3 +418,14 @@ def test_pascal_context_59_is_the_60_class_protocol_without_background():
     assert PASCAL_CONTEXT_59.palette[0] == PASCAL_CONTEXT.palette[1]  # a class keeps its colour
     lut = PASCAL_CONTEXT_59.label_formats[0].lut
     assert lut[[0, 1, 59]].tolist() == [255, 0, 58] and lut[60] == INVALID
+
+
+@pytest.mark.parametrize("name", ["coco_stuff10k", "coco_stuff10k_mat", "nyud_v2", "pascal_context_59"])
+def test_no_class_is_drawn_black_where_black_means_ignored(name):
+    """Predictions and labels draw ignored pixels black: a class in black (COCO-Stuff's person,
+    NYUD's wall) would vanish into them. Each class keeps the VOC colour of its raw id."""
+    from ann.data.layouts import voc_palette
+
+    layout = LAYOUTS[name]
+    assert (0, 0, 0) not in layout.palette
+    assert layout.palette == voc_palette(layout.num_classes + 1)[1:]

@@ -95,7 +95,9 @@ def coco_stuff_raw_lut() -> np.ndarray:
 
 
 def voc_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
-    """The PASCAL VOC colour map (bits of the class id spread over R, G, B): distinct, stable colours."""
+    """The PASCAL VOC colour map (bits of the class id spread over R, G, B): distinct, stable colours.
+    Datasets whose raw 0 is "unlabelled" take voc_palette(n + 1)[1:]: a class keeps the colour of its
+    raw id, and black stays for unlabelled and ignored pixels (plots draw 255 black)."""
     colours = []
     for index in range(num_classes):
         r = g = b = 0
@@ -271,7 +273,7 @@ COCO_STUFF10K = DatasetLayout(
     splits={"train": "train2014", "val": "test2014", "test": "test2014"},
     num_classes=171,
     class_names=COCO_STUFF_CLASSES,
-    palette=voc_palette(171),
+    palette=voc_palette(172)[1:],
 )
 
 # The release as downloaded (cocostuff-10k-v1.1.zip): flat folders, lists in imageLists/.
@@ -284,7 +286,7 @@ COCO_STUFF10K_MAT = DatasetLayout(
     splits={"train": "train", "val": "test", "test": "test"},
     num_classes=171,
     class_names=COCO_STUFF_CLASSES,
-    palette=voc_palette(171),
+    palette=voc_palette(172)[1:],
     split_list="imageLists/{split}.txt",
 )
 
@@ -298,7 +300,7 @@ NYUD_V2 = DatasetLayout(
     splits={"train": "train", "val": "test", "test": "test"},
     num_classes=40,
     class_names=NYUD_CLASSES,
-    palette=voc_palette(40),
+    palette=voc_palette(41)[1:],
 )
 
 # SynthCity (ann/data/synthcity/) writes the Cityscapes layout with labelTrainIds.
