@@ -55,11 +55,15 @@ def trained_controls(session: Session | None):
     sampling. (preset, sizes, method, summary)"""
     if session is None:
         return (gr.skip(),) * 4
+    summary = f"Training sampling: {trained_sampling(session.explorer.model)}."
+    if not {"afnb", "apnb"} & set(session.explorer.block_kinds().values()):
+        # the config's pyramid is unused by NB, FNB and the baseline: showing it would suggest otherwise
+        return gr.skip(), gr.skip(), gr.skip(), summary + " Nothing to switch: no AFNB or APNB block."
     trained = session.explorer.model.config.sampling
     sizes = ",".join(map(str, trained.sizes))
     method = trained.method if trained.method in TABLE7_METHODS else gr.skip()
     preset = sizes if sizes in PRESETS else None
-    return preset, sizes, method, f"Training sampling: {trained_sampling(session.explorer.model)}."
+    return preset, sizes, method, summary
 
 
 def set_sampling(session: Session | None, method: str, sizes: str, seed: float, opacity, outline, hidden):

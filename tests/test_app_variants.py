@@ -42,6 +42,13 @@ def test_model_card_gives_each_blocks_own_training_sampling(store):
 
 
 @pytest.mark.parametrize("name", ["fnb_nb", "baseline"])
+def test_sampling_controls_keep_their_values_for_a_model_with_nothing_to_switch(store, name):
+    """NB, FNB and the baseline never use the config's pyramid: the controls are not set to it."""
+    *controls, summary = trained_controls(run(store, name))
+    assert controls == [gr.skip()] * 3 and summary.endswith("Nothing to switch: no AFNB or APNB block.")
+
+
+@pytest.mark.parametrize("name", ["fnb_nb", "baseline"])
 def test_sampling_switch_is_refused_without_an_asymmetric_block(store, name):
     session = run(store, name)
     labels = session.result.labels.copy()
