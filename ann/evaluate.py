@@ -240,8 +240,6 @@ def run(args: argparse.Namespace) -> dict:
         trained = meta.provenance.get("data", {})
         seed = args.synthcity_seed if args.synthcity_seed is not None else trained.get("synthcity_seed", 0)
         size = args.synthcity_size or trained.get("synthcity_size") or (512, 1024)
-        if len(size) != 2:
-            raise ValueError(f"--synthcity-size takes two numbers H,W, got {','.join(map(str, size))}")
         data = DataConfig(synthcity_seed=seed, synthcity_size=tuple(size))
     else:
         dataset = args.dataset or meta.provenance.get("data", {}).get("dataset", "cityscapes")
@@ -265,21 +263,20 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def check_data_args(args: argparse.Namespace) -> None:
-    """Refuse data options that --data would silently ignore: a folder has no SynthCity city or
-    size, and the procedural split no folder layout."""
-    if args.data != "synthcity":
-        for flag, value in (
-            ("--synthcity-seed", args.synthcity_seed),
-            ("--synthcity-size", args.synthcity_size),
-        ):
-            if value is not None:
-                raise ValueError(
-                    f"{flag} has no effect with a dataset folder; it applies to --data synthcity"
-                )
-    elif args.dataset:
-        raise ValueError(
-            "--dataset has no effect with --data synthcity; it names the layout of a dataset folder"
-        )
+    """Refuse data options that are malformed or that --data would silently ignore (a folder has
+    no SynthCity city or size, the procedural split no folder layout), before the model is read."""
+    if args.data == "synthcity":
+        if args.dataset:
+            raise ValueError(
+                "--dataset has no effect with --data synthcity; it names the layout of a dataset folder"
+            )
+        if args.synthcity_size and len(args.synthcity_size) != 2:
+            given = ",".join(map(str, args.synthcity_size))
+            raise ValueError(f"--synthcity-size takes two numbers H,W, got {given}")
+        return
+    for flag, value in (("--synthcity-seed", args.synthcity_seed), ("--synthcity-size", args.synthcity_size)):
+        if value is not None:
+            raise ValueError(f"{flag} has no effect with a dataset folder; it applies to --data synthcity")
 
 
 def check_classes(

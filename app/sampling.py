@@ -50,13 +50,18 @@ def trained_sampling(model) -> str:
     return "; ".join(f"{kind.upper()} {describe(trained[name])}" for name, kind in kinds.items())
 
 
+def switchable(session: Session) -> bool:
+    """Only AFNB and APNB sample anchors; NB and FNB attend to every position."""
+    return bool({"afnb", "apnb"} & set(session.explorer.block_kinds().values()))
+
+
 def trained_controls(session: Session | None):
     """The controls set to the model's own sampling: a new model starts from its training
     sampling. (preset, sizes, method, summary)"""
     if session is None:
         return (gr.skip(),) * 4
     summary = f"Training sampling: {trained_sampling(session.explorer.model)}."
-    if not {"afnb", "apnb"} & set(session.explorer.block_kinds().values()):
+    if not switchable(session):
         # the config's pyramid is unused by NB, FNB and the baseline: showing it would suggest otherwise
         return gr.skip(), gr.skip(), gr.skip(), summary + " Nothing to switch: no AFNB or APNB block."
     trained = session.explorer.model.config.sampling
@@ -69,7 +74,7 @@ def trained_controls(session: Session | None):
 def set_sampling(session: Session | None, method: str, sizes: str, seed: float, opacity, outline, hidden):
     """Apply a sampling to AFNB and APNB; new segmentation, changed pixels, area changes, S, GMACs."""
     session = require(session)
-    if not {"afnb", "apnb"} & set(session.explorer.block_kinds().values()):
+    if not switchable(session):
         raise gr.Error("This model has no AFNB or APNB block, so no sampling to switch: NB and FNB attend "
                        "to every position, and a baseline has no attention.")  # fmt: skip
     if method not in TABLE7_METHODS:

@@ -112,7 +112,9 @@ def test_cli_on_synthcity_writes_json_and_predictions(checkpoint, tmp_path):
     )
 
 
-def test_cli_modes_and_switched_sampling(checkpoint, tmp_path, monkeypatch):
+@pytest.fixture
+def samplings_seen(monkeypatch) -> list[dict]:
+    """The samplings of each model the CLI evaluates, in order."""
     import ann.evaluate
 
     seen = []
@@ -122,6 +124,11 @@ def test_cli_modes_and_switched_sampling(checkpoint, tmp_path, monkeypatch):
         return evaluate(model, *args, **kwargs)
 
     monkeypatch.setattr(ann.evaluate, "evaluate", spy)
+    return seen
+
+
+def test_cli_modes_and_switched_sampling(checkpoint, tmp_path, samplings_seen):
+    seen = samplings_seen
     cli(checkpoint, tmp_path, "--sampling", "pyramid_max", "--sizes", "1,2,3,6", "--seed", "0")
     assert seen == [
         {
@@ -408,16 +415,8 @@ def test_table_in_percent_with_absent_classes_marked():
     ]
 
 
-def test_cli_seed_reaches_random_sampling(checkpoint, tmp_path, monkeypatch):
-    import ann.evaluate
-
-    seen = []
-
-    def spy(model, *args, **kwargs):
-        seen.append(model.samplings())
-        return evaluate(model, *args, **kwargs)
-
-    monkeypatch.setattr(ann.evaluate, "evaluate", spy)
+def test_cli_seed_reaches_random_sampling(checkpoint, tmp_path, samplings_seen):
+    seen = samplings_seen
     cli(checkpoint, tmp_path, "--sampling", "random", "--sizes", "2", "--seed", "3")
     assert seen == [
         {"fusion": SamplingConfig("random", (2,), 3), "context": SamplingConfig("random", (2,), 3)}
