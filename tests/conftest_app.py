@@ -30,6 +30,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def launch(demo, **options) -> tuple[int, str]:
+    """Launch `demo` on a free loopback port: (port, url). A port found free can be taken before
+    the server binds it (by another socket's ephemeral port), and gradio then raises OSError for
+    that one port: another port is tried."""
+    options = {"server_name": "127.0.0.1", **options, "prevent_thread_lock": True, "quiet": True}
+
+    def on_a_free_port() -> tuple[int, str]:
+        port = free_port()
+        return port, demo.launch(**{**options, "server_port": port})[1]
+
+    for _ in range(4):
+        try:
+            return on_a_free_port()
+        except OSError:
+            continue
+    return on_a_free_port()  # a fifth failure is the error to see
+
+
 def street_image(path, seed: int = 0):
     """A small RGB image whose left half is dark and right half bright, so features vary."""
     rng = np.random.default_rng(seed)
@@ -59,9 +77,7 @@ def app_client(tiny_store, tmp_path_factory):
 
     demo = build_demo(tiny_store, TINY_NAME, max_side=96)
     demo.queue(default_concurrency_limit=1)
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
-    )
+    _, url = launch(demo)
     try:
         client = Client(url, verbose=False)
         image = street_image(tmp_path_factory.mktemp("images") / "street.png")

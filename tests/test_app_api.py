@@ -3,7 +3,6 @@ with a tiny checkpoint; and the decoding of untrusted uploads (ann/images.py).""
 
 import json
 import os
-import socket
 
 import gradio as gr
 import numpy as np
@@ -21,12 +20,6 @@ tiny_store = conftest_app.tiny_store  # handlers called directly on the tiny che
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 H, W = 96, 128
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +53,7 @@ def client(files):
     from app.session import ModelStore
 
     demo = build_demo(ModelStore(files["folder"] / "checkpoints"), "tiny.safetensors")
-    port = free_port()
-    demo.queue().launch(**launch_options("127.0.0.1", port), prevent_thread_lock=True, quiet=True)
+    port, _ = conftest_app.launch(demo.queue(), **launch_options())
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         client.test_url = f"http://127.0.0.1:{port}"

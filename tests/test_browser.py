@@ -22,7 +22,7 @@ from ann.images import read_image as decode_upload
 from ann.inference import preprocess
 from ann.models import build_network
 from tests import browser_helpers as bh
-from tests.conftest_app import TINY_NAME, free_port, tiny_config
+from tests.conftest_app import TINY_NAME, launch, tiny_config
 
 pytestmark = [
     pytest.mark.browser,
@@ -75,9 +75,7 @@ def app_url(store):
 
     demo = build_demo(store, TINY_NAME, max_side=MAX_SIDE)
     demo.queue(default_concurrency_limit=1)
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
-    )
+    _, url = launch(demo)
     try:
         yield url
     finally:

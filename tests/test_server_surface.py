@@ -35,9 +35,7 @@ def served(tmp_path_factory, tiny_store):
     (folder / "secret.txt").write_text(SECRET)
     Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(folder / "secret.png")
     demo = build_demo(tiny_store, TINY_NAME, max_side=96)
-    port = load_test.free_port()
-    options = {**launch_options(port=port), "prevent_thread_lock": True, "quiet": True}
-    demo.queue(default_concurrency_limit=1).launch(**options)
+    port, _ = conftest_app.launch(demo.queue(default_concurrency_limit=1), **launch_options())
     try:
         yield port, folder, tiny_store.checkpoint_dir
     finally:
