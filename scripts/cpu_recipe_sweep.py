@@ -26,7 +26,8 @@ from ann.bench import count_gmacs  # noqa: E402
 from ann.checkpoint import read_meta  # noqa: E402
 from ann.losses import SegmentationLoss  # noqa: E402
 from ann.models.network import build_network  # noqa: E402
-from ann.training.config import load_config  # noqa: E402
+from ann.training.config import RunConfig, load_config  # noqa: E402
+from ann.training.data import resize_stages  # noqa: E402
 from ann.training.logging import read_metrics  # noqa: E402
 
 NARROW = [
@@ -54,12 +55,24 @@ CANDIDATES = {
     "384x192-os16-lr0.02": (
         "ann-r18-synthcity", NARROW + scale(192, 384) + ["model.output_stride=16", "optim.lr=0.02"]),
     "384x192-os16-head256": ("ann-r18-synthcity", scale(192, 384) + ["model.output_stride=16"]),
+    # progressive resizing: the first 70 % of the iterations at 256x128, the rest at 512x256
+    "512x256-os16-prog": ("ann-r18-synthcity", NARROW + scale(256, 512) + [
+        "model.output_stride=16", "data.progressive=[[0.7, 0.5]]"]),
 }  # fmt: skip
 
 
 def step_rate(config_name: str, overrides: list[str]) -> float:
+    """Images/s of the run's steps, each resize stage weighted by its share of the iterations."""
+    config = load_config(config_name, overrides + COMMON + ["train.iterations=1000"])
+    seconds, begin = 0.0, 0
+    for end, stage in resize_stages(config):
+        seconds += (end - begin) / 1000 / stage_rate(stage)
+        begin = end
+    return 1 / seconds
+
+
+def stage_rate(config: RunConfig) -> float:
     """Images/s of forward + backward + SGD step on a synthetic batch of 8 (best of three)."""
-    config = load_config(config_name, overrides + COMMON)
     net = build_network(config.model).train()
     h, w = config.data.crop_size
     images, labels = torch.randn(8, 3, h, w), torch.randint(0, 19, (8, h, w))
@@ -96,7 +109,7 @@ def run(name: str, minutes: float, out: Path) -> dict:
     config = load_config(str(folder / "config.toml"))
     h, w = config.data.crop_size
     gmacs = count_gmacs(build_network(config.model).eval(), torch.zeros(1, 3, h, w))
-    measured = [r["images_per_s"] for r in train[len(train) // 4:]]  # after warm-up
+    measured = [r["images_per_s"] for r in train[len(train) // 4 :]]  # after warm-up
     images_per_s = sum(measured) / len(measured)
     return {
         "name": name, "iterations": iterations, "images": iterations * 8,

@@ -16,6 +16,7 @@ from ann.data.datasets import BadSample, DatasetError
 from ann.train import main
 from ann.training.card import duration
 from ann.training.config import ConfigError, load_config
+from ann.training.data import resize_stages, scaled
 from ann.training.loop import CHECKPOINT, train, train_step
 from ann.training.state import RunLock, TrainingError, atomic_write
 
@@ -676,3 +677,46 @@ def test_error_hints_say_what_to_do_and_that_resume_loses_nothing(tmp_path):
         == "\nfree some disk space; then --resume continues from the last checkpoint"
     )
     assert error_hint(ValueError("other"), checkpoint) == ""
+
+
+def test_progressive_stages_are_smaller_images_and_fewer_kept_pixels():
+    sizes = ["data.synthcity_size=64,128", "data.crop_size=64,128"]
+    config = smoke("data.progressive=[[0.25, 0.5], [0.6, 0.75]]", "loss.ohem_min_kept=1000", *sizes)
+    stages = resize_stages(config)
+    assert [end for end, _ in stages] == [5, 12, 20]
+    first, second, last = (stage for _, stage in stages)
+    h, w = config.data.crop_size
+    assert first.data.crop_size == scaled((h, w), 0.5) == (round(h / 16) * 8, round(w / 16) * 8)
+    assert second.data.synthcity_size == scaled(config.data.synthcity_size, 0.75)
+    assert (first.loss.ohem_min_kept, second.loss.ohem_min_kept) == (250, 562)
+    assert last is config and first.model == config.model and first.train == config.train
+    with pytest.raises(ConfigError, match="below 32"):  # 32x64 SynthCity halved
+        smoke("data.progressive=[[0.5, 0.5]]")
+    with pytest.raises(ConfigError, match="increase"):
+        smoke("data.progressive=[[0.6, 0.5], [0.3, 0.75]]")
+
+
+def test_progressive_run_trains_each_stage_at_its_size_and_resumes_across_them(tmp_path, monkeypatch):
+    from ann.training.state import Stopped
+
+    seen = []
+
+    def recording_step(run, images, labels):
+        seen.append((run.iteration, tuple(images.shape[2:]), run.criterion.main.min_kept))
+        if run.iteration == 6 and not (tmp_path / "stopped").exists():  # SIGTERM in stage one
+            (tmp_path / "stopped").touch()
+            os.kill(os.getpid(), signal.SIGTERM)
+        return train_step(run, images, labels)
+
+    monkeypatch.setattr("ann.training.loop.train_step", recording_step)
+    sizes = ["data.synthcity_size=64,128", "data.crop_size=64,128", "train.log_every=1"]
+    config = smoke("data.progressive=[[0.5, 0.5]]", "loss.ohem_min_kept=1000", *sizes)
+    h, w = config.data.crop_size
+    small = scaled((h, w), 0.5)
+    with pytest.raises(Stopped):
+        train(config, tmp_path / "run")
+    train(config, tmp_path / "run", resume=True)
+    stage_one = [(i, small, 250) for i in range(10)]
+    assert seen == stage_one + [(i, (h, w), 1000) for i in range(10, 20)]
+    resumed = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in resumed if "loss" in r] == list(range(1, 21))

@@ -47,6 +47,11 @@ class DataConfig:
     val_limit: int = 0  # validate (and test) on the first N images only; 0 = whole split
     workers: int = 4
     skip_bad: bool = False  # dataset skip_bad: replace unreadable samples by the next one
+    # progressive resizing, [[until, factor], ...]: the iterations before until x train.iterations
+    # train on images and crops `factor` times smaller (OHEM's min_kept scaled by factor^2), where a
+    # step costs about factor^2 as much (docs/cpu-training.md); validation, test and the model card
+    # stay at the sizes above, the model's target scale. [] = one size throughout
+    progressive: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         check_choice("data.dataset", self.dataset, DATASETS)
@@ -65,6 +70,14 @@ class DataConfig:
                 "data.synthcity_seed": self.synthcity_seed,
             }
         )
+        untils = [until for until, _ in self.progressive]
+        if untils != sorted(set(untils)) or not all(0 < u < 1 for u in untils):
+            raise ConfigError(f"data.progressive: the untils must increase within (0, 1), got {untils}")
+        if not all(0 < factor <= 1 for _, factor in self.progressive):
+            raise ConfigError(f"data.progressive: factors must be in (0, 1], got {list(self.progressive)}")
+        smallest = min([factor for _, factor in self.progressive], default=1) * min(self.synthcity_size)
+        if self.dataset == "synthcity" and smallest < 32:  # SynthCity's smallest rendering
+            raise ConfigError(f"data.progressive: SynthCity images {smallest:g} pixels high, below 32")
         unbounded = self.dataset == "synthcity" and "train" in (self.val_split, self.test_split)
         if unbounded and not self.val_limit:  # SynthCity renders train images without end
             raise ConfigError(

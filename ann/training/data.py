@@ -9,7 +9,7 @@ the number of processes that came before, or on whether the run was resumed.
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -158,8 +158,30 @@ class StepBatches(torch.utils.data.Sampler):
         return self.iterations - self.start
 
 
-def train_loader(split: Split, config: RunConfig, start: int, rank: int, world: int, pin: bool):
-    batches = StepBatches(start, config.train.iterations, config.train.batch_size, rank, world)
+def resize_stages(config: RunConfig) -> list[tuple[int, RunConfig]]:
+    """(end iteration, the run's config during that stage) for each stage of data.progressive, then
+    the target scale: a low-resolution stage renders and crops `factor` times smaller."""
+    data, loss, iterations = config.data, config.loss, config.train.iterations
+    stages = []
+    for until, factor in data.progressive:
+        smaller = replace(data, crop_size=scaled(data.crop_size, factor), progressive=(),
+                          synthcity_size=scaled(data.synthcity_size, factor))  # fmt: skip
+        fewer = replace(loss, ohem_min_kept=round(loss.ohem_min_kept * factor**2))
+        stages.append((round(until * iterations), replace(config, data=smaller, loss=fewer)))
+    return stages + [(iterations, config)]
+
+
+def scaled(size_hw: tuple[int, int], factor: float) -> tuple[int, int]:
+    """A size `factor` times smaller, in multiples of 8 (whole 1/8 feature maps)."""
+    return tuple(max(8, round(side * factor / 8) * 8) for side in size_hw)
+
+
+def train_loader(
+    split: Split, config: RunConfig, start: int, rank: int, world: int, pin: bool, end: int | None = None
+):
+    """Batches of iterations start..end-1 (end: train.iterations by default)."""
+    end = config.train.iterations if end is None else end
+    batches = StepBatches(start, end, config.train.batch_size, rank, world)
     workers = config.data.workers
     return torch.utils.data.DataLoader(
         TrainStream(split, config),

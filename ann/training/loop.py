@@ -28,8 +28,16 @@ from ann.models.network import ANN, build_network
 from ann.models.pretrained import load_backbone_weights
 from ann.training import distributed
 from ann.training.checks import check_backbone_weights, with_dataset_classes
-from ann.training.config import ConfigError, RunConfig, build, config_differences, load_config, to_toml
-from ann.training.data import Split, eval_loader, normalization, open_split, train_loader
+from ann.training.config import (
+    ConfigError,
+    LossConfig,
+    RunConfig,
+    build,
+    config_differences,
+    load_config,
+    to_toml,
+)
+from ann.training.data import Split, eval_loader, normalization, open_split, resize_stages, train_loader
 from ann.training.distributed import Processes
 from ann.training.logging import RunLog
 from ann.training.state import (
@@ -180,14 +188,17 @@ def build_run(config: RunConfig, out: Path, processes: Processes, initial_weight
         nesterov=optim.nesterov,
     )
     scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, config.train.iterations, optim.poly_power)
-    loss = config.loss
-    weights = CITYSCAPES_CLASS_WEIGHTS if loss.class_weights == "cityscapes" else None
-    criterion = SegmentationLoss(loss.aux_weight, loss.ohem, loss.ohem_threshold, loss.ohem_min_kept, weights)
+    criterion = build_criterion(config.loss)
     # dropout masks differ per process; the weights start equal (DDP also broadcasts them)
     seed_everything(config.train.seed * 1000 + processes.rank + 1)
     normalize = Normalization(normalization(config)).to(processes.device)
     device = processes.device
     return Run(config, out, processes, net, model, optimizer, scheduler, criterion.to(device), normalize)
+
+
+def build_criterion(loss: LossConfig) -> SegmentationLoss:
+    weights = CITYSCAPES_CLASS_WEIGHTS if loss.class_weights == "cityscapes" else None
+    return SegmentationLoss(loss.aux_weight, loss.ohem, loss.ohem_threshold, loss.ohem_min_kept, weights)
 
 
 def checkpoint_state(run: Run, rng: list[dict]) -> dict:
@@ -262,12 +273,17 @@ def train_to_end(run: Run, train_split: Split, val_split: Split) -> None:
     cfg, processes = run.config.train, run.processes
     cuda = processes.device.type == "cuda"
     log = RunLog(run.out, run.iteration, cfg.iterations, cfg.progress) if processes.main else None
-    loader = train_loader(train_split, run.config, run.iteration, processes.rank, processes.world, cuda)
     meter = Meter()
     try:
         with StopRequest() as stop:
-            for images, labels in meter.timed(loader):
-                train_iteration(run, images, labels, meter, log, val_split, stop)
+            for end, stage in resize_stages(run.config):  # one stage unless data.progressive
+                if run.iteration >= end:
+                    continue
+                split = train_split if stage is run.config else open_split(stage.data, stage.data.train_split)
+                run.criterion = build_criterion(stage.loss).to(processes.device)
+                loader = train_loader(split, stage, run.iteration, processes.rank, processes.world, cuda, end)
+                for images, labels in meter.timed(loader):
+                    train_iteration(run, images, labels, meter, log, val_split, stop)
     finally:
         if log:
             log.close()
