@@ -82,6 +82,8 @@ def test_check_commands_are_valid_trainer_calls(tmp_path, monkeypatch):
 
     commands = []
     monkeypatch.setattr(gpu_session, "sh", lambda command, *a, **k: commands.append(command) or 0)
+    pools = []  # rendering the real pool here cost 16 GB of disk and 7 minutes
+    monkeypatch.setattr(gpu_session, "render_pools", lambda queue, logs: pools.append(queue))
     monkeypatch.chdir(tmp_path)
     gpu_session.check(
         ["ann-r18-synthcity", "fcn-r18-synthcity"], tmp_path, gpu_session.time.monotonic() + 600
@@ -93,6 +95,7 @@ def test_check_commands_are_valid_trainer_calls(tmp_path, monkeypatch):
         assert train_main([*args, "--print-config"]) == 0, command
     assert any("data.synthcity_train_images=0" in c for c in trainer)
     assert not any("fcn-r18-synthcity" in c for c in trainer)  # it reports its rate as it trains
+    assert pools == [["ann-r18-synthcity", "fcn-r18-synthcity"]]  # rendered once, before the probes
     assert json.loads((tmp_path / "check.json").read_text()).keys() >= {
         "smoke-cuda",
         "probe-ann-r18-synthcity",
