@@ -720,3 +720,24 @@ def test_progressive_run_trains_each_stage_at_its_size_and_resumes_across_them(t
     assert seen == stage_one + [(i, (h, w), 1000) for i in range(10, 20)]
     resumed = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in resumed if "loss" in r] == list(range(1, 21))
+
+
+def test_card_says_where_and_at_what_scale_the_model_was_trained():
+    from ann.training.card import trained_on
+    from ann.training.export import device_name
+
+    config = smoke("data.synthcity_size=64,128", "data.crop_size=64,128", "data.progressive=[[0.7, 0.5]]")
+    device = device_name(torch.device("cpu"))
+    assert (
+        device.startswith("cpu (") and f"{os.cpu_count()} cores), {torch.get_num_threads()} threads" in device
+    )
+    line = trained_on(config, {"device": device, "world_size": 1, "iterations": 20})
+    assert (
+        line
+        == f"{device} at 128x64 SynthCity images; iterations before 70% at 64x32; {20 * config.train.batch_size} images seen"
+    )
+    two = trained_on(smoke(), {"device": "NVIDIA H100", "world_size": 2, "iterations": 5})
+    assert (
+        two
+        == f"2 processes on NVIDIA H100 at 64x32 SynthCity images; {5 * config.train.batch_size} images seen"
+    )

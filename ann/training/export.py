@@ -2,7 +2,6 @@
 training-curve PNG and the model card."""
 
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ann.checkpoint import CheckpointMeta, save
+from ann.timing import cpu_name
 from ann.training.card import model_card, write_card
 from ann.training.data import Split, normalization
 from ann.training.logging import plot_curve
@@ -44,7 +44,8 @@ def git_commit() -> str:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()})"
+    # the card says "trained on a 2-core CPU": the cores the run had, not a bare "cpu"
+    return f"cpu ({cpu_name()}), {torch.get_num_threads()} threads"
 
 
 def provenance(run, command: str, reproduce: str = "") -> dict:
@@ -64,7 +65,10 @@ def provenance(run, command: str, reproduce: str = "") -> dict:
             "synthcity_size": list(data.synthcity_size),
             "synthcity_train_images": data.synthcity_train_images,  # 0 = unbounded stream
             "val_limit": data.val_limit,  # val and test metrics on the first N images; 0 = all
+            "crop_size": list(data.crop_size),  # the training scale (the last stage's, if progressive)
+            "progressive": [list(stage) for stage in data.progressive],
         },
+        "images_seen": run.iteration * config.train.batch_size,
         "iterations": run.iteration,
         "batch_size": config.train.batch_size,
         "metrics": run.summary or {},
