@@ -228,7 +228,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict:
     """Load, optionally switch sampling, evaluate; the summary dict of ConfusionMatrix.summary."""
-    from ann.training.config import DataConfig
     from ann.training.data import eval_loader, open_split
 
     check_data_args(args)
@@ -236,14 +235,7 @@ def run(args: argparse.Namespace) -> dict:
     check_output(args.plot, "--plot")
     model, options = load_for_inference(args)
     meta = model.meta
-    if args.data == "synthcity":
-        trained = meta.provenance.get("data", {})
-        seed = args.synthcity_seed if args.synthcity_seed is not None else trained.get("synthcity_seed", 0)
-        size = args.synthcity_size or trained.get("synthcity_size") or (512, 1024)
-        data = DataConfig(synthcity_seed=seed, synthcity_size=tuple(size))
-    else:
-        dataset = args.dataset or meta.provenance.get("data", {}).get("dataset", "cityscapes")
-        data = DataConfig(dataset="cityscapes" if dataset == "synthcity" else dataset, root=args.data)
+    data = data_config(args.data, meta, args.dataset, args.synthcity_seed, args.synthcity_size)
     split = open_split(data, args.split)
     check_classes(args.checkpoint, list(meta.classes), list(split.class_names), data.dataset, data.root)
     pin = torch.device(args.device).type == "cuda"
@@ -260,6 +252,24 @@ def run(args: argparse.Namespace) -> dict:
     summary = matrix.summary(meta.classes)
     summary["confusion"] = matrix.matrix.tolist()  # pixels: rows = ground truth, columns = prediction
     return summary
+
+
+def data_config(data: str, meta, dataset=None, synthcity_seed=None, synthcity_size=None):
+    """The DataConfig of `--data`: SynthCity as the checkpoint was trained unless told (else city 0
+    at trained_scale), or a dataset folder in the checkpoint's layout unless `dataset` is given."""
+    from ann.training.config import DataConfig
+
+    trained = meta.provenance.get("data", {})
+    if data == "synthcity":
+        seed = synthcity_seed if synthcity_seed is not None else trained.get("synthcity_seed", 0)
+        return DataConfig(synthcity_seed=seed, synthcity_size=trained_scale(meta, synthcity_size))
+    dataset = dataset or trained.get("dataset", "cityscapes")
+    return DataConfig(dataset="cityscapes" if dataset == "synthcity" else dataset, root=data)
+
+
+def trained_scale(meta, size=None) -> tuple[int, int]:
+    """(H, W): `size` if given, else the SynthCity size the checkpoint was trained at, else 512x1024."""
+    return tuple(size or meta.provenance.get("data", {}).get("synthcity_size") or (512, 1024))
 
 
 def check_data_args(args: argparse.Namespace) -> None:

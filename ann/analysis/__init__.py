@@ -1,0 +1,1 @@
+"""Analyses of a trained ANN over many images (the app's single-image views, aggregated)."""
