@@ -20,15 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
 from ann.analysis.context import LABEL_SOURCES, ContextResult, attention_blocks, class_context
-from ann.evaluate import check_classes, check_output, data_config, numbers, trained_scale, whole_number
+from ann.analysis.inputs import NoLabelledSplit, labelled_split, progress
+from ann.evaluate import check_output, numbers, trained_scale, whole_number
 from ann.training.config import DATASETS
 
 DEFAULT_QUERY_CLASSES = "sidewalk,terrain,wall"
-PROGRESS_EVERY = 10  # images between progress lines when stderr is not a terminal (logs, CI)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,32 +67,14 @@ def check_args(args: argparse.Namespace) -> None:
 
 def items(args: argparse.Namespace, meta) -> tuple[Iterator, int]:
     """(image, label or None) pairs of the asked data, and how many there are."""
-    from ann.training.data import open_split
-
-    size = trained_scale(meta, args.size)
     if args.data != "synthcity" and args.labels == "prediction":
-        return image_folder(Path(args.data), max(size), args.limit)
-    data = data_config(args.data, meta, args.dataset, synthcity_size=size)
+        return image_folder(Path(args.data), max(trained_scale(meta, args.size)), args.limit)
     try:
-        split = open_split(data, args.split or "test")
-    except ValueError as error:  # DatasetError, ClassesError: no such folder, no labels
-        if args.data == "synthcity":
-            raise
-        where = f"{args.data} has no labelled {args.split or 'test'} split in the {data.dataset} layout"
-        raise ValueError(f"{error}\n{where}; for images without labels use --labels prediction") from error
-    check_classes(args.checkpoint, list(meta.classes), list(split.class_names), data.dataset, data.root)
-    total = min(args.limit or split.length, split.length)
-    shrink = args.data != "synthcity"  # SynthCity is rendered at the size already
-    return (shrunk(*split.load(i), max(size)) if shrink else split.load(i) for i in range(total)), total
-
-
-def shrunk(image: np.ndarray, label: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
-    """A dataset image with its longer side at most max_side, its label map resized to match (nearest)."""
-    from ann.explore import resize_labels
-    from ann.images import resize_max_side
-
-    small = np.array(resize_max_side(Image.fromarray(image), max_side))
-    return small, resize_labels(label, small.shape[:2])
+        return labelled_split(
+            args.data, meta, args.checkpoint, args.split or "test", args.limit, args.size, args.dataset
+        )
+    except NoLabelledSplit as error:
+        raise ValueError(f"{error}; for images without labels use --labels prediction") from error
 
 
 def image_folder(folder: Path, max_side: int, limit: int) -> tuple[Iterator, int]:
@@ -111,17 +91,6 @@ def image_folder(folder: Path, max_side: int, limit: int) -> tuple[Iterator, int
                 print(f"skipped {path.parent}/{error}", file=sys.stderr)
 
     return read(), len(files)
-
-
-def progress(pairs: Iterator, total: int) -> Iterator:
-    """A bar on a terminal; otherwise a line every PROGRESS_EVERY images (a log has no bar)."""
-    if sys.stderr.isatty():
-        yield from tqdm(pairs, total=total, desc="class context", unit="image")
-        return
-    for done, pair in enumerate(pairs, 1):
-        yield pair  # resumed once the image is done
-        if done % PROGRESS_EVERY == 0 or done == total:
-            print(f"class context: {done}/{total} images", file=sys.stderr, flush=True)
 
 
 def format_table(result: ContextResult) -> str:
@@ -156,7 +125,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict[str, ContextResult], list]
         raise ValueError(f"--classes {','.join(unknown)}: not classes of {args.checkpoint.name}")
     pairs, total = items(args, model.meta)
     start = time.perf_counter()
-    results = class_context(model, progress(pairs, total), args.blocks, args.labels)
+    results = class_context(model, progress(pairs, total, "class context"), args.blocks, args.labels)
     if next(iter(results.values())).images == 0:
         raise ValueError(f"no image of {args.data} could be read")
     summary = {

@@ -28,7 +28,13 @@ def measure_all(fn: Callable[[], object], device: str | torch.device, repeats: i
         return {"time_ms": time_ms, "peak_mem_mb": peak_mb}
     # the profiled call is the warm-up too: the CPU bench stays a few minutes long
     peak_mb = cpu_peak_mb(fn)
-    for _ in range(warmup - 1):
+    wall, cpu = cpu_times(fn, repeats, warmup - 1)
+    return {"time_ms": wall, "peak_mem_mb": peak_mb, "cpu_time_ms": cpu}
+
+
+def cpu_times(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, float]:
+    """(median wall ms, median process CPU ms) of `repeats` calls after `warmup` unmeasured ones."""
+    for _ in range(warmup):
         fn()
     wall, cpu = [], []
     for _ in range(repeats):
@@ -36,7 +42,7 @@ def measure_all(fn: Callable[[], object], device: str | torch.device, repeats: i
         fn()
         wall.append((time.perf_counter() - start) * 1e3)
         cpu.append((time.process_time() - start_cpu) * 1e3)
-    return {"time_ms": statistics.median(wall), "peak_mem_mb": peak_mb, "cpu_time_ms": statistics.median(cpu)}
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def _measure_cuda(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float, float]:

@@ -56,6 +56,36 @@ class SamplingConfig:
         return self.method.removeprefix("pyramid_")
 
 
+# the eight rows of Table 7 in the paper's order; pyramid average (1, 3, 6, 8) is the paper's choice
+TABLE7 = (
+    SamplingConfig("random", (15,)),
+    SamplingConfig("max", (15,)),
+    SamplingConfig("average", (15,)),
+    SamplingConfig("pyramid_random", (1, 2, 3, 6)),
+    SamplingConfig("pyramid_max", (1, 2, 3, 6)),
+    SamplingConfig("pyramid_average", (1, 2, 3, 6)),
+    SamplingConfig("pyramid_average", (1, 3, 6, 8)),
+    SamplingConfig("pyramid_average", (1, 4, 8, 12)),
+)
+
+
+def misfit(config: SamplingConfig, feature_hw: tuple[int, int]) -> str | None:
+    """Why `config` does not fit an H x W feature map, or None: random sampling cannot draw n^2
+    distinct positions from fewer, and a pooling grid finer than the map repeats cells."""
+    if config.method == "identity":
+        return None
+    H, W = (int(v) for v in feature_hw)
+    n = max(config.sizes)
+    if config.kind == "random" and n * n > H * W:
+        return (
+            f"random sampling with n = {n} needs {n * n} distinct positions; "
+            f"the {H}x{W} feature map has {H * W}"
+        )
+    if config.kind != "random" and n > min(H, W):
+        return f"pyramid size {n} is finer than the {H}x{W} feature map"
+    return None
+
+
 @dataclass
 class AnchorGeometry:
     """Where each anchor comes from, in cells of the feature map that was sampled.
