@@ -1,8 +1,10 @@
-"""Start the ANN explorer: python app.py [--checkpoint FILE] [--host 127.0.0.1] [--port 7860]."""
+"""Start the ANN explorer: python app.py [--checkpoint FILE] [--host 127.0.0.1] [--port 7860] [--mcp]."""
 
 import argparse
 import ctypes
+import logging
 import os
+import warnings
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
 
@@ -11,8 +13,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--checkpoint",
-        help="checkpoint to open (default: checkpoints/ann-r18-synthcity.safetensors, else the first "
-        "in checkpoints/, else an untrained model)",
+        help="checkpoint to open (default: the full ANN (AFNB + APNB) in --checkpoints, by its metadata; "
+        "else the first file there; else an untrained network)",
     )
     parser.add_argument("--checkpoints", default="checkpoints", help="folder listed in the checkpoint menu")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
@@ -20,8 +22,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-side",
         type=int,
-        default=1024,
-        help="longer image side processed, pixels (768: faster on a busy CPU)",
+        default=None,
+        help="longer image side processed, pixels, for every model (default: each model's training "
+        "scale, from its card; 1024 for a model that records none)",
+    )
+    parser.add_argument(
+        "--mcp", action="store_true", help="also serve the API as MCP tools at /gradio_api/mcp/"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     return parser.parse_args(argv)
@@ -37,9 +43,22 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         pass  # not glibc: nothing to tune
 
 
+def log_to_stderr() -> None:
+    """The app's own log (one line per refused input, app/errors.py) on stderr, beside gradio's."""
+    logger = logging.getLogger("app")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.max_side is not None and args.max_side <= 0:
+        raise SystemExit(f"error: --max-side {args.max_side}: give a positive number of pixels")
     limit_malloc_arenas()
+    log_to_stderr()
     import torch
 
     from app.layout import build_demo, launch_options, warm_up
@@ -51,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     default = store.add_file(args.checkpoint, uploaded=False) if args.checkpoint else store.default()
     demo = build_demo(store, default, max_side=args.max_side)
     warm_up(store, default)
-    demo.queue(default_concurrency_limit=1).launch(**launch_options(args.host, args.port))
+    # gradio warns that the tabs' endpoints take a gr.State, which MCP calls leave empty: known
+    # and documented (docs/app.md, MCP); the API's own tools are stateless and take a handle
+    warnings.filterwarnings("ignore", message="This MCP server includes a tool that has a gr.State input")
+    demo.queue(default_concurrency_limit=1).launch(**launch_options(args.host, args.port, args.mcp))
 
 
 if __name__ == "__main__":

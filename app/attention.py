@@ -11,6 +11,7 @@ import numpy as np
 
 from ann.explore import anchor_at, attention_entropy
 from app import plots
+from app.errors import UserError
 from app.session import Session, require
 
 BLOCK_LABELS = {
@@ -36,12 +37,12 @@ def block_choice(session: Session, block: str | None) -> str:
     """The recorded block named by `block` (a key or a label); the first recorded one if empty."""
     recorded = session.explorer.blocks()
     if not recorded:
-        raise gr.Error("This model has no attention block (baseline or common-fusion variant).")
+        raise UserError("This model has no attention block (baseline or common-fusion variant).")
     for key in recorded:
         if block in (key, BLOCK_LABELS.get(key)):
             return key
     if block:
-        raise gr.Error(f"No {block!r} attention in this model; it has {', '.join(recorded)}.")
+        raise UserError(f"No {block!r} attention in this model; it has {', '.join(recorded)}.")
     return recorded[0]
 
 
@@ -49,13 +50,13 @@ def attention(session: Session | None, x: float, y: float, block: str):
     """Panels per pyramid level, sorted weight chart, entropy, and the anchor choices of pixel (x, y)."""
     session = require(session)
     if x is None or y is None:
-        raise gr.Error("Give x and y (pixels) or click the image.")
+        raise UserError("Give x and y (pixels) or click the image.")
     key = block_choice(session, block)
     try:
         weights, geometry = session.explorer.attention_at(float(x), float(y), key)
         row, col = session.explorer.feature_cell(float(x), float(y), key)
     except ValueError as error:
-        raise gr.Error(str(error)) from error
+        raise UserError(str(error)) from error
     panels, layout = plots.level_panels(session.image, weights, geometry, (float(x), float(y)))
     entropy, effective = attention_entropy(weights)
     S = len(weights)
@@ -101,16 +102,16 @@ def anchor(session: Session | None, index: int, block: str):
     """Which pixels attend to anchor `index` (of the block's S anchors), over the image."""
     session = require(session)
     if index is None:
-        raise gr.Error("Pick an anchor: from the list, the chart's rank, or a cell of a level panel.")
+        raise UserError("Pick an anchor: from the list, the chart's rank, or a cell of a level panel.")
     try:
         index = int(index)
     except (TypeError, ValueError) as error:
-        raise gr.Error(f"an anchor is a whole number 0..S-1, got {index!r}") from error
+        raise UserError(f"an anchor is a whole number 0..S-1, got {index!r}") from error
     key = block_choice(session, block)
     try:
         amap = session.explorer.anchor_map(index, key)
     except ValueError as error:
-        raise gr.Error(str(error)) from error
+        raise UserError(str(error)) from error
     geometry = session.explorer.attention(key).anchors
     box = geometry.to_pixels(session.image.shape[:2])[index].numpy()
     picture = plots.anchor_picture(session.image, amap, box)
@@ -137,4 +138,4 @@ def pick_anchor(session: Session | None, block: str, event: gr.SelectData):
             fy = (py - panel["y0"]) * h / panel["h"]
             index = anchor_at(geometry, panel["level"], fx, fy)
             return gr.update(value=index), *anchor(session, index, block)
-    raise gr.Error("Click inside one of the level panels.")
+    raise UserError("Click inside one of the level panels.")

@@ -1,6 +1,9 @@
-"""The app's Blocks, built in one function. Every action is a listener with an `api_name`, so the
-browser and gradio_client share one API (docs/app.md); image-click handlers, which need the
-browser's event data, are private and call the same functions as the named endpoints."""
+"""The app's Blocks, built in one function. The browser's listeners keep their session in a
+gr.State; the programmatic API (app/api.py: segment, attention, anchor, sampling, export, models)
+is a set of stateless `gr.api` endpoints that call the same handlers, so the browser-only
+listeners of those actions are private. The tabs' own listeners (stage features, explain,
+efficiency) stay named endpoints: for a client without a browser session they use its latest
+API result (app.session.current). docs/app.md lists the API."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from app import attention, export, sampling, segment
+from app.api import Api
 from app.images import UploadedImage
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session
 from app.tabs.efficiency import efficiency_tab
@@ -25,8 +29,9 @@ CLICK = {"trigger_mode": "always_last"}
 # the exported label map stays lossless PNG (export.py)
 
 
-def launch_options(host: str = "127.0.0.1", port: int = 7860) -> dict:
-    """demo.launch arguments: loopback by default, no share link, serve only app/examples."""
+def launch_options(host: str = "127.0.0.1", port: int = 7860, mcp: bool = False) -> dict:
+    """demo.launch arguments: loopback by default, no share link, serve only app/examples; with
+    `mcp`, Gradio's MCP server at /gradio_api/mcp/ too (the public endpoints as tools)."""
     return {
         "server_name": host,
         "server_port": port,
@@ -34,6 +39,7 @@ def launch_options(host: str = "127.0.0.1", port: int = 7860) -> dict:
         "allowed_paths": [str(EXAMPLES.resolve())],
         "max_file_size": "400mb",  # the authors' Cityscapes ResNet-101 .pth is 272 MB (fp32)
         "footer_links": ["api"],
+        "mcp_server": mcp,
     }
 
 
@@ -81,19 +87,23 @@ def label_file_for(image: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def build_demo(store: ModelStore, default_checkpoint: str | None = None, max_side: int = 1024) -> gr.Blocks:
+def build_demo(
+    store: ModelStore, default_checkpoint: str | None = None, max_side: int | None = None
+) -> gr.Blocks:
+    """The app. `max_side` fixes the processing size (--max-side); None: each model's training scale."""
     default_checkpoint = default_checkpoint or store.default()
     with gr.Blocks(title="ANN explorer", analytics_enabled=False) as demo:
         state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=release)
         gr.Markdown(
             "# Asymmetric Non-local Neural Networks: explorer\n"
-            f"Segment an image, click a pixel to see its APNB/AFNB attention, switch the sampling. "
-            f"Images are processed with their longer side at most **{max_side} px**."
+            "Segment an image, click a pixel to see its APNB/AFNB attention, switch the sampling."
         )
-        models = model_row(store, default_checkpoint)
+        meta = store.model(default_checkpoint).meta
+        size = gr.Markdown(segment.size_text(meta, max_side), elem_id="processing-size")
+        models = {**model_row(store, default_checkpoint, max_side), "size": size}
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Segment", id="segment", elem_id="tab-segment"):
-                seg = segment_tab(store.model(default_checkpoint).meta.classes)
+                seg = segment_tab(meta.classes)
             with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
                 att = attention_tab(store.model(default_checkpoint).config)
             with gr.Tab("Sampling", id="sampling", elem_id="tab-sampling"):
@@ -109,16 +119,17 @@ def build_demo(store: ModelStore, default_checkpoint: str | None = None, max_sid
             with gr.Tab("Export", id="export", elem_id="tab-export"):
                 export_button = gr.Button("Export current view", elem_id="export-button")
                 export_files = gr.File(label="files", file_count="multiple", elem_id="export-files")
+        Api(store, default_checkpoint, max_side).register()  # first: the private listeners take other names
         wire(store, max_side, state, models, seg, att, smp, feat, export_button, export_files)
     return demo
 
 
-def model_row(store: ModelStore, default_checkpoint: str) -> dict:
+def model_row(store: ModelStore, default_checkpoint: str, max_side: int | None) -> dict:
     checkpoint = gr.Dropdown(
         store.names(), value=default_checkpoint, label="checkpoint", elem_id="checkpoint"
     )
     with gr.Accordion("Model card; load another checkpoint file", open=False, elem_id="model-card-accordion"):
-        card = gr.Markdown(segment.model_card(store, default_checkpoint), elem_id="model-card")
+        card = gr.Markdown(segment.model_card(store, default_checkpoint, max_side), elem_id="model-card")
         upload = gr.File(
             label="load a checkpoint file (.safetensors, or the authors' .pth)",
             file_types=[".safetensors", ".pth", ".pt"],
@@ -270,7 +281,7 @@ def wire(store, max_side, state, models, seg, att, smp, feat, export_button, exp
     wire_segment(store, max_side, state, models, seg, att, smp, feat, view)
     wire_attention(state, att)
     wire_sampling(state, seg, att, smp, view)
-    export_button.click(export.export, [state, *view], export_files, api_name="export")
+    export_button.click(export.export, [state, *view], export_files, api_visibility="private")
 
 
 def wire_segment(store, max_side, state, models, seg, att, smp, feat, view) -> None:
@@ -282,7 +293,7 @@ def wire_segment(store, max_side, state, models, seg, att, smp, feat, view) -> N
     # progress and errors on the Segment tab's own views only: an error pill over the Attention
     # tab's image would block its clicks, and the image there is still the last good one
     seg_queue = {**MODEL_QUEUE, "show_progress_on": seg_outputs[1:-1]}
-    seg["button"].click(run_segment, seg_inputs, seg_outputs, api_name="segment", **seg_queue).success(
+    seg["button"].click(run_segment, seg_inputs, seg_outputs, api_visibility="private", **seg_queue).success(
         *stale, api_visibility="private", queue=False
     )
     if "examples" in seg:
@@ -297,20 +308,21 @@ def wire_segment(store, max_side, state, models, seg, att, smp, feat, view) -> N
         )
     # a new model segments the session's image again
     rerun = partial(segment.resegment, store=store, max_side=max_side)
+    model_outputs = [models["card"], seg["hidden"], att["block"], models["size"]]
     models["checkpoint"].input(
-        partial(segment.choose_model, store=store),
+        partial(segment.choose_model, store=store, max_side=max_side),
         [state, models["checkpoint"]],
-        [state, models["card"], seg["hidden"], att["block"]],
-        api_name="choose_model",
+        [state, *model_outputs],
+        api_visibility="private",
         **MODEL_QUEUE,
     ).then(rerun, seg_inputs, seg_outputs, api_visibility="private", **seg_queue).then(
         *stale, api_visibility="private", queue=False
     ).then(*trained, api_visibility="private", queue=False)
     models["upload"].upload(
-        partial(segment.upload_checkpoint, store=store),
+        partial(segment.upload_checkpoint, store=store, max_side=max_side),
         [state, models["upload"]],
-        [state, models["checkpoint"], models["card"], seg["hidden"], att["block"]],
-        api_name="upload_checkpoint",
+        [state, models["checkpoint"], *model_outputs],
+        api_visibility="private",
         **MODEL_QUEUE,
     ).success(rerun, seg_inputs, seg_outputs, api_visibility="private", **seg_queue).then(
         *stale, api_visibility="private", queue=False
@@ -331,9 +343,8 @@ def refreshers(state, att, smp, feat) -> tuple[tuple, tuple]:
 
 def wire_attention(state, att) -> None:
     outputs = attention_outputs(state, att)
-    att["button"].click(
-        attention.attention, [state, att["x"], att["y"], att["block"]], outputs, api_name="attention", **CLICK
-    )
+    pixel_inputs = [state, att["x"], att["y"], att["block"]]
+    att["button"].click(attention.attention, pixel_inputs, outputs, api_visibility="private", **CLICK)
     pixel_outputs = [att["x"], att["y"], *outputs]
     att["image"].select(
         attention.pick_pixel, [state, att["block"]], pixel_outputs, api_visibility="private", **CLICK
@@ -343,7 +354,9 @@ def wire_attention(state, att) -> None:
     ).then(*anchor_view_cleared(att), api_visibility="private")  # the same pixel, the other block
     anchor_inputs = [state, att["anchor"], att["block"]]
     anchor_outputs = [state, att["anchor_map"], att["anchor_summary"]]
-    att["anchor_button"].click(attention.anchor, anchor_inputs, anchor_outputs, api_name="anchor", **CLICK)
+    att["anchor_button"].click(
+        attention.anchor, anchor_inputs, anchor_outputs, api_visibility="private", **CLICK
+    )
     # picking from the list shows it at once; a typed number waits for the button (not both)
     att["anchor"].select(attention.anchor, anchor_inputs, anchor_outputs, api_visibility="private", **CLICK)
     picked = [att["anchor"], *anchor_outputs]
@@ -387,9 +400,9 @@ def wire_sampling(state, seg, att, smp, view) -> None:
         sampling.set_sampling,
         [state, smp["method"], smp["sizes"], smp["seed"], *view],
         outputs,
-        api_name="set_sampling",
+        api_visibility="private",
         **MODEL_QUEUE,
     ).success(*refresh, api_visibility="private").then(*cleared, api_visibility="private", queue=False)
     smp["reset"].click(
-        sampling.reset_sampling, [state, *view], outputs, api_name="reset_sampling", **MODEL_QUEUE
+        sampling.reset_sampling, [state, *view], outputs, api_visibility="private", **MODEL_QUEUE
     ).success(*refresh, api_visibility="private").then(*cleared, api_visibility="private", queue=False)

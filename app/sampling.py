@@ -11,6 +11,7 @@ import gradio as gr
 from ann.explore import block_kinds, class_shares, describe, training_sampling
 from ann.models.sampling import SamplingConfig
 from app import plots
+from app.errors import UserError
 from app.session import Session, require, returns_freed_memory
 
 PRESETS = ("1,2,3,6", "1,3,6,8", "1,4,8,12")
@@ -24,22 +25,20 @@ def parse_sizes(text: str) -> tuple[int, ...]:
             int(part) for part in str(text).replace("(", "").replace(")", "").split(",") if part.strip()
         )
     except ValueError as error:
-        raise gr.Error(f"pyramid sizes must be integers separated by commas, got {text!r}") from error
+        raise UserError(f"pyramid sizes must be integers separated by commas, got {text!r}") from error
     if not sizes:
-        raise gr.Error("give at least one pyramid size, e.g. 1,3,6,8")
+        raise UserError("give at least one pyramid size, e.g. 1,3,6,8")
     if max(sizes) > 64:
-        raise gr.Error(f"pyramid size {max(sizes)} is larger than this app allows (64)")
+        raise UserError(f"pyramid size {max(sizes)} is larger than this app allows (64)")
     return sizes
 
 
 def suggest_sizes(method: str, sizes: str) -> str:
     """Single-level methods take one n: keep the largest of the pyramid sizes typed so far."""
-    if method.startswith("pyramid_"):
-        return sizes
-    try:
-        return str(max(parse_sizes(sizes)))
-    except gr.Error:
-        return sizes
+    numbers = [n for n in str(sizes).replace("(", "").replace(")", "").split(",") if n.strip()]
+    if method.startswith("pyramid_") or not numbers or not all(n.strip().isdigit() for n in numbers):
+        return sizes  # left for Apply to refuse, with the reason (a pre-fill is no user mistake to log)
+    return str(max(int(n) for n in numbers))
 
 
 def trained_sampling(model) -> str:
@@ -75,15 +74,15 @@ def set_sampling(session: Session | None, method: str, sizes: str, seed: float, 
     """Apply a sampling to AFNB and APNB; new segmentation, changed pixels, area changes, S, GMACs."""
     session = require(session)
     if not switchable(session):
-        raise gr.Error("This model has no AFNB or APNB block, so no sampling to switch: NB and FNB attend "
-                       "to every position, and a baseline has no attention.")  # fmt: skip
+        raise UserError("This model has no AFNB or APNB block, so no sampling to switch: NB and FNB attend "
+                        "to every position, and a baseline has no attention.")  # fmt: skip
     if method not in TABLE7_METHODS:
-        raise gr.Error(f"unknown sampling method {method!r}; valid: {', '.join(TABLE7_METHODS)}")
+        raise UserError(f"unknown sampling method {method!r}; valid: {', '.join(TABLE7_METHODS)}")
     sizes = parse_sizes(sizes)  # its gr.Error as it is: caught below it would be quoted again
     try:
         config = SamplingConfig(method, sizes, int(seed or 0))
     except ValueError as error:
-        raise gr.Error(str(error)) from error
+        raise UserError(str(error)) from error
     check_fits(config, session.explorer.stages[-1].shape[-2:])
     return apply(session, config, opacity, outline, hidden)
 
@@ -94,11 +93,11 @@ def check_fits(config: SamplingConfig, feature_hw) -> None:
     H, W = (int(v) for v in feature_hw)
     n = max(config.sizes)
     if config.kind == "random" and n * n > H * W:
-        raise gr.Error(f"random sampling with n = {n} needs {n * n} distinct positions; this image's "
-                       f"{H}x{W} feature map has {H * W}")  # fmt: skip
+        raise UserError(f"random sampling with n = {n} needs {n * n} distinct positions; this image's "
+                        f"{H}x{W} feature map has {H * W}")  # fmt: skip
     if config.kind != "random" and n > min(H, W):
-        raise gr.Error(f"pyramid size {n} is finer than this image's {H}x{W} feature map (output "
-                       f"stride 8): use sizes up to {min(H, W)}, or a larger image")  # fmt: skip
+        raise UserError(f"pyramid size {n} is finer than this image's {H}x{W} feature map (output "
+                        f"stride 8): use sizes up to {min(H, W)}, or a larger image")  # fmt: skip
 
 
 def reset_sampling(session: Session | None, opacity, outline, hidden):
@@ -116,7 +115,7 @@ def apply(session: Session, config: SamplingConfig | None, opacity, outline, hid
     try:
         after = explorer.set_sampling(config)
     except ValueError as error:  # e.g. random sampling of more anchors than positions
-        raise gr.Error(str(error)) from error
+        raise UserError(str(error)) from error
     elapsed = time.perf_counter() - start
     # the anchors are new: a picked one may not exist any more (the browser then redraws the
     # clicked pixel, which picks its strongest anchor again)

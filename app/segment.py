@@ -16,9 +16,11 @@ from ann.data.labels import CITYSCAPES_CLASSES
 from ann.explore import class_shares, error_map, per_class_iou
 from ann.images import ImageError, from_array, read_image, read_label_map
 from ann.info import data_text
+from ann.training.data import scaled
 from app import plots
+from app.errors import UserError
 from app.sampling import trained_sampling
-from app.session import UNTRAINED, ModelStore, Session, require, returns_freed_memory
+from app.session import UNTRAINED, ModelStore, Session, processing_size, require, returns_freed_memory
 
 CONFIDENCE_CMAP, ENTROPY_CMAP = "cividis", "magma"
 EXAMPLE_LABELS = Path(__file__).parent / "examples" / "synthcity" / "gtFine"
@@ -32,9 +34,10 @@ def session_for(store: ModelStore, session: Session | None, checkpoint: str) -> 
     try:
         fresh = store.session(checkpoint)
     except ValueError as error:  # CheckpointError included
-        raise gr.Error(str(error)) from error
+        raise UserError(str(error)) from error
     if session is not None:
-        fresh.image, fresh.target, fresh.image_name = session.image, session.target, session.image_name
+        for kept in ("image", "target", "image_name", "source", "label_source", "side"):
+            setattr(fresh, kept, getattr(session, kept))
     return fresh
 
 
@@ -44,31 +47,35 @@ def load_image(value, max_side: int) -> tuple[np.ndarray, str]:
             return from_array(value, max_side), "array"
         return read_image(value, max_side), Path(value).name
     except ImageError as error:
-        raise gr.Error(str(error)) from error
+        raise UserError(str(error)) from error
 
 
 @returns_freed_memory
 def segment(
     session: Session | None,
     image,
-    label_map: str | None,
-    checkpoint: str,
-    opacity: float,
-    outline: bool,
-    hidden: list[str],
+    label_map: str | None = None,
+    checkpoint: str | None = None,
+    opacity: float = 0.55,
+    outline: bool = False,
+    hidden: list[str] | None = None,
     *,
     store: ModelStore,
-    max_side: int,
+    max_side: int | None = None,
 ):
-    """Segment an image (file path or array); with a label map, errors and per-class IoU."""
+    """Segment an image (file path or array); with a label map, errors and per-class IoU. Images
+    are read at the model's processing size (`processing_size`; `max_side` overrides it)."""
     session = session_for(store, session, checkpoint)
+    side = processing_size(session.explorer.meta, max_side)[0]
+    if image is None and session.source is not None and session.side != side:
+        image, label_map = session.source, label_map or session.label_source  # the files, at the new scale
     if image is None and session.image is None:
-        raise gr.Error("Upload an image, use the webcam or click an example first.")
+        raise UserError("Upload an image, use the webcam or click an example first.")
     # decode and check everything before the session changes: a refused label map must not
     # leave the new image beside the old result (attention and export would mix the two)
     picture, name, target = session.image, session.image_name, session.target
     if image is not None:
-        (picture, name), target = load_image(image, max_side), None
+        (picture, name), target = load_image(image, side), None
     classes = session.explorer.meta.classes
     if label_map and tuple(classes) != CITYSCAPES_CLASSES and is_example_label(label_map):
         # Gradio hands examples over as cached copies: recognised by content, not by path
@@ -78,8 +85,12 @@ def segment(
         try:
             target = read_label_map(label_map, picture.shape[:2], len(classes))
         except ImageError as error:
-            raise gr.Error(str(error)) from error
+            raise UserError(str(error)) from error
     session.explorer.run(picture)
+    if image is not None:
+        session.source, session.side, session.label_source = image, side, None
+    if label_map:
+        session.label_source = label_map
     session.image, session.image_name, session.target, session.selection = picture, name, target, {}
     return session, *segment_views(session, opacity, outline, hidden)
 
@@ -102,35 +113,46 @@ def resegment(
     return segment(session, None, None, checkpoint, opacity, outline, hidden, store=store, max_side=max_side)
 
 
-def segment_views(session: Session, opacity: float, outline: bool, hidden: list[str]):
+def segment_views(session: Session, opacity: float, outline: bool, hidden: list[str] | None):
     """overlay, legend, confidence, entropy, error map, IoU table, summary, clickable image."""
     result, meta = session.result, session.explorer.meta
     picture, legend = render(session, opacity, outline, hidden)
     confidence = plots.heatmap(result.confidence, CONFIDENCE_CMAP, 0.0, 1.0)
     entropy = plots.heatmap(result.entropy, ENTROPY_CMAP, 0.0, float(np.log(len(meta.classes))))
-    errors, table, scores = None, None, ""
-    if session.target is not None:
+    errors, table, text = None, None, ""
+    score = scores(session)
+    if score is not None:
         errors = plots.error_picture(result.image, error_map(result.labels, session.target))
-        iou = per_class_iou(result.labels, session.target, len(meta.classes))
-        present = np.flatnonzero(~np.isnan(iou))
-        percent = [round(100 * float(iou[k]), 1) for k in present]
-        table = pd.DataFrame({"class": [meta.classes[k] for k in present], "IoU %": percent})
-        valid = session.target != 255
-        accuracy = (
-            float((result.labels[valid] == session.target[valid]).mean()) if valid.any() else float("nan")
-        )
-        scores = (  # percent, as the model card and the evaluator report them
-            f" mIoU over present classes **{100 * np.nanmean(iou):.1f}**, "
-            f"pixel accuracy **{100 * accuracy:.1f}** (%)."
+        table = pd.DataFrame({"class": list(score["iou"]), "IoU %": list(score["iou"].values())})
+        text = (
+            f" mIoU over present classes **{score['miou']:.1f}**, "
+            f"pixel accuracy **{score['pixel_accuracy']:.1f}** (%)."
         )
     H, W = result.size
     summary = (
         f"{session.image_name}: {W}x{H} px on **{session.checkpoint}**. Mean confidence "
-        f"{result.confidence.mean():.3f}, mean entropy {result.entropy.mean():.3f} nats.{scores}"
+        f"{result.confidence.mean():.3f}, mean entropy {result.entropy.mean():.3f} nats.{text}"
     )
     if session.checkpoint == UNTRAINED:
         summary = "**Untrained model (no bundled checkpoint yet): random predictions.** " + summary
     return picture, legend, confidence, entropy, errors, table, summary, plots.clickable(picture)
+
+
+def scores(session: Session) -> dict | None:
+    """Against the session's label map (None without one), in percent as the model card and the
+    evaluator report them: IoU of each class present (ann.metrics convention), their mean, and
+    the pixel accuracy over pixels that are not ignored."""
+    if session.target is None:
+        return None
+    labels, target, classes = session.result.labels, session.target, session.explorer.meta.classes
+    iou = per_class_iou(labels, target, len(classes))
+    valid = target != 255
+    accuracy = float((labels[valid] == target[valid]).mean()) if valid.any() else float("nan")
+    return {
+        "iou": {classes[k]: round(100 * float(iou[k]), 1) for k in np.flatnonzero(~np.isnan(iou))},
+        "miou": 100 * float(np.nanmean(iou)),
+        "pixel_accuracy": 100 * accuracy,
+    }
 
 
 def render(session: Session | None, opacity: float, outline: bool, hidden: list[str]):
@@ -149,30 +171,45 @@ def redraw(session: Session | None, opacity: float, outline: bool, hidden: list[
     return render(session, opacity, outline, hidden)
 
 
-def choose_model(session: Session | None, checkpoint: str, *, store: ModelStore):
-    """Switch the session's model; its model card. The image, if any, is segmented again after."""
+def choose_model(session: Session | None, checkpoint: str, *, store: ModelStore, max_side: int | None = None):
+    """Switch the session's model; its model card and processing size. The image, if any, is
+    segmented again after (at the new model's size)."""
     from app.attention import block_update
 
     session = session_for(store, session, checkpoint)
-    classes = session.explorer.meta.classes
+    meta = session.explorer.meta
     blocks = block_update(session.explorer.model.config)
-    return session, model_card(store, checkpoint), gr.update(choices=classes, value=[]), blocks
+    card = model_card(store, checkpoint, max_side)
+    return session, card, gr.update(choices=meta.classes, value=[]), blocks, size_text(meta, max_side)
 
 
-def upload_checkpoint(session: Session | None, file: str | None, *, store: ModelStore):
+def upload_checkpoint(
+    session: Session | None, file: str | None, *, store: ModelStore, max_side: int | None = None
+):
     """Register an uploaded checkpoint (.safetensors, or the authors' .pth) and switch to it."""
+    name = add_checkpoint(store, file)
+    session, card, classes, blocks, size = choose_model(session, name, store=store, max_side=max_side)
+    return session, gr.update(choices=store.names(), value=name), card, classes, blocks, size
+
+
+def add_checkpoint(store: ModelStore, file: str | None) -> str:
+    """A checkpoint file registered in the store; its name in the menu."""
     if not file:
-        raise gr.Error("Choose a .safetensors or .pth file.")
+        raise UserError("Choose a .safetensors or .pth file.")
     try:
-        name = store.add_file(file)
+        return store.add_file(file)
     except ValueError as error:
         # the user knows the file by its name, not by the server's upload folder
-        raise gr.Error(str(error).replace(str(Path(file).parent) + "/", "")) from error
-    session, card, classes, blocks = choose_model(session, name, store=store)
-    return session, gr.update(choices=store.names(), value=name), card, classes, blocks
+        raise UserError(str(error).replace(str(Path(file).parent) + "/", "")) from error
 
 
-def model_card(store: ModelStore, name: str) -> str:
+def size_text(meta, max_side: int | None = None) -> str:
+    """The page's line on the processing size: which size and why."""
+    side, reason = processing_size(meta, max_side)
+    return f"Images are processed with their longer side at most **{side} px** ({reason})."
+
+
+def model_card(store: ModelStore, name: str, max_side: int | None = None) -> str:
     """Classes, training data, metrics and config from the metadata, then the .md next to the file."""
     model = store.model(name)
     meta = model.meta
@@ -200,19 +237,44 @@ def model_card(store: ModelStore, name: str) -> str:
             lines.append(f"- {name_of_split} mIoU: **{100 * result['miou']:.2f}**")
     if isinstance(provenance.get("data"), dict):
         lines.append(f"- data: {data_text(provenance['data'])}")
+        lines.append(f"- trained on: {trained_on(provenance)}")
+    side, reason = processing_size(meta, max_side)
+    lines.append(f"- processed here at a longer side of {side} px ({reason})")
     for key in ("dataset", "iterations", "note", "source", "git_commit"):
         if key in provenance:
             lines.append(f"- {key}: {provenance[key]}")
     if provenance.get("reproduce"):
         lines.append(f"- reproduce: `{provenance['reproduce']}`")
-    path = store.path(name)
-    # NAME.md beside a shipped checkpoint; model_card.md in a trainer's run folder
+    return "\n".join(lines + card_file(store.path(name)))
+
+
+def trained_on(provenance: dict) -> str:
+    """Where and at what scale the trainer ran, as its model card's "trained on" row says it
+    (ann/training/card.py), from the provenance alone: 'cpu (...), 2 threads at 1024x512 SynthCity
+    images, 512x512 crops; iterations before 70% at 256x256; 14,000 images seen'."""
+    data, world = provenance["data"], provenance.get("world_size", 1)
+    device = provenance.get("device", "an unrecorded device")
+    where = device if world == 1 else f"{world} processes on {device}"
+    h, w = data.get("crop_size") or (0, 0)
+    scale = f"{w}x{h} crops"
+    if data.get("dataset") == "synthcity" and data.get("synthcity_size"):
+        sh, sw = data["synthcity_size"]
+        scale = f"{sw}x{sh} SynthCity images" + ("" if (sh, sw) == (h, w) else f", {scale}")
+    for until, factor in data.get("progressive") or []:
+        sh, sw = scaled((h, w), factor)
+        scale += f"; iterations before {until:.0%} at {sw}x{sh}"
+    seen = provenance.get("images_seen")
+    return f"{where} at {scale}" + (f"; {seen:,} images seen" if seen is not None else "")
+
+
+def card_file(path: Path | None) -> list[str]:
+    """NAME.md beside a shipped checkpoint, else the trainer's model_card.md in its run folder."""
     cards = [path.with_suffix(".md"), path.parent / "model_card.md"] if path is not None else []
     card = next((c for c in cards if c.is_file()), None)
-    if card is not None:
-        text = card.read_text(encoding="utf-8", errors="replace")[:20_000]
-        lines += ["", "---", "", inline_images(text, card.parent)]
-    return "\n".join(lines)
+    if card is None:
+        return []
+    text = card.read_text(encoding="utf-8", errors="replace")[:20_000]
+    return ["", "---", "", inline_images(text, card.parent)]
 
 
 CARD_IMAGE = re.compile(r"!\[([^\]]*)\]\(([\w.-]+\.png)\)")  # a bare file name: no folders, no '..'

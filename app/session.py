@@ -13,6 +13,9 @@ How a tab gets the current model, image and stages. Every handler that needs the
         session.image                            # the uint8 RGB image that was run (after resizing)
         session.target                           # ground-truth trainIds (H, W) uint8, or None
 
+The programmatic API (app/api.py) keeps its sessions in `RESULTS`, by handle; `require` falls back
+to the latest one of the calling client, so the tabs' endpoints work for gradio_client too.
+
 Listeners that run the model must share one concurrency group: `**MODEL_QUEUE`
 (`concurrency_id="model"`, one at a time), because sessions on the same checkpoint share one
 network. Explorer takes the model lock itself too, so direct calls from tests are safe.
@@ -22,21 +25,25 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import secrets
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ann.checkpoint import CheckpointMeta, file_sha256, load
+from ann.checkpoint import CheckpointError, CheckpointMeta, file_sha256, load, read_meta
 from ann.explore import Explorer, Result
-from ann.models.network import ANN, build_network, variant
+from ann.models.network import ANN, ANNConfig, build_network, variant
+from app.errors import UserError
 
 MODEL_QUEUE = {"concurrency_id": "model", "concurrency_limit": 1}
 UNTRAINED = "untrained ResNet-18 ANN (no bundled checkpoint yet)"
-DEFAULT_CHECKPOINT = "ann-r18-synthcity.safetensors"
+FULL_ANN = ("afnb", "apnb")  # (fusion, context) of the paper's full network, the app's default
+DEFAULT_SIDE = 1024  # 1024x512 (Cityscapes' aspect) at full resolution, for a model of unknown scale
 STATE_TTL_S = 30 * 60  # a session holds ~200 MB at 1024x512 (stages, head, maps)
 
 
@@ -77,6 +84,12 @@ class Session:
     target: np.ndarray | None = None  # ground truth at image size, trainIds, 255 = ignore
     image_name: str = ""  # where the image came from (upload, example file name)
     selection: dict = field(default_factory=dict)  # last click: {"x", "y", "block", "anchor"}
+    # what the image and label map were read from, and the longer side they were read at: a model
+    # trained at another scale reads them again (from the file, not from the resized copy)
+    source: object = None  # a file path or the array given
+    label_source: str | None = None
+    side: int = 0
+    handle: str = ""  # its name in RESULTS, for a session of the programmatic API
 
     @property
     def result(self) -> Result | None:
@@ -106,8 +119,14 @@ class ModelStore:
         return names if names else [UNTRAINED]
 
     def default(self) -> str:
-        names = self.names()
-        return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT in names else names[0]
+        """The full ANN (AFNB + APNB) of the checkpoint folder, told by each file's metadata, not its
+        name (ties: the first by name); else its first readable checkpoint; else the first listed,
+        or the untrained network when there is none."""
+        folder = sorted(name for name, path in self._paths.items() if path.parent == self.checkpoint_dir)
+        configs = {name: config_of(self._paths[name]) for name in folder}
+        readable = [name for name, config in configs.items() if config is not None]
+        full = [name for name in readable if (configs[name].fusion, configs[name].context) == FULL_ANN]
+        return (full or readable or self.names())[0]
 
     def add_file(self, path: str | Path, uploaded: bool = True) -> str:
         """Register a checkpoint file (ours, or an authors' .pth via ann.convert); its name."""
@@ -170,6 +189,32 @@ class ModelStore:
         return self._paths.get(name)
 
 
+def config_of(path: Path) -> ANNConfig | None:
+    """The network a checkpoint holds, from its header alone (no weights read); None if unreadable
+    (it stays in the menu and is refused with its reason when chosen)."""
+    try:
+        return read_meta(path).config
+    except CheckpointError:
+        return None
+
+
+def processing_size(meta: CheckpointMeta, max_side: int | None = None) -> tuple[int, str]:
+    """The longer side a model's images are processed at, and why: `max_side` (--max-side) when
+    given, else the scale the model was trained at (ann/training/export.py's provenance): the
+    rendered SynthCity size, or the crop size of another dataset. Other scales change what the
+    fixed pyramid bins cover, so the attention and the predictions the card reports hold there."""
+    if max_side:
+        return max_side, "set by --max-side"
+    data = meta.provenance.get("data") or {}
+    if data.get("dataset") == "synthcity" and data.get("synthcity_size"):
+        H, W = data["synthcity_size"]
+        return max(H, W), f"the model was trained at {W}x{H}"
+    if data.get("crop_size"):
+        H, W = data["crop_size"]
+        return max(H, W), f"the model was trained on {W}x{H} crops"
+    return DEFAULT_SIDE, "the model's card records no training size"
+
+
 def untrained_model() -> ANN:
     """Random-init full ResNet-18 ANN so the mechanics work before a model is trained."""
     torch.manual_seed(0)
@@ -196,10 +241,95 @@ def convert_original(path: Path) -> ANN:
         return load(convert.convert(path, Path(folder) / (path.stem + ".safetensors")))
 
 
+class Results:
+    """The programmatic API's sessions by handle: an API call carries no browser session, so a
+    result is named by the handle returned with it. The least recently used are dropped (their
+    caches freed at once) while the results hold more than `budget` bytes: a result is ~50 MB at
+    512x256 and ~210 MB at 1024x512 (stages, head outputs, maps), so a count would fit one scale
+    only. Each client (gradio_client keeps one session hash per Client) also finds its latest
+    result without a handle."""
+
+    def __init__(self, budget: int = 1 << 30) -> None:
+        self.budget = budget
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self._latest: OrderedDict[str, str] = OrderedDict()  # client -> handle
+        self._guard = threading.Lock()
+
+    def add(self, session: Session, client: str | None = None) -> str:
+        session.handle = secrets.token_hex(6)
+        size = footprint([session.explorer.stages, session.explorer.result, session.image, session.target])
+        with self._guard:
+            self._sessions[session.handle], self._sizes[session.handle] = session, size
+            if client:
+                self._latest[client] = session.handle
+                self._latest.move_to_end(client)
+            dropped = []
+            while sum(self._sizes.values()) > self.budget and len(self._sessions) > 1:
+                handle, old = self._sessions.popitem(last=False)
+                del self._sizes[handle]
+                dropped.append(old)
+            while len(self._latest) > 1024:  # clients come and go
+                self._latest.popitem(last=False)
+        for old in dropped:  # freed now, not when the last reference goes
+            old.explorer.stages = old.explorer.result = None
+        return session.handle
+
+    def __contains__(self, handle: str) -> bool:
+        return handle in self._sessions
+
+    def find(self, handle: str | None, client: str | None = None) -> Session | None:
+        """The session of `handle`, else the client's latest; None when there is none (any more)."""
+        with self._guard:
+            key = handle or self._latest.get(client or "")
+            if key not in self._sessions:
+                return None
+            self._sessions.move_to_end(key)
+            return self._sessions[key]
+
+    def get(self, handle: str | None, client: str | None = None) -> Session:
+        """As `find`, with a UserError that says what to do when there is none."""
+        session = self.find(handle, client)
+        if session is not None:
+            return session
+        kept = f"the server keeps the most recent results, {self.budget >> 20} MB of them"
+        if handle:
+            raise UserError(f"unknown or expired handle {handle!r} ({kept}): segment the image again")
+        if client in self._latest:
+            raise UserError(f"your last result has expired ({kept}): segment the image again")
+        raise UserError("Segment an image first (/segment), or give the handle it returned or an image.")
+
+
+def footprint(value) -> int:
+    """Bytes of the arrays in `value` (tensors, arrays, and the lists, dicts and dataclasses that
+    hold them, as a Result and its HeadOutput do)."""
+    if isinstance(value, torch.Tensor):
+        return value.nelement() * value.element_size()
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, dict):
+        value = list(value.values())
+    if is_dataclass(value) and not isinstance(value, type):
+        value = [getattr(value, f.name) for f in fields(value)]
+    return sum(map(footprint, value)) if isinstance(value, list | tuple) else 0
+
+
+RESULTS = Results()
+
+
+def current(session: Session | None) -> Session | None:
+    """The browser tab's session; for a client of the API (no browser session), its latest result."""
+    if session is not None and session.result is not None:
+        return session
+    from gradio.context import LocalContext  # the request being served, as gradio's own helpers read it
+
+    request = LocalContext.request.get(None)
+    return RESULTS.find(None, getattr(request, "session_hash", None)) or session
+
+
 def require(session: Session | None) -> Session:
     """The session of a handler that needs a segmented image; a clear UI error otherwise."""
-    import gradio as gr
-
+    session = current(session)
     if session is None or session.result is None:
-        raise gr.Error("Segment an image first (Segment tab).")
+        raise UserError("Segment an image first (Segment tab).")
     return session

@@ -98,16 +98,12 @@ def client_times(store_dir: str, image_path: str, repeats: int, max_side: int, p
                 break
             except Exception:  # not up yet
                 time.sleep(1)
-        view = (0.55, False, [])
-        checkpoint = client.view_api(return_format="dict", print_info=False)  # noqa: F841
         out = {}
-        seg = lambda: client.predict(handle_file(image_path), None, None, *view, api_name="/segment")  # noqa: E731
+        seg = lambda: client.predict(handle_file(image_path), api_name="/segment")  # noqa: E731
         out["segment"] = median_time(seg, repeats)
-        out["attention"] = median_time(
-            lambda: client.predict(300, 300, "apnb", api_name="/attention"), repeats
-        )
+        out["attention"] = median_time(lambda: client.predict(300, 300, api_name="/attention"), repeats)
         sizes = iter(["1,2,3,6", "1,3,6,8"] * (repeats + 1))
-        switch = lambda: client.predict("pyramid_average", next(sizes), 0, *view, api_name="/set_sampling")  # noqa: E731
+        switch = lambda: client.predict("pyramid_average", next(sizes), api_name="/set_sampling")  # noqa: E731
         out["set_sampling"] = median_time(switch, repeats)
         return out
     finally:

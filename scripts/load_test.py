@@ -118,9 +118,9 @@ def run_client(
         return out
 
     def segment() -> None:
-        out = call("segment", handle_file(str(image)), None, None, 0.5, False, [])
+        out = call("segment", handle_file(str(image)))
         if out is not None:
-            summary = next((o for o in out if isinstance(o, str) and " px on " in o), "")
+            summary = out[1]["text"]  # (overlay, summary): the Segment tab's summary text
             if f"{image.name}: {width}x{height} px" not in summary:
                 result.crosstalk.append(f"client {index} segment: {summary[:120]!r}")
 
@@ -129,7 +129,7 @@ def run_client(
         out = call("attention", x, y, "apnb")
         if out is None:
             return
-        summary = next((o for o in out if isinstance(o, str) and "feature cell" in o), "")
+        summary = out[1]["text"]
         found = re.search(
             rf"pixel \(x={x}, y={y}\) = feature cell \(row \d+, col \d+\) of (\d+x\d+)", summary
         )

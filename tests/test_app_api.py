@@ -65,9 +65,16 @@ def client(files):
 
 
 VIEW = (0.5, False, [])
+API = {  # the programmatic API (app/api.py) and the tabs' endpoints: name -> required inputs
+    "/segment": ["image"], "/attention": ["x", "y"], "/anchor": ["anchor"],
+    "/set_sampling": ["method", "sizes"], "/reset_sampling": [], "/export": [], "/checkpoints": [],
+    "/model_card": [], "/upload_checkpoint": ["file"], "/stage_features": [], "/cosine": ["x", "y"],
+    "/explain": [], "/explain_image": [], "/efficiency": [], "/recorded_benchmarks": [],
+}  # fmt: skip
 
 
 def segment(client, files, label=True):
+    """(overlay, summary) of the test image, a new result that is the client's latest."""
     from gradio_client import handle_file
 
     label_file = handle_file(str(files["label"])) if label else None
@@ -75,10 +82,20 @@ def segment(client, files, label=True):
                           api_name="/segment")  # fmt: skip
 
 
-def test_endpoints_are_named(client):
-    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert {"/segment", "/attention", "/anchor", "/set_sampling", "/reset_sampling", "/export"} <= names
-    assert {"/choose_model", "/upload_checkpoint"} <= names
+def test_every_action_needs_only_its_essential_inputs(client):
+    """The named endpoints, each with only its essential inputs required (the rest have the
+    defaults a user expects) and a description; the browser's own listeners of the same actions
+    are private (no "/segment_1")."""
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    required = {
+        name: [p["parameter_name"] for p in endpoint["parameters"] if not p["parameter_has_default"]]
+        for name, endpoint in endpoints.items()
+    }
+    assert required == API
+    assert all(endpoints[name]["description"] for name in API if name != "/recorded_benchmarks")
+    defaults = {p["parameter_name"]: p["parameter_default"] for p in endpoints["/segment"]["parameters"]}
+    assert defaults == {"image": None, "label_map": None, "checkpoint": "", "opacity": 0.55, "outline": False,
+                        "hidden": None}  # fmt: skip
 
 
 def test_serves_only_its_own_files(client, files):
@@ -101,54 +118,55 @@ def test_serves_only_its_own_files(client, files):
 
 
 def test_segment_with_ground_truth(client, files):
-    overlay, legend, confidence, entropy, errors, iou, summary, clickable = segment(client, files)
+    """The overlay at the processed size; the summary names the result and scores it: the test
+    checkpoint records no training size, so the 128x96 image is read as it is (longer side up
+    to 1024)."""
+    overlay, summary = segment(client, files)
     assert np.asarray(Image.open(overlay)).shape == (H, W, 3)
-    assert Image.open(clickable).size == (4 * W, 4 * H)  # 128 px enlarged to 512 to be clickable
-    assert Image.open(confidence).size == (W, H) and Image.open(errors).size == (W, H)
-    assert "%" in legend and "tiny.safetensors" in summary and "mIoU" in summary
-    assert iou["headers"] == ["class", "IoU %"] and len(iou["data"]) > 0
+    assert summary["checkpoint"] == "tiny.safetensors" and summary["size"] == [W, H]
+    assert summary["image"] == "image.png" and len(summary["handle"]) == 12
+    assert sum(summary["class_shares"].values()) == pytest.approx(100, abs=0.1)
+    assert summary["miou"] == pytest.approx(np.mean(list(summary["iou"].values())), abs=0.1)
+    assert "mIoU" in summary["text"] and summary["blocks"] == ["afnb", "apnb"]
 
 
 def test_attention_anchor_and_bad_points(client, files):
     from gradio_client.exceptions import AppError
 
     segment(client, files, label=False)
-    panels, chart, summary, anchor = client.predict(10, 20, "apnb", api_name="/attention")
+    panels, summary = client.predict(10, 20, api_name="/attention")  # the context block, APNB
     assert Image.open(panels).size[0] > 0
-    bars, *legend = json.loads(chart["plot"])["data"]
-    assert len(bars["hovertext"]) == 110 and "level" in bars["hovertext"][0]
-    assert [entry["name"] for entry in legend] == ["1x1", "3x3", "6x6", "8x8"]  # the level colours
-    assert "S = 110" in summary and "exp(entropy)" in summary
-    anchor = anchor["value"]  # a dropdown update: the strongest anchor, choices sorted by weight
-    picture, text = client.predict(anchor, "apnb", api_name="/anchor")
-    assert Image.open(picture).size == (W, H) and f"#{anchor} " in text
-    afnb = client.predict(10, 20, "afnb", api_name="/attention")
-    assert "AFNB" in afnb[2]
+    assert summary["block"] == "apnb" and summary["S"] == 110 and len(summary["level_weights"]) == 4
+    assert sum(summary["level_weights"]) == pytest.approx(1, abs=1e-4)
+    strongest = summary["strongest"][0]
+    assert strongest["weight"] == max(s["weight"] for s in summary["strongest"])
+    picture, about = client.predict(strongest["anchor"], api_name="/anchor")
+    assert Image.open(picture).size == (W, H) and f"#{strongest['anchor']} " in about["text"]
+    assert client.predict(10, 20, "afnb", api_name="/attention")[1]["block"] == "afnb"
     with pytest.raises(AppError, match="outside"):
-        client.predict(W, 5, "apnb", api_name="/attention")
+        client.predict(W, 5, api_name="/attention")
 
 
 def test_sampling_switch_and_reset(client, files):
-    segment(client, files, label=False)
-    *_, changed, area, summary, _ = client.predict(
-        "pyramid_max", "1,2,3,6", 0, *VIEW, api_name="/set_sampling"
-    )
-    assert "S = 50" in summary and "Differs from the training" in summary and "GMACs" in summary
-    assert Image.open(changed).size == (W, H)
-    assert "S = 50" in client.predict(5, 5, "apnb", api_name="/attention")[2]
-    *_, summary, _ = client.predict(*VIEW, api_name="/reset_sampling")
-    assert "Same as the training configuration" in summary
     from gradio_client.exceptions import AppError
 
+    segment(client, files, label=False)
+    overlay, summary = client.predict("pyramid_max", "1,2,3,6", api_name="/set_sampling")
+    assert summary["sampling"] == {"afnb": "pyramid_max (1, 2, 3, 6) (S = 50)",
+                                   "apnb": "pyramid_max (1, 2, 3, 6) (S = 50)"}  # fmt: skip
+    assert len(summary["differences"]) == 2 and summary["gmacs"]["apnb"] > 0
+    assert Image.open(overlay).size == (W, H) and 0 <= summary["changed_percent"] <= 100
+    assert client.predict(5, 5, api_name="/attention")[1]["S"] == 50
+    assert client.predict(api_name="/reset_sampling")[1]["differences"] == []
     with pytest.raises(AppError, match="one size"):
-        client.predict("random", "1,2", 0, *VIEW, api_name="/set_sampling")
+        client.predict("random", "1,2", api_name="/set_sampling")
 
 
 def test_export(client, files):
     segment(client, files, label=False)
-    client.predict(30, 40, "apnb", api_name="/attention")
-    client.predict("pyramid_average", "1,4,8,12", 0, *VIEW, api_name="/set_sampling")
-    paths = {os.path.basename(p): p for p in client.predict(*VIEW, api_name="/export")}
+    client.predict(30, 40, api_name="/attention")
+    client.predict("pyramid_average", "1,4,8,12", api_name="/set_sampling")
+    paths = {os.path.basename(p): p for p in client.predict(api_name="/export")}
     assert {"overlay.png", "labels.png", "panels.png", "attention.npz", "settings.json"} <= set(paths)
     settings = json.loads(open(paths["settings.json"]).read())
     assert settings["checkpoint_sha256"] == file_sha256(files["checkpoint"])
@@ -161,16 +179,12 @@ def test_export(client, files):
 
 
 def test_export_after_the_picked_anchor_is_gone(client, files):
-    """An anchor typed and shown, then a sampling with fewer anchors: the export holds what
-    exists (no anchor.png of an anchor that is gone), instead of failing."""
+    """An anchor shown, then a sampling with fewer anchors: the export holds what exists (no
+    anchor.png of an anchor that is gone), instead of failing."""
     segment(client, files, label=False)
-    client.predict(*VIEW, api_name="/reset_sampling")
-    client.predict(100, "apnb", api_name="/anchor")  # S = 110; no pixel clicked
-    client.predict("pyramid_average", "1,2", 0, *VIEW, api_name="/set_sampling")  # S = 5
-    try:
-        paths = {os.path.basename(p): p for p in client.predict(*VIEW, api_name="/export")}
-    finally:
-        client.predict(*VIEW, api_name="/reset_sampling")
+    client.predict(100, api_name="/anchor")  # S = 110; no pixel asked
+    client.predict("pyramid_average", "1,2", api_name="/set_sampling")  # S = 5
+    paths = {os.path.basename(p): p for p in client.predict(api_name="/export")}
     assert "anchor.png" not in paths
     settings = json.loads(open(paths["settings.json"]).read())
     assert settings["sampling"]["context"]["sizes"] == [1, 2] and "anchor" not in settings["selection"]
@@ -180,9 +194,12 @@ def test_model_card_and_bad_upload(client, files, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    card, classes, blocks = client.predict("tiny.safetensors", api_name="/choose_model")
+    assert client.predict(api_name="/checkpoints") == {"default": "tiny.safetensors",
+                                                       "checkpoints": ["tiny.safetensors"]}  # fmt: skip
+    card = client.predict(api_name="/model_card")  # the default model's
     assert "Tiny test model" in card and "sha256" in card
-    assert [key for _, key in blocks["choices"]] == ["apnb", "afnb"]
+    with pytest.raises(AppError, match="unknown checkpoint 'other'; available: tiny.safetensors"):
+        client.predict("other", api_name="/model_card")
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(AppError, match="broken.safetensors"):
@@ -190,20 +207,37 @@ def test_model_card_and_bad_upload(client, files, tmp_path):
 
 
 def test_sessions_are_isolated(client, files):
-    """A second browser tab (client) keeps its own image, sampling and attention."""
-    from gradio_client import Client
+    """A second client keeps its own latest result, sampling and attention; a handle names a
+    result for any client."""
+    from gradio_client import Client, handle_file
 
     other = Client(client.test_url + "/", verbose=False)
-    segment(client, files, label=False)
-    client.predict("pyramid_max", "1,2,3,6", 0, *VIEW, api_name="/set_sampling")
+    _, mine = segment(client, files, label=False)
+    client.predict("pyramid_max", "1,2,3,6", api_name="/set_sampling")
     Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(files["folder"] / "small.png")
-    from gradio_client import handle_file
+    _, theirs = other.predict(handle_file(str(files["folder"] / "small.png")), api_name="/segment")
+    assert theirs["size"] == [60, 40] and theirs["handle"] != mine["handle"]
+    assert other.predict(5, 5, api_name="/attention")[1]["S"] == 110
+    assert client.predict(100, 80, api_name="/attention")[1]["S"] == 50  # 100 > 60: the first image
+    assert other.predict(100, 80, handle=mine["handle"], api_name="/attention")[1]["handle"] == mine["handle"]
 
-    *_, summary, _ = other.predict(handle_file(str(files["folder"] / "small.png")), None, "tiny.safetensors",
-                                   *VIEW, api_name="/segment")  # fmt: skip
-    assert "60x40" in summary
-    assert "S = 110" in other.predict(5, 5, "apnb", api_name="/attention")[2]
-    assert "S = 50" in client.predict(100, 80, "apnb", api_name="/attention")[2]  # 100 > 60: first image
+
+def test_a_handle_names_one_result_and_an_unknown_one_is_refused(client, files):
+    """/attention on a handle, on an image given instead (a new result), and the errors for an
+    unknown handle and for a client that never segmented."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    _, first = segment(client, files, label=False)
+    _, summary = client.predict(3, 4, image=handle_file(str(files["image"])), api_name="/attention")
+    assert summary["handle"] != first["handle"] and summary["x"] == 3
+    assert client.predict(3, 4, handle=first["handle"], api_name="/attention")[1]["handle"] == first["handle"]
+    with pytest.raises(
+        AppError, match=r"unknown or expired handle 'nope' \(the server keeps the most recent results"
+    ):
+        client.predict(3, 4, handle="nope", api_name="/attention")
+    with pytest.raises(AppError, match="Segment an image first"):
+        Client(client.test_url + "/", verbose=False).predict(3, 4, api_name="/attention")
 
 
 def test_session_state_expires_and_frees_its_caches(client, files):
@@ -281,9 +315,9 @@ def test_label_maps_are_checked(tmp_path):
         read_label_map(tmp_path / "ok.png", (20, 20), 19)
 
 
-def test_refused_segment_leaves_the_session_as_it_was(client, files, tmp_path):
-    """A label map that does not fit the new image: error, and the earlier image, result and
-    ground truth stay together (attention and export do not mix two images)."""
+def test_refused_segment_leaves_the_latest_result_as_it_was(client, files, tmp_path):
+    """A label map that does not fit the new image: error, and the client's latest result is
+    still the earlier image with its ground truth (attention and export do not mix two images)."""
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
@@ -291,11 +325,10 @@ def test_refused_segment_leaves_the_session_as_it_was(client, files, tmp_path):
     other = tmp_path / "other.png"
     Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(other)
     with pytest.raises(AppError, match="does not match"):
-        client.predict(handle_file(str(other)), handle_file(str(files["label"])), "tiny.safetensors", *VIEW,
-                       api_name="/segment")  # fmt: skip
-    summary = client.predict(100, 80, "apnb", api_name="/attention")[2]  # outside other.png
-    assert "pixel (x=100, y=80)" in summary
-    paths = {os.path.basename(p): p for p in client.predict(*VIEW, api_name="/export")}
+        client.predict(handle_file(str(other)), handle_file(str(files["label"])), api_name="/segment")
+    summary = client.predict(100, 80, api_name="/attention")[1]  # a point outside other.png
+    assert "pixel (x=100, y=80)" in summary["text"]
+    paths = {os.path.basename(p): p for p in client.predict(api_name="/export")}
     settings = json.loads(open(paths["settings.json"]).read())
     assert settings["image"] == "image.png" and settings["image_size_wh"] == [W, H]
     assert Image.open(paths["labels.png"]).size == (W, H)
@@ -314,16 +347,15 @@ def test_sampling_refusals_are_plain_and_size_aware(client, files, method, sizes
 
     segment(client, files, label=False)
     with pytest.raises(AppError, match=message):
-        client.predict(method, sizes, 0, *VIEW, api_name="/set_sampling")
+        client.predict(method, sizes, api_name="/set_sampling")
 
 
 def test_typed_anchor_that_is_not_a_number(client, files):
     from gradio_client.exceptions import AppError
 
     segment(client, files, label=False)
-    client.predict(10, 20, "apnb", api_name="/attention")
     with pytest.raises(AppError, match="an anchor is a whole number 0..S-1, got 'abc'"):
-        client.predict("abc", "apnb", api_name="/anchor")
+        client.predict("abc", api_name="/anchor")
 
 
 def test_model_card_reads_the_trainers_provenance_in_words(tmp_path):
@@ -368,6 +400,20 @@ def session(tiny_store, tmp_path):
 
     image = np.asarray(Image.open(street_image(tmp_path / "street.png")))
     return run_segment(None, image, None, TINY_NAME, *VIEW, store=tiny_store, max_side=96)[0]
+
+
+def test_the_segment_tabs_views_and_the_weights_chart(session):
+    """What the browser shows beyond the API's outputs: the clickable picture enlarged (each pixel
+    of the 64x48 image an 8x8 block), the maps at image size; the chart's 110 bars by level."""
+    from app.attention import attention
+    from app.segment import segment_views
+
+    _, _, confidence, entropy, errors, table, _, clickable = segment_views(session, *VIEW)
+    assert clickable.shape == (8 * 48, 8 * 64, 3) and confidence.shape == entropy.shape == (48, 64, 3)
+    assert errors is None and table is None  # no label map
+    bars, *legend = attention(session, 10, 20, "apnb")[2].data
+    assert len(bars.hovertext) == 110 and "level" in bars.hovertext[0]
+    assert [entry.name for entry in legend] == ["1x1", "3x3", "6x6", "8x8"]  # the level colours
 
 
 def test_attention_summary_names_the_cell_the_uniform_entropy_and_the_strongest_anchor(session):
@@ -622,7 +668,8 @@ def test_a_model_switch_segments_the_same_image_again_with_no_classes_hidden(tin
     from app.segment import choose_model, resegment
 
     name = tiny_store.add_file(tiny_store.path(TINY_NAME))  # the same file as "(uploaded)"
-    _, _, hidden, _ = choose_model(session, name, store=tiny_store)
+    _, _, hidden, _, size = choose_model(session, name, store=tiny_store)
+    assert size.endswith("at most **1024 px** (the model's card records no training size).")
     assert hidden["value"] == []  # the old model's hidden class names mean nothing now
     switched, *views = resegment(session, None, None, name, *VIEW, store=tiny_store, max_side=96)
     assert switched.checkpoint == name and switched.image is session.image and len(views) == 8

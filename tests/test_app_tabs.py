@@ -160,7 +160,7 @@ def test_explain_image_shows_the_segmented_image(app_client):
 
     from PIL import Image
 
-    paths = {os.path.basename(p): p for p in client.predict(0.5, False, [], api_name="/export")}
+    paths = {os.path.basename(p): p for p in client.predict(api_name="/export")}
     labels = np.asarray(Image.open(paths["labels.png"]))
     assert menu["value"] == CITYSCAPES_CLASSES[np.bincount(labels.ravel()).argmax()]  # it has pixels
 

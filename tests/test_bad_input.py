@@ -241,14 +241,16 @@ def test_layout_hands_uploads_to_our_decoder(app_client):
 
 
 def segment(client, image, label=None, opacity=0.0):
+    """(overlay, the Segment tab's summary text) through the API."""
     from gradio_client import handle_file
 
     label = handle_file(str(label)) if label else None
-    return client.predict(handle_file(str(image)), label, TINY_NAME, opacity, False, [], api_name="/segment")
+    overlay, summary = client.predict(handle_file(str(image)), label, TINY_NAME, opacity, api_name="/segment")
+    return overlay, summary["text"]
 
 
 def still_serving(client, tmp_path) -> None:
-    overlay, *_, summary, _ = segment(client, street_image(tmp_path / "good.png"))
+    overlay, summary = segment(client, street_image(tmp_path / "good.png"))
     assert "good.png" in summary and Image.open(overlay).size == (64, 48)
 
 
@@ -269,7 +271,7 @@ def test_api_shows_the_converted_image(app_client, tmp_path, name):
     client, _ = app_client
     write, expected, _ = CONVERTED[name]
     write(tmp_path / name)
-    overlay, *_, summary, _ = segment(client, tmp_path / name)  # opacity 0: the overlay is the image
+    overlay, summary = segment(client, tmp_path / name)  # opacity 0: the overlay is the image
     H, W = np.asarray(expected).shape[:2]
     assert f"{name}: {W}x{H} px" in summary
     shown, expected = np.asarray(Image.open(overlay).convert("RGB")), np.asarray(expected)
@@ -283,7 +285,7 @@ def test_api_shows_the_converted_image(app_client, tmp_path, name):
 def test_api_resizes_a_long_strip(app_client, tmp_path):
     client, _ = app_client
     Image.new("RGB", (8000, 50), (40, 80, 120)).save(tmp_path / "strip.png")
-    overlay, *_, summary, _ = segment(client, tmp_path / "strip.png")
+    overlay, summary = segment(client, tmp_path / "strip.png")
     assert "strip.png: 96x1 px" in summary  # the fixture's max_side is 96
     assert Image.open(overlay).size == (96, 1)
 
@@ -343,7 +345,7 @@ def test_api_rejects_attention_outside_the_image(app_client, tmp_path, x, y):
     segment(client, street_image(tmp_path / "street.png"))  # 64x48
     with pytest.raises(AppError, match=r"outside the 64x48 image"):
         client.predict(x, y, "apnb", api_name="/attention")
-    assert "S = 110" in client.predict(63, 47, "apnb", api_name="/attention")[2]  # the corner is inside
+    assert client.predict(63, 47, "apnb", api_name="/attention")[1]["S"] == 110  # the corner is inside
 
 
 @pytest.mark.parametrize("index", [-1, 110, 10**9])

@@ -253,6 +253,11 @@ def test_opening_explain_shows_the_segmented_image(page, segmented):
     assert bh.read_image(page, src).shape[:2] == (128, 256)
 
 
+def test_the_page_says_at_what_size_images_are_processed_and_why(page):
+    text = page.locator("#processing-size").inner_text()
+    assert text == f"Images are processed with their longer side at most {MAX_SIDE} px (set by --max-side)."
+
+
 def test_model_card_shows_its_training_curve(page):
     page.locator("#model-card-accordion").get_by_text("Model card").first.click()
     curve = page.locator("#model-card img[alt='training curve']")

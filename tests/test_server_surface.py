@@ -203,7 +203,8 @@ def test_load_short(tmp_path):
 
 def test_app_opens_the_checkpoint_it_is_given(monkeypatch, tmp_path, tiny_store):
     """`python app.py --checkpoint FILE` registers FILE under its own name and opens it, not the
-    menu's default; images are processed up to 1024 px unless --max-side says otherwise."""
+    menu's default; images are processed at each model's training scale unless --max-side says
+    otherwise (max_side None); no MCP server unless --mcp."""
     import importlib.util
 
     import app.layout as layout
@@ -228,8 +229,11 @@ def test_app_opens_the_checkpoint_it_is_given(monkeypatch, tmp_path, tiny_store)
     monkeypatch.setattr(layout, "build_demo", build_demo)
     monkeypatch.setattr(layout, "warm_up", lambda store, name: calls.update(warm=name))
     app_main.main(["--checkpoint", str(tiny_store.path(TINY_NAME)), "--checkpoints", str(tmp_path)])
-    assert calls["default"] == calls["warm"] == TINY_NAME and calls["max_side"] == 1024
-    assert calls["launch"]["server_name"] == "127.0.0.1"
+    assert calls["default"] == calls["warm"] == TINY_NAME and calls["max_side"] is None
+    assert calls["launch"]["server_name"] == "127.0.0.1" and calls["launch"]["mcp_server"] is False
+    app_main.main(["--checkpoint", str(tiny_store.path(TINY_NAME)), "--checkpoints", str(tmp_path),
+                   "--max-side", "300", "--mcp"])  # fmt: skip
+    assert calls["max_side"] == 300 and calls["launch"]["mcp_server"] is True
 
 
 def test_a_new_upload_drops_the_label_map_of_the_previous_image(tiny_store):

@@ -87,15 +87,46 @@ def test_the_card_of_a_converted_checkpoint_names_the_pth_it_came_from(tmp_path)
     assert f"sha256 of the converted .pth: `{'ab' * 32}`" in card
 
 
-def test_menu_default_is_the_bundled_checkpoint_else_the_first_else_untrained(tmp_path):
-    """Names are listed without loading: empty files are enough here."""
-    (tmp_path / "a.safetensors").write_bytes(b"")
-    (tmp_path / session.DEFAULT_CHECKPOINT).write_bytes(b"")
-    assert session.ModelStore(tmp_path).default() == session.DEFAULT_CHECKPOINT  # not the first, a.*
-    (tmp_path / session.DEFAULT_CHECKPOINT).unlink()
-    assert session.ModelStore(tmp_path).default() == "a.safetensors"
-    empty = session.ModelStore(tmp_path / "none")
-    assert empty.names() == [session.UNTRAINED] and empty.default() == session.UNTRAINED
+def test_results_keep_the_most_recent_within_their_budget_and_each_clients_latest():
+    """Three results of 1 MB in a 2.5 MB budget: the third drops the least recently used (its
+    caches freed at once); a client finds its latest without a handle; every miss says what to do."""
+    import numpy as np
+    import pytest
+
+    from app.errors import UserError
+
+    def result():
+        explorer = type("Explorer", (), {"stages": None, "result": "result"})()
+        return session.Session("m", explorer, image=np.zeros(1 << 20, np.uint8))
+
+    results = session.Results(budget=5 << 19)
+    first, second, third = result(), result(), result()
+    a, b = results.add(first, client="tab-1"), results.add(second, client="tab-2")
+    assert results.get(None, "tab-1") is first and results.get(a) is first  # a is now the most recent
+    c = results.add(third, client="tab-1")
+    assert b not in results and second.explorer.result is None and first.explorer.result == "result"
+    assert results.get(a) is first and results.get(c) is third and results.get(None, "tab-1") is third
+    with pytest.raises(
+        UserError, match=rf"unknown or expired handle '{b}' \(the server keeps the most recent"
+    ):
+        results.get(b)
+    with pytest.raises(UserError, match="your last result has expired"):
+        results.get(None, "tab-2")
+    with pytest.raises(UserError, match="Segment an image first"):
+        results.get(None, "tab-3")
+    assert results.find(None, None) is None and len({a, b, c}) == 3
+
+
+def test_a_results_footprint_counts_its_tensors_and_arrays():
+    import numpy as np
+    import torch
+
+    from ann.explore import Result
+
+    stages = [torch.zeros(2, 3), torch.zeros(4, dtype=torch.float16)]
+    assert session.footprint([stages, {"map": np.zeros(5, np.uint8)}, None, "text"]) == 24 + 8 + 5
+    result = Result(np.zeros((2, 2, 3), np.uint8), torch.zeros(1), *[np.zeros(1, np.uint8)] * 3, None, {})
+    assert session.footprint(result) == 12 + 4 + 3
 
 
 def tiny_checkpoint(path, note: str):

@@ -88,7 +88,7 @@ def test_upload_endpoint_refuses_a_pickle_and_keeps_serving(tmp_path, app_client
     with pytest.raises(AppError, match=r"evil\.pth: refused"):
         client.predict(handle_file(str(tmp_path / "evil.pth")), api_name="/upload_checkpoint")
     assert not (tmp_path / "code_ran").exists()
-    assert "sha256" in model_card(client.predict(TINY_NAME, api_name="/choose_model"))
+    assert "sha256" in client.predict(TINY_NAME, api_name="/model_card")
 
 
 def test_truncated_pth_is_named(tmp_path):
@@ -230,15 +230,8 @@ def test_uploaded_checkpoint_hash_is_shown_and_exported(tmp_path, app_client):
     sha = file_sha256(path)
     card = model_card(client.predict(handle_file(str(path)), api_name="/upload_checkpoint"))
     assert f"sha256: `{sha}`" in card
-    client.predict(
-        handle_file(str(street_image(tmp_path / "s.png"))),
-        None,
-        "mine.safetensors (uploaded)",
-        0.5,
-        False,
-        [],
-        api_name="/segment",
-    )
-    files = {os.path.basename(p): p for p in client.predict(0.5, False, [], api_name="/export")}
+    image = handle_file(str(street_image(tmp_path / "s.png")))
+    _, summary = client.predict(image, checkpoint="mine.safetensors (uploaded)", api_name="/segment")
+    files = {os.path.basename(p): p for p in client.predict(summary["handle"], api_name="/export")}
     settings = json.loads(open(files["settings.json"]).read())
     assert settings["checkpoint_sha256"] == sha and settings["checkpoint"] == "mine.safetensors (uploaded)"

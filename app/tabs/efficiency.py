@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from scipy.optimize import nnls
 
 from ann import bench
+from app.errors import UserError
 from app.session import MODEL_QUEUE, returns_freed_memory
 
 DEFAULT_SIZES = "16x16, 32x16, 32x32, 48x32, 64x32"  # width x height of the feature map
@@ -34,12 +35,12 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
             try:
                 sizes.append(bench.parse_size(part.strip()))
             except Exception as error:  # argparse's error type carries the message
-                raise gr.Error(str(error)) from None
+                raise UserError(str(error)) from None
     if not sizes:
-        raise gr.Error("give at least one feature-map size, e.g. 32x16")
+        raise UserError("give at least one feature-map size, e.g. 32x16")
     too_big = [f"{w}x{h}" for w, h in sizes if w * h > MAX_POSITIONS]
     if too_big:
-        raise gr.Error(f"sizes {', '.join(too_big)} exceed {MAX_POSITIONS} positions, too slow for NB here")
+        raise UserError(f"sizes {', '.join(too_big)} exceed {MAX_POSITIONS} positions, too slow for NB here")
     return sorted(sizes, key=lambda s: s[0] * s[1])
 
 
@@ -99,7 +100,7 @@ def measure_blocks(sizes: str, channels: int, key: int, repeats: int, progress=g
     grid = parse_sizes(sizes)
     channels, key, repeats = int(channels), int(key), int(repeats)
     if channels < 1 or key < 1 or not 1 <= repeats <= 20:
-        raise gr.Error(f"channels ({channels}) and C^ ({key}) must be positive, repeats 1..20 ({repeats})")
+        raise UserError(f"channels ({channels}) and C^ ({key}) must be positive, repeats 1..20 ({repeats})")
     rows = []
     jobs = [(w, h, kind) for w, h in grid for kind in ("nb", "apnb")]
     for w, h, kind in progress.tqdm(jobs, desc="measuring NB and APNB"):

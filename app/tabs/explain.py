@@ -15,7 +15,8 @@ from ann import features
 from ann.data.labels import CITYSCAPES_CLASSES
 from ann.inference import preprocess
 from ann.models.network import ANN
-from app.session import MODEL_QUEUE, Session, require, returns_freed_memory
+from app.errors import UserError
+from app.session import MODEL_QUEUE, Session, current, require, returns_freed_memory
 from app.tabs import colorize, display_size, mark_point, overlay, resize
 
 METHODS = ("Grad-CAM", "Integrated Gradients")
@@ -30,7 +31,7 @@ def class_index(name: str, classes: list[str]) -> int:
         return classes.index(name)
     if str(name).isdigit() and int(name) < len(classes):
         return int(name)
-    raise gr.Error(f"unknown class {name!r}; this model's classes: {', '.join(classes)}")
+    raise UserError(f"unknown class {name!r}; this model's classes: {', '.join(classes)}")
 
 
 def target_mask(session: Session, mode: str, name: str, x, y, radius: int) -> tuple[torch.Tensor, int, str]:
@@ -44,7 +45,7 @@ def target_mask(session: Session, mode: str, name: str, x, y, radius: int) -> tu
         mask = features.class_mask(prediction, k, classes)
         return mask, k, f"sum of the {classes[k]!r} logit over the {int(mask.sum())} pixels predicted as it"
     if mode != MODES[1]:
-        raise gr.Error(f"unknown target mode {mode!r}; valid: {', '.join(MODES)}")
+        raise UserError(f"unknown target mode {mode!r}; valid: {', '.join(MODES)}")
     if x is None or y is None:
         raise features.TargetError("click the image to choose the region's centre (or give x and y)")
     mask = features.region_mask(prediction.shape, (int(y), int(x)), int(radius))
@@ -69,7 +70,7 @@ def grad_cam(target: features.MaskedLogitSum, model: ANN, layer: str, x: torch.T
     try:
         module = features.stage_module(model, layer)
     except ValueError as error:
-        raise gr.Error(str(error)) from error
+        raise UserError(str(error)) from error
     cam = LayerGradCam(target, module).attribute(x, relu_attributions=True)  # (1, 1, h, w)
     cam = LayerAttribution.interpolate(cam, tuple(out_hw), "bilinear")[0, 0].detach()
     peak = float(cam.max())
@@ -105,12 +106,12 @@ def explain(
     layer: str,
     class_name: str,
     mode: str,
-    x: float | None,
-    y: float | None,
-    radius: int,
-    methods: list[str],
-    steps: int,
-    side: int,
+    x: float | None = None,  # None: the API may leave out the point of a class target
+    y: float | None = None,
+    radius: int = 24,
+    methods: list[str] | tuple[str, ...] = METHODS[:1],
+    steps: int = 8,
+    side: int = 256,
     progress=gr.Progress(),  # noqa: B008 (gradio injects the tracker through this default)
 ):
     """(Grad-CAM overlay, IG map, message). An absent class gives a message, not an error."""
@@ -157,6 +158,7 @@ def pick_point(event: gr.SelectData):
 def show_image(session: Session | None, layer: str | None = None):
     """The segmented image to click on, the session model's classes for the class menu, set to
     the class predicted most (a class the image has pixels of), and the model's layers."""
+    session = current(session)
     if session is None or session.image is None or session.result is None:
         return None, gr.update(), gr.update()
     classes = list(session.explorer.meta.classes)

@@ -11,6 +11,7 @@ import torch
 
 from ann import features
 from ann.inference import preprocess
+from app.errors import UserError
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session, require, returns_freed_memory
 from app.tabs import colorize, display_size, mark_point, resize
 
@@ -48,7 +49,7 @@ def comparison_features(store: ModelStore, name: str, image: np.ndarray, cache: 
             result = explorer.run(image)
             found = features.named_features(explorer.stages, result.head, explorer.model.config)
     except (ValueError, FileNotFoundError) as error:
-        raise gr.Error(f"cannot run the comparison model {name!r}: {error}") from error
+        raise UserError(f"cannot run the comparison model {name!r}: {error}") from error
     found = {k: v.detach() for k, v in found.items()}
     return found, {"key": key, "features": found}
 
@@ -84,7 +85,7 @@ def stage_features(
     session = require(session)
     method = REDUCTION_LABELS.get(reduction, reduction)
     if method not in features.REDUCTIONS:
-        raise gr.Error(f"unknown reduction {reduction!r}; valid: {', '.join(REDUCTION_LABELS)}")
+        raise UserError(f"unknown reduction {reduction!r}; valid: {', '.join(REDUCTION_LABELS)}")
     groups, cache = feature_groups(session, compare, cache, store)
     keys = [(label, name) for label, found in groups.items() for name in found]
     maps = {key: features.reduce_channels(groups[key[0]][key[1]], method) for key in keys}
@@ -126,7 +127,7 @@ def cosine(
     session = require(session)
     H, W = session.image.shape[:2]
     if x is None or y is None or not (0 <= x < W and 0 <= y < H):
-        raise gr.Error(f"click the image, or give a pixel inside it (x in 0..{W - 1}, y in 0..{H - 1})")
+        raise UserError(f"click the image, or give a pixel inside it (x in 0..{W - 1}, y in 0..{H - 1})")
     point = (int(y), int(x))
     groups, cache = feature_groups(session, compare, cache, store)
     size = display_size((H, W))
@@ -162,6 +163,14 @@ def cleared(session: Session | None):
     """After a new image or model: the new image to click on, the old galleries and status gone.
     (image, gallery A, gallery B, status)"""
     return show_image(session), None, None, ""
+
+
+def with_store(handler, store: ModelStore):
+    """The handler with the store bound, under its own name and docstring: gradio's MCP server
+    names and describes each tool by its function (a bare partial would be the tool "partial")."""
+    bound = partial(handler, store=store)
+    bound.__name__, bound.__doc__ = handler.__name__, handler.__doc__
+    return bound
 
 
 def features_tab(state: gr.State, store: ModelStore) -> dict:
@@ -205,7 +214,7 @@ def features_tab(state: gr.State, store: ModelStore) -> dict:
             y = gr.Number(label="y (pixels, down)", precision=0)
             similar = gr.Button("Cosine similarity at (x, y)")
     show.click(
-        partial(stage_features, store=store),
+        with_store(stage_features, store),
         [state, reduction, shared, cmap, compare, cache],
         [first, second, status, cache],
         api_name="stage_features",
@@ -213,7 +222,7 @@ def features_tab(state: gr.State, store: ModelStore) -> dict:
     ).then(show_image, state, image, api_visibility="private")
     inputs = [state, x, y, compare, cache, cmap]
     outputs = [first, second, status, cache]
-    run_cosine = partial(cosine, store=store)
+    run_cosine = with_store(cosine, store)
     similar.click(run_cosine, inputs, outputs, api_name="cosine", **MODEL_QUEUE)
     image.select(pick_point, None, [x, y], api_visibility="private").then(
         run_cosine, inputs, outputs, api_visibility="private", **MODEL_QUEUE
