@@ -16,7 +16,7 @@ from ann.data.labels import CITYSCAPES_CLASSES
 from ann.explore import class_shares, error_map, per_class_iou
 from ann.images import ImageError, from_array, read_image, read_label_map
 from ann.info import data_text
-from ann.training.data import scaled
+from ann.training.card import trained_on
 from app import plots
 from app.errors import UserError
 from app.sampling import trained_sampling
@@ -246,25 +246,6 @@ def model_card(store: ModelStore, name: str, max_side: int | None = None) -> str
     if provenance.get("reproduce"):
         lines.append(f"- reproduce: `{provenance['reproduce']}`")
     return "\n".join(lines + card_file(store.path(name)))
-
-
-def trained_on(provenance: dict) -> str:
-    """Where and at what scale the trainer ran, as its model card's "trained on" row says it
-    (ann/training/card.py), from the provenance alone: 'cpu (...), 2 threads at 1024x512 SynthCity
-    images, 512x512 crops; iterations before 70% at 256x256; 14,000 images seen'."""
-    data, world = provenance["data"], provenance.get("world_size", 1)
-    device = provenance.get("device", "an unrecorded device")
-    where = device if world == 1 else f"{world} processes on {device}"
-    h, w = data.get("crop_size") or (0, 0)
-    scale = f"{w}x{h} crops"
-    if data.get("dataset") == "synthcity" and data.get("synthcity_size"):
-        sh, sw = data["synthcity_size"]
-        scale = f"{sw}x{sh} SynthCity images" + ("" if (sh, sw) == (h, w) else f", {scale}")
-    for until, factor in data.get("progressive") or []:
-        sh, sw = scaled((h, w), factor)
-        scale += f"; iterations before {until:.0%} at {sw}x{sh}"
-    seen = provenance.get("images_seen")
-    return f"{where} at {scale}" + (f"; {seen:,} images seen" if seen is not None else "")
 
 
 def card_file(path: Path | None) -> list[str]:

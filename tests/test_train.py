@@ -722,22 +722,24 @@ def test_progressive_run_trains_each_stage_at_its_size_and_resumes_across_them(t
     assert [r["iteration"] for r in resumed if "loss" in r] == list(range(1, 21))
 
 
-def test_card_says_where_and_at_what_scale_the_model_was_trained():
+def test_card_says_where_and_at_what_scale_the_model_was_trained(tmp_path):
     from ann.training.card import trained_on
     from ann.training.export import device_name
 
-    config = smoke("data.synthcity_size=64,128", "data.crop_size=64,128", "data.progressive=[[0.7, 0.5]]")
     device = device_name(torch.device("cpu"))
     assert (
         device.startswith("cpu (") and f"{os.cpu_count()} cores), {torch.get_num_threads()} threads" in device
     )
-    line = trained_on(config, {"device": device, "world_size": 1, "iterations": 20})
+    sizes = ["data.synthcity_size=64,128", "data.crop_size=64,128", "data.progressive=[[0.7, 0.5]]"]
+    train(smoke(*sizes, "train.iterations=4"), tmp_path / "run", command="test")
+    provenance = ann.read_meta(tmp_path / "run" / "model.safetensors").provenance
+    line = trained_on(provenance)
+    seen = 4 * smoke().train.batch_size
+    expected = f"{device} at 128x64 SynthCity images; iterations before 70% at 64x32; {seen} images seen"
     assert (
-        line
-        == f"{device} at 128x64 SynthCity images; iterations before 70% at 64x32; {20 * config.train.batch_size} images seen"
+        line == expected
+        and f"| trained on | {expected} |" in (tmp_path / "run" / "model_card.md").read_text()
     )
-    two = trained_on(smoke(), {"device": "NVIDIA H100", "world_size": 2, "iterations": 5})
-    assert (
-        two
-        == f"2 processes on NVIDIA H100 at 64x32 SynthCity images; {5 * config.train.batch_size} images seen"
-    )
+    gpu = {"device": "NVIDIA H100", "world_size": 2, "images_seen": 40,
+           "data": {"dataset": "cityscapes", "crop_size": [512, 1024], "progressive": []}}  # fmt: skip
+    assert trained_on(gpu) == "2 processes on NVIDIA H100 at 1024x512 crops; 40 images seen"

@@ -21,7 +21,7 @@ def model_card(
         f"| network | backbone {model.backbone}, fusion {model.fusion}, context {model.context}, "
         f"sampling {model.sampling.method} {list(model.sampling.sizes)} |",
         f"| data | {config.data.dataset} {provenance['data'].get('root') or ''} |",
-        f"| trained on | {trained_on(config, provenance)} |",
+        f"| trained on | {trained_on(provenance)} |",
         f"| iterations | {provenance['iterations']} (batch {config.train.batch_size}) |",
         f"| seed | {config.train.seed} |",
         f"| wall time | {duration(provenance['wall_time_s'])} |",
@@ -38,21 +38,23 @@ def model_card(
     return "\n".join(lines)
 
 
-def trained_on(config: RunConfig, provenance: dict) -> str:
-    """Where and at what scale: 'cpu (AMD EPYC, 2 cores), 2 threads at 512x256 SynthCity images;
-    iterations before 70% at 256x128; 14,000 images seen'."""
-    device, world = provenance["device"], provenance["world_size"]
+def trained_on(provenance: dict) -> str:
+    """Where and at what scale the trainer ran, from a checkpoint's provenance alone (the card and
+    the app say it alike): 'cpu (...), 2 threads at 1024x512 SynthCity images, 512x512 crops;
+    iterations before 70% at 256x256; 14,000 images seen'."""
+    data, world = provenance["data"], provenance.get("world_size", 1)
+    device = provenance.get("device", "an unrecorded device")
     where = device if world == 1 else f"{world} processes on {device}"
-    h, w = config.data.crop_size
+    h, w = data.get("crop_size") or (0, 0)
     scale = f"{w}x{h} crops"
-    if config.data.dataset == "synthcity":
-        sh, sw = config.data.synthcity_size
-        scale = f"{sw}x{sh} SynthCity images" + ("" if (sh, sw) == (h, w) else f", {w}x{h} crops")
-    for until, factor in config.data.progressive:
+    if data.get("dataset") == "synthcity" and data.get("synthcity_size"):
+        sh, sw = data["synthcity_size"]
+        scale = f"{sw}x{sh} SynthCity images" + ("" if (sh, sw) == (h, w) else f", {scale}")
+    for until, factor in data.get("progressive") or []:
         sh, sw = scaled((h, w), factor)
         scale += f"; iterations before {until:.0%} at {sw}x{sh}"
-    images = provenance["iterations"] * config.train.batch_size
-    return f"{where} at {scale}; {images:,} images seen"
+    seen = provenance.get("images_seen")
+    return f"{where} at {scale}" + (f"; {seen:,} images seen" if seen is not None else "")
 
 
 def metrics_section(summary: dict | None, test: dict | None, config: RunConfig) -> list[str]:
