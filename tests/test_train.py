@@ -743,3 +743,25 @@ def test_card_says_where_and_at_what_scale_the_model_was_trained(tmp_path):
     gpu = {"device": "NVIDIA H100", "world_size": 2, "images_seen": 40,
            "data": {"dataset": "cityscapes", "crop_size": [512, 1024], "progressive": []}}  # fmt: skip
     assert trained_on(gpu) == "2 processes on NVIDIA H100 at 1024x512 crops; 40 images seen"
+
+
+def test_the_final_test_has_its_own_limit_and_the_card_says_which(tmp_path, monkeypatch):
+    from ann.training import loop
+
+    limits = []
+    real_measure = loop.measure
+    monkeypatch.setattr(
+        loop,
+        "measure",
+        lambda run, split, limit=None: limits.append(limit) or real_measure(run, split, limit),
+    )
+    train(smoke("train.iterations=2", "data.test_limit=3"), tmp_path / "run", command="test")
+    assert limits == [None, 3]  # validation on data.val_limit (2), the test on its own 3
+    provenance = ann.read_meta(tmp_path / "run" / "model.safetensors").provenance
+    assert (provenance["data"]["val_limit"], provenance["data"]["test_limit"]) == (2, 3)
+    card = (tmp_path / "run" / "model_card.md").read_text()
+    assert "(first 2 images)" in card and "(first 3 images)" in card and "of each split" not in card
+    assert smoke("data.test_limit=0").data.resolved_test_limit == 0
+    assert smoke().data.resolved_test_limit == 2  # -1: as val_limit
+    with pytest.raises(ConfigError, match="or data.test_limit"):
+        smoke("data.test_split=train", "data.test_limit=0")

@@ -63,10 +63,15 @@ def metrics_section(summary: dict | None, test: dict | None, config: RunConfig) 
         return ["No validation was run.", ""]
     data, mode = config.data, config.train.val_mode
     results = [(data.val_split, summary)] + ([(data.test_split, test)] if test else [])
-    subset = f", first {data.val_limit} images of each split (data.val_limit)" if data.val_limit else ""
+    limits = [data.val_limit, data.resolved_test_limit]
+    same = not test or limits[0] == limits[1]
+    subset = (
+        f", first {data.val_limit} images of each split (data.val_limit)" if same and data.val_limit else ""
+    )
     lines = [f"## Evaluation ({mode}, {data.dataset}{subset})", ""]
     lines += [f"- {name}: mIoU **{100 * r['miou']:.2f}**, pixel accuracy {100 * r['pixel_acc']:.2f}"
-              for name, r in results]  # fmt: skip
+              + ("" if same else f" ({f'first {limit} images' if limit else 'whole split'})")
+              for (name, r), limit in zip(results, limits, strict=False)]  # fmt: skip
     lines += ["", "| class | " + " | ".join(f"{name} IoU" for name, _ in results) + " |"]
     lines.append("|---" * (len(results) + 1) + "|")
     for cls in summary["per_class_iou"]:

@@ -45,6 +45,9 @@ class DataConfig:
     brightness: float = 10.0
     normalization: str = "auto"  # auto: the backbone's ImageNet statistics
     val_limit: int = 0  # validate (and test) on the first N images only; 0 = whole split
+    # the final test on its own limit: -1 = as val_limit; 0 = the whole split (a model card's
+    # test score over the whole split while periodic validation stays cheap); N = the first N
+    test_limit: int = -1
     workers: int = 4
     skip_bad: bool = False  # dataset skip_bad: replace unreadable samples by the next one
     # progressive resizing, [[until, factor], ...]: the iterations before until x train.iterations
@@ -52,6 +55,10 @@ class DataConfig:
     # step costs about factor^2 as much (docs/cpu-training.md); validation, test and the model card
     # stay at the sizes above, the model's target scale. [] = one size throughout
     progressive: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def resolved_test_limit(self) -> int:
+        return self.val_limit if self.test_limit == -1 else self.test_limit
 
     def __post_init__(self) -> None:
         check_choice("data.dataset", self.dataset, DATASETS)
@@ -78,10 +85,20 @@ class DataConfig:
         smallest = min([factor for _, factor in self.progressive], default=1) * min(self.synthcity_size)
         if self.dataset == "synthcity" and smallest < 32:  # SynthCity's smallest rendering
             raise ConfigError(f"data.progressive: SynthCity images {smallest:g} pixels high, below 32")
-        unbounded = self.dataset == "synthcity" and "train" in (self.val_split, self.test_split)
-        if unbounded and not self.val_limit:  # SynthCity renders train images without end
+        if self.test_limit < -1:
+            raise ConfigError(
+                f"data.test_limit must be -1 (as val_limit), 0 (all) or N, got {self.test_limit}"
+            )
+        # SynthCity renders train images without end: evaluating on them needs a limit
+        evaluated = (
+            (self.val_split, self.val_limit, "val_limit"),
+            (self.test_split, self.resolved_test_limit, "test_limit"),
+        )
+        unlimited = [key for split, limit, key in evaluated if split == "train" and limit == 0]
+        if self.dataset == "synthcity" and unlimited:
             raise ConfigError(
                 "SynthCity's train split is unbounded: evaluating on it needs data.val_limit = N"
+                + (" or data.test_limit = N" if unlimited[-1] == "test_limit" else "")
             )
         if self.dataset != "synthcity" and not self.root:
             raise ConfigError(f"data.root: dataset {self.dataset!r} needs a folder (--set data.root=DIR)")

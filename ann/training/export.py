@@ -64,7 +64,8 @@ def provenance(run, command: str, reproduce: str = "") -> dict:
             "synthcity_seed": data.synthcity_seed,
             "synthcity_size": list(data.synthcity_size),
             "synthcity_train_images": data.synthcity_train_images,  # 0 = unbounded stream
-            "val_limit": data.val_limit,  # val and test metrics on the first N images; 0 = all
+            "val_limit": data.val_limit,  # val metrics on the first N images; 0 = all
+            "test_limit": data.resolved_test_limit,  # test metrics on the first N images; 0 = all
             "crop_size": list(data.crop_size),  # the training scale (the last stage's, if progressive)
             "progressive": [list(stage) for stage in data.progressive],
         },

@@ -389,17 +389,19 @@ def validate(run: Run, split: Split, log: RunLog | None) -> dict:
 def final_test(run: Run, split: Split | None) -> None:
     """The final model on data.test_split (if set), for the model card; never used to select."""
     if split is not None:
-        run.test_summary = measure(run, split)
+        run.test_summary = measure(run, split, run.config.data.resolved_test_limit)
         if run.processes.main:
             print(f"{run.config.data.test_split} mIoU {100 * run.test_summary['miou']:.2f}")
 
 
-def measure(run: Run, split: Split) -> dict:
-    """Confusion-matrix summary of a split, each process evaluating its share, matrices summed."""
+def measure(run: Run, split: Split, limit: int | None = None) -> dict:
+    """Confusion-matrix summary of a split (its first `limit` images, default data.val_limit), each
+    process evaluating its share, matrices summed."""
     processes, data = run.processes, run.config.data
+    limit = data.val_limit if limit is None else limit
     cuda = processes.device.type == "cuda"
     loader = eval_loader(
-        split, normalization(run.config), data.val_limit, processes.rank, processes.world, data.workers, cuda
+        split, normalization(run.config), limit, processes.rank, processes.world, data.workers, cuda
     )
     options = mode_options(
         run.config.train.val_mode, crop=data.crop_size, align=run.config.model.align_corners
