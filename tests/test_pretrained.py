@@ -88,3 +88,11 @@ def test_trainer_starts_from_the_file_and_refuses_a_misfit_before_writing(tmp_pa
     with pytest.raises(TrainingError, match="model.pretrained"):
         overrides = [*fast, f"train.backbone_weights={path}", "model.backbone=efficientnet_lite0"]
         train(load_config("smoke", overrides), tmp_path / "refused")
+
+
+def test_a_trained_ann_checkpoint_gives_its_backbone_only(tmp_path):
+    from ann.models.pretrained import backbone_state
+
+    state = {"backbone.stem.conv1.weight": torch.zeros(1), "backbone.layer1.0.bn1.weight": torch.ones(1),
+             "context.W.weight": torch.zeros(1), "classifier.weight": torch.zeros(1)}  # fmt: skip
+    assert sorted(backbone_state(state)) == ["layer1.0.bn1.weight", "stem.conv1.weight"]

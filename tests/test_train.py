@@ -572,6 +572,32 @@ def test_tensorboard_gets_each_scalar_at_its_iteration_and_a_resume_replaces_the
     assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 1.0), (2, 5.0)]
 
 
+
+def test_a_log_file_gets_a_line_per_log_step_and_no_bar(tmp_path, capsys):
+    """Not a terminal (a log file, here pytest's capture): no tqdm frames with carriage returns, but
+    one line per train.log_every iterations and one at the end, with loss, lr, images/s and ETA."""
+    train(smoke("train.progress=true", "train.iterations=5", "train.log_every=2", "train.val_every=0"), tmp_path)
+    printed = capsys.readouterr()
+    lines = [line for line in printed.err.splitlines() if line.startswith("train ")]
+    assert [line.split()[1] for line in lines] == ["2/5", "4/5", "5/5"]
+    assert all(word in lines[-1] for word in ("loss", "lr", "img/s", "ETA"))
+    assert "\r" not in printed.err + printed.out
+
+
+def test_the_bar_is_for_a_terminal_and_progress_false_silences_both(tmp_path, monkeypatch, capsys):
+    from ann.training.logging import RunLog
+
+    log = RunLog(tmp_path, 0, 4, progress=False)
+    log.show(2, 1.0, 0.01, 3.0)
+    assert log.bar.disable and capsys.readouterr().err == ""
+    log.close()
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    log = RunLog(tmp_path, 0, 4, progress=True)
+    log.step()
+    log.show(1, 1.0, 0.01, 3.0)
+    assert not log.bar.disable and "loss=1.0000" in log.bar.postfix
+    log.close()
+    assert "train 1/4" not in capsys.readouterr().err
 def test_curve_shows_the_validation_miou_in_percent(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
@@ -765,3 +791,19 @@ def test_the_final_test_has_its_own_limit_and_the_card_says_which(tmp_path, monk
     assert smoke().data.resolved_test_limit == 2  # -1: as val_limit
     with pytest.raises(ConfigError, match="or data.test_limit"):
         smoke("data.test_split=train", "data.test_limit=0")
+
+
+def test_a_frozen_backbone_from_a_trained_ann_keeps_its_weights_and_statistics(run_dir, tmp_path):
+    """The head-only ablation protocol: the smoke ANN's backbone starts an FCN whose head alone trains."""
+    trained = ann.load(run_dir / "model.safetensors")
+    weights = f"train.backbone_weights={run_dir / 'model.safetensors'}"
+    config = smoke(weights, "train.freeze_backbone=true", "model.fusion=none", "model.context=none")
+    run = train(config, tmp_path / "fcn")
+    backbone = run.net.backbone.state_dict()
+    for name, tensor in trained.backbone.state_dict().items():  # weights and BN running statistics
+        assert torch.equal(backbone[name].to(tensor.dtype), tensor), name
+    assert not any(p.requires_grad for p in run.net.backbone.parameters())
+    head = ann.load(tmp_path / "fcn" / "model.safetensors").classifier.state_dict()
+    assert any(not torch.equal(t, trained.classifier.state_dict()[k]) for k, t in head.items())  # trained
+    with pytest.raises(TrainingError, match="freeze_backbone keeps a random backbone"):
+        train(smoke("train.freeze_backbone=true"), tmp_path / "refused")

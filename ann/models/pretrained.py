@@ -38,6 +38,10 @@ def read_state(path: str | Path) -> dict[str, Tensor]:
 
 def backbone_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Our DilatedResNet names for an ImageNet ResNet state dict (fc dropped)."""
+    # a segmentation checkpoint (a trained ANN's model.safetensors) holds its head too: the
+    # backbone's tensors only, so a trained ANN's backbone can start another run
+    if any(k.removeprefix("module.").startswith("backbone.") for k in state):
+        state = {k: v for k, v in state.items() if k.removeprefix("module.").startswith("backbone.")}
     renamed = {}
     for name, tensor in state.items():
         for wrapper in WRAPPERS:

@@ -34,6 +34,11 @@ def with_dataset_classes(config: RunConfig, split: Split) -> RunConfig:
 
 def check_backbone_weights(config: RunConfig) -> None:
     """A weight file that is missing or does not fit stops the run before its folder is written."""
+    if config.train.freeze_backbone and not (config.train.backbone_weights or config.model.pretrained):
+        raise TrainingError(
+            "train.freeze_backbone keeps a random backbone: give trained weights with "
+            "train.backbone_weights=FILE (ImageNet, or a trained ANN's model.safetensors) or model.pretrained"
+        )
     if not config.train.backbone_weights:
         return
     if not config.model.backbone.startswith("resnet"):

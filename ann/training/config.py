@@ -145,11 +145,14 @@ class TrainConfig:
     log_every: int = 20
     val_every: int = 5000  # 0 = only at the end
     val_mode: str = "whole"  # whole | slide | msflip
-    progress: bool = True  # tqdm bar on rank 0
+    progress: bool = True  # rank 0: a tqdm bar on a terminal, else a line per log_every; false = neither
     export_dtype: str = "float16"  # float16 | float32 for the final safetensors file
     # ImageNet weights of a ResNet backbone, a local .pth/.safetensors (torchvision or deep-stem
     # layout, ann/models/pretrained.py); "" = random init. EfficientNet: model.pretrained.
     backbone_weights: str = ""
+    # no gradients into the backbone and its BN statistics kept: the head-only ablation protocol
+    # on a trained ANN's backbone (docs/cpu-training.md); needs backbone_weights or model.pretrained
+    freeze_backbone: bool = False
 
     def __post_init__(self) -> None:
         check_positive("train.iterations", self.iterations)

@@ -164,6 +164,8 @@ def build_run(config: RunConfig, out: Path, processes: Processes, initial_weight
     net = build_network(config.model)
     if config.train.backbone_weights and initial_weights:
         load_backbone_weights(net.backbone, config.train.backbone_weights)
+    if config.train.freeze_backbone:
+        freeze(net.backbone)
     net = net.to(processes.device)
     cuda = processes.device.type == "cuda"
     if cuda:
@@ -194,6 +196,17 @@ def build_run(config: RunConfig, out: Path, processes: Processes, initial_weight
     normalize = Normalization(normalization(config)).to(processes.device)
     device = processes.device
     return Run(config, out, processes, net, model, optimizer, scheduler, criterion.to(device), normalize)
+
+
+def freeze(backbone: nn.Module) -> None:
+    """No gradients (so no backward through it), and BN keeps its running statistics: eval mode at
+    every call, whatever net.train() set after a validation."""
+    backbone.requires_grad_(False)
+    backbone.register_forward_pre_hook(keep_eval_mode)
+
+
+def keep_eval_mode(module: nn.Module, args) -> None:
+    module.eval()  # returns nothing: a pre-hook's return value would replace the input
 
 
 def build_criterion(loss: LossConfig) -> SegmentationLoss:
@@ -302,7 +315,7 @@ def train_iteration(
     run.iteration += 1
     meter.images += len(images) * processes.world
     if log:
-        log.bar.update(1)
+        log.step()
     end = run.iteration == cfg.iterations
     if run.iteration % cfg.log_every == 0 or end:
         log_training(run, losses, meter, log)
@@ -371,7 +384,7 @@ def log_training(run: Run, losses: dict, meter: Meter, log: RunLog | None) -> No
     if run.processes.device.type == "cuda":
         record["gpu_max_memory_gb"] = torch.cuda.max_memory_allocated(run.processes.device) / 2**30
     log.record(record)
-    log.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.1f}")
+    log.show(run.iteration, record["loss"], lr, images_per_s)
 
 
 def validate(run: Run, split: Split, log: RunLog | None) -> dict:
