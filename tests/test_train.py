@@ -572,11 +572,11 @@ def test_tensorboard_gets_each_scalar_at_its_iteration_and_a_resume_replaces_the
     assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 1.0), (2, 5.0)]
 
 
-
 def test_a_log_file_gets_a_line_per_log_step_and_no_bar(tmp_path, capsys):
     """Not a terminal (a log file, here pytest's capture): no tqdm frames with carriage returns, but
     one line per train.log_every iterations and one at the end, with loss, lr, images/s and ETA."""
-    train(smoke("train.progress=true", "train.iterations=5", "train.log_every=2", "train.val_every=0"), tmp_path)
+    config = smoke("train.progress=true", "train.iterations=5", "train.log_every=2", "train.val_every=0")
+    train(config, tmp_path)
     printed = capsys.readouterr()
     lines = [line for line in printed.err.splitlines() if line.startswith("train ")]
     assert [line.split()[1] for line in lines] == ["2/5", "4/5", "5/5"]
@@ -598,6 +598,8 @@ def test_the_bar_is_for_a_terminal_and_progress_false_silences_both(tmp_path, mo
     assert not log.bar.disable and "loss=1.0000" in log.bar.postfix
     log.close()
     assert "train 1/4" not in capsys.readouterr().err
+
+
 def test_curve_shows_the_validation_miou_in_percent(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 

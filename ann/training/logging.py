@@ -1,11 +1,14 @@
-"""What a run shows while it trains: a tqdm bar, metrics.jsonl, TensorBoard events, and the
-training-curve PNG at the end. Only rank 0 creates a `RunLog`; other ranks log nothing."""
+"""What a run shows while it trains: a tqdm bar on a terminal (a plain line per `train.log_every`
+iterations in a log file), metrics.jsonl, TensorBoard events, and the training-curve PNG at the
+end. Only rank 0 creates a `RunLog`; other ranks log nothing."""
 
 import contextlib
 import errno
 import io
 import json
 import math
+import sys
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -36,7 +39,7 @@ def truncate_metrics(folder: Path, iteration: int) -> None:
 
 class RunLog:
     def __init__(self, folder: Path, start: int, total: int, progress: bool) -> None:
-        self.folder = folder
+        self.folder, self.start, self.total = folder, start, total
         truncate_metrics(folder, start)
         self.file = open(folder / METRICS_FILE, "a")
         self.tensorboard = None
@@ -47,11 +50,31 @@ class RunLog:
             self.tensorboard = SummaryWriter(str(folder / "tensorboard"), purge_step=start + 1)
         except ImportError:
             pass
-        self.bar = tqdm(total=total, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
+        # a bar redraws itself with carriage returns: in a log file each frame stays, so a file gets
+        # plain lines from show() instead
+        terminal = sys.stderr is not None and sys.stderr.isatty()
+        self.lines = progress and not terminal
+        self.bar = tqdm(
+            total=total, initial=start, desc="train", disable=not (progress and terminal), dynamic_ncols=True
+        )
+        self.since = time.perf_counter()
 
-    def step(self, iteration: int, loss: float, lr: float) -> None:
+    def step(self) -> None:
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+
+    def show(self, iteration: int, loss: float, lr: float, images_per_s: float) -> None:
+        """The figures of a log step: on the bar, or as one line when there is no terminal."""
+        if not self.lines:
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.1f}")
+            return
+        done = iteration - self.start  # this session's iterations: a resumed run's ETA is its own
+        remaining = (time.perf_counter() - self.since) / max(done, 1) * (self.total - iteration)
+        print(
+            f"train {iteration}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  {images_per_s:.1f} img/s  "
+            f"ETA {tqdm.format_interval(remaining)}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def record(self, record: dict) -> None:
         """One JSONL line (flushed) and the same scalars in TensorBoard."""
