@@ -4,10 +4,15 @@ above what was held before (CUDA max_memory_allocated; CPU, torch's allocator ev
 profiler), and the device a figure was taken on.
 """
 
+import contextlib
 import json
+import os
+import re
 import statistics
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -65,11 +70,9 @@ def _measure_cuda(fn, device: torch.device, repeats: int, warmup: int) -> tuple[
 
 def cpu_peak_mb(fn: Callable[[], object]) -> float:
     """Peak bytes held by torch's CPU allocator during one call, from the profiler's memory events."""
-    import tempfile
-
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with without_kineto_chatter(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     # the exported trace lists every allocation and free; prof.events() folds most into their ops
     with tempfile.TemporaryDirectory() as folder:
@@ -86,6 +89,37 @@ def cpu_peak_mb(fn: Callable[[], object]) -> float:
         held += size  # + on allocation, - on free
         peak = max(peak, held)
     return peak / 2**20
+
+
+# kineto's progress lines, e.g.
+# "USDT:2026-01-01 12:00:00 123:123 SyncActivityProfilerHandler.cpp:52] profiler_start"
+KINETO_CHATTER = re.compile(rb"(USDT|STAGE|INFO):\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d+:\d+ \S+\.cpp:\d+\] ")
+
+
+@contextlib.contextmanager
+def without_kineto_chatter() -> Iterator[None]:
+    """torch.profiler's C++ side (kineto) writes "USDT ... profiler_start/stop" to file descriptor 2
+    on every profiled run. It logs them at its highest level, above its errors, so KINETO_LOG_LEVEL
+    cannot hide them alone: fd 2 goes to a file during the run, and every other line (a kineto
+    error or warning, a Python warning) is written back to it afterwards."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (a daemon): nothing to keep clean
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(True) if not KINETO_CHATTER.match(line)]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 def environment(device: str) -> dict:

@@ -101,17 +101,35 @@ def test_cpu_peak_sees_allocations():
     assert time_ms > 0 and peak_mb == pytest.approx(2 * 4e6 / 2**20, rel=0.02)
 
 
+def test_only_kinetos_progress_lines_are_dropped(capfd):
+    import os
+
+    from ann.timing import without_kineto_chatter
+
+    stamp = b"2026-12-05 16:18:55 31114:31114"
+    with without_kineto_chatter():
+        os.write(2, b"USDT:" + stamp + b" SyncActivityProfilerHandler.cpp:52] profiler_start\n")
+        os.write(2, b"ERROR:" + stamp + b" CuptiActivityProfiler.cpp:1] a real error\n")
+        os.write(2, b"STAGE:" + stamp + b" SyncActivityProfilerHandler.cpp:51] Completed Stage: Warm Up\n")
+        os.write(2, b"a warning\n")
+    error = "ERROR:" + stamp.decode() + " CuptiActivityProfiler.cpp:1] a real error"
+    assert capfd.readouterr().err.splitlines() == [error, "a warning"]
+
+
 def test_parse_size():
     assert parse_size("256x128") == (256, 128)
     with pytest.raises(argparse.ArgumentTypeError, match="WIDTHxHEIGHT"):
         parse_size("256")
 
 
-def test_block_cli_writes_rows(tmp_path):
+def test_block_cli_writes_rows(tmp_path, capfd):
     out = tmp_path / "block.json"
     main(["block", "--size", "8x6", "--channels", "16", "--key", "8", "--repeats", "1", "--json", str(out)])
     rows = json.loads(out.read_text())
     assert [r["block"] for r in rows] == list(BLOCKS)
+    printed = capfd.readouterr()  # the table alone: no profiler lines (kineto writes to fd 2) between rows
+    assert printed.err == "" and "profiler_st" not in printed.out
+    assert len(printed.out.splitlines()) == 2 * len(BLOCKS) + 3  # a line per row, then the table
     keys = {"block", "height", "width", "device", "dtype", "gmacs", "peak_mem_mb", "time_ms"}
     for row in rows:
         assert keys <= set(row) and (row["height"], row["width"]) == (6, 8)
