@@ -13,9 +13,13 @@ Export once per deployment resolution (the app and `ann.predict` have no such li
 """
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +45,26 @@ class Deployed(nn.Module):
         return self.model(self.normalize(image))
 
 
+@contextlib.contextmanager
+def exporter_notices_filtered() -> Iterator[None]:
+    """torch.onnx's exporter logs "torchvision is not installed. Skipping torchvision::nms" (and
+    roi_align, ...) for ops this graph never uses, and copying the program warns that torch's own
+    LeafSpec is deprecated: neither is the user's to act on. Those two alone are dropped."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+
+    def not_torchvision(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("torchvision is not installed")
+
+    registration.addFilter(not_torchvision)
+    try:
+        with warnings.catch_warnings():
+            leaf_spec = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+            warnings.filterwarnings("ignore", leaf_spec, FutureWarning)
+            yield
+    finally:
+        registration.removeFilter(not_torchvision)
+
+
 def export(model: nn.Module, out: Path, size: tuple[int, int], batch: int = 1) -> dict[str, str]:
     """Write the ONNX file of a loaded checkpoint (`ann.load`; temp file + rename); its metadata."""
     try:
@@ -59,10 +83,11 @@ def export(model: nn.Module, out: Path, size: tuple[int, int], batch: int = 1) -
     }
     tmp = out.with_name(out.name + ".tmp")
     try:
-        program = torch.onnx.export(
-            Deployed(model, meta.normalization).eval(), (image,), dynamo=True,
-            input_names=["image"], output_names=["logits"], verbose=False,
-        )  # fmt: skip
+        with exporter_notices_filtered():
+            program = torch.onnx.export(
+                Deployed(model, meta.normalization).eval(), (image,), dynamo=True,
+                input_names=["image"], output_names=["logits"], verbose=False,
+            )  # fmt: skip
         proto = program.model_proto
         for key, value in metadata.items():
             proto.metadata_props.add(key=key, value=value)

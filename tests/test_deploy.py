@@ -2,6 +2,8 @@
 checkpoint's classes and normalisation, keeps its fixed size, and a refused export writes nothing."""
 
 import json
+import logging
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -81,7 +83,22 @@ def test_bad_batch_and_onnx_folder_are_refused_before_exporting(tmp_path, capsys
     assert "is a folder" in capsys.readouterr().err and list((tmp_path / "out").iterdir()) == []
 
 
-def test_export_into_a_new_folder(tmp_path):
+def test_export_into_a_new_folder_says_what_it_wrote_and_nothing_else(tmp_path, capfd):
+    """No exporter notices a user cannot act on: "torchvision is not installed" (logged for ops the
+    graph never uses) and torch's deprecated LeafSpec (a FutureWarning from copying the program)."""
     out = tmp_path / "exports" / "v1" / "model.onnx"
-    assert main([str(checkpoint(tmp_path)), "--onnx", str(out), "--size", "64x32", "--no-check"]) == 0
+    source = checkpoint(tmp_path)
+    logged = logging.Handler()  # torch's handler writes to the stderr of its import, not this test's
+    logged.emit = lambda record: messages.append(record.getMessage())
+    messages = []
+    logging.getLogger("torch.onnx").addHandler(logged)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # shown even where pytest or an earlier export saw them once
+            assert main([str(source), "--onnx", str(out), "--size", "64x32", "--no-check"]) == 0
+    finally:
+        logging.getLogger("torch.onnx").removeHandler(logged)
     assert onnx.load(str(out)).graph.input[0].name == "image"
+    printed = capfd.readouterr()
+    assert printed.out.splitlines() == [f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)"]
+    assert printed.err == "" and messages == [] and [str(w.message) for w in caught] == []
