@@ -3,12 +3,13 @@
 --mcp`, Gradio's own, which makes every public endpoint a tool) describe them alike.
 
 An API call carries no browser session, so results are named: `segment` returns a handle in its
-summary, and `attention`, `anchor`, `set_sampling`, `reset_sampling` and `export` take it. An
-empty handle means the calling client's latest result (gradio_client keeps one session per
-Client); an MCP call has no session, so tools pass the handle. Results live in
-`app.session.RESULTS`, the least recently used dropped beyond its memory budget. Every function calls
-the handler the browser calls (app/segment.py, attention.py, sampling.py, export.py); pictures
-come back as PNG files, summaries as JSON objects.
+summary, and `attention`, `anchor`, `set_sampling`, `reset_sampling`, `export` and `nb_compare`
+take it (`class_context` too, for one image). An empty handle means the calling client's latest
+result (gradio_client keeps one session per Client); an MCP call has no session, so tools pass the
+handle. Results live in `app.session.RESULTS`, the least recently used dropped beyond its memory
+budget. Every function calls the handler the browser calls (app/segment.py, attention.py,
+sampling.py, export.py; app/tabs/class_context.py and nb_compare.py); pictures come back as PNG
+files, summaries as JSON objects.
 """
 
 # no `from __future__ import annotations`: gr.api reads the return types from the signature as types
@@ -27,6 +28,8 @@ from app import export as export_files
 from app import plots, sampling, segment
 from app.errors import UserError
 from app.session import RESULTS, ModelStore, Results, Session
+from app.tabs import class_context as context_tab
+from app.tabs import nb_compare as nb_tab
 
 TOP_ANCHORS = 5  # strongest anchors listed in /attention's summary; /export has all weights
 
@@ -48,7 +51,8 @@ class Api:
         one at a time per model: every Explorer takes its model's lock.
         """
         for fn in (self.segment, self.attention, self.anchor, self.set_sampling, self.reset_sampling,
-                   self.export, self.model_card, self.upload_checkpoint, self.checkpoints):  # fmt: skip
+                   self.export, self.model_card, self.upload_checkpoint, self.checkpoints,
+                   self.class_context, self.nb_compare, self.nb_compare_split):  # fmt: skip
             gr.api(fn, api_name=fn.__name__, queue=False)
 
     def segment(
@@ -242,6 +246,97 @@ class Api:
         """
         name = segment.add_checkpoint(self.store, file["path"])
         return name, segment.model_card(self.store, name, self.max_side)
+
+    def class_context(
+        self,
+        checkpoint: str = "",
+        data: str = "synthcity",
+        split: str = "test",
+        count: int = context_tab.DEFAULT_COUNT,
+        labels: str = "",
+        block: str = "",
+        handle: str = "",
+        request: gr.Request = None,
+    ) -> dict:
+        """Where a model's attention lands, by class: row c of `matrix` is the share of the attention
+        of class-c pixels that lands on anchors made of each class (rows sum to 1).
+
+        Args:
+            checkpoint: a name from /checkpoints; empty: the app's default model (or the handle's)
+            data: synthcity (the first `count` images of a split, trained sampling) or image (`handle`)
+            split: test or val, of SynthCity
+            count: SynthCity images, 1..500 (a second call with the same data is instant)
+            labels: gt (ground truth) or prediction (the model's); empty: gt where there is one
+            block: context (APNB or NB), fusion (AFNB or FNB), or apnb, afnb, nb, fnb; empty: context
+            handle: for data "image": a result of /segment; empty: your latest
+        Returns:
+            context: classes, matrix (null rows: no pixels), pixels, own_share, entropy, effective_anchors
+        """
+        session = None
+        if data == "image":
+            session = self.results.get(handle, client(request))
+            if checkpoint and checkpoint != session.checkpoint:
+                raise UserError(f"the image's result is of {session.checkpoint!r}: leave checkpoint empty")
+        name, side = checkpoint or self.default, self.max_side
+        results, about, model = context_tab.context(
+            self.store, name, data, split, count, labels, session, side
+        )
+        result = context_tab.pick(results, model, block)
+        return {**about, "blocks": list(results), **result.to_json()}
+
+    def nb_compare(
+        self,
+        handle: str = "",
+        image: FileData | None = None,
+        label_map: FileData | None = None,
+        checkpoint: str = "",
+        method: str = "",
+        sizes: str = "",
+        seed: int = 0,
+        request: gr.Request = None,
+    ) -> tuple[FileData, dict]:
+        """APNB (and AFNB) against NB (and FNB) on the same weights, on one image: the cosine of their
+        context vectors per position, the pixels whose class changes, mIoU, GMACs and head time.
+
+        Args:
+            handle: a result of /segment (its label map gives the mIoU); empty: your latest (or `image`)
+            image: instead of a handle, an image to segment first, with `checkpoint`
+            label_map: with `image`: its ground truth, a PNG of class ids (255 = ignore), for the mIoU
+            checkpoint: for `image`: a name from /checkpoints; empty: the app's default model
+            method: the sampled side: a Table 7 method (e.g. pyramid_max); empty: the trained sampling
+            sizes: pyramid sizes of `method`, e.g. "1,2,3,6"; empty: the trained sizes
+            seed: of the random methods
+        Returns:
+            cosine: PNG, each block's cosine map (viridis, its lowest value or 0.999 to 1), side by side
+            summary: per block the cosine (mean, min, p05, median), S, GMACs; changed pixels, mIoU, times
+        """
+        if image is not None:
+            session = self.new_result(image, label_map, checkpoint, request)[0]
+        elif label_map is not None or checkpoint:
+            raise UserError("label_map and checkpoint go with image; a handle's result keeps its own")
+        else:
+            session = self.results.get(handle, client(request))
+        comparison = nb_tab.compare(session, method, sizes, seed)
+        summary = {"handle": session.handle, "checkpoint": session.checkpoint, **comparison.to_json(),
+                   "text": nb_tab.image_text(comparison)}  # fmt: skip
+        return self.picture(session, "nb_cosine", nb_tab.cosine_row(comparison)), summary
+
+    def nb_compare_split(
+        self, checkpoint: str = "", split: str = "test", count: int = nb_tab.DEFAULT_COUNT
+    ) -> dict:
+        """Every Table 7 sampling, the trained one and NB at inference (every position an anchor) on
+        the same weights over SynthCity images: each one's mIoU and mean cosine of its context to NB's.
+
+        Args:
+            checkpoint: a name from /checkpoints; empty: the app's default model
+            split: test or val, of SynthCity
+            count: images, 1..500 (a second call with the same data is instant)
+        Returns:
+            comparison: rows (sampling, anchors, trained, miou, cosine_to_nb, ...; NB last), skipped
+        """
+        result, about = nb_tab.split_comparison(self.store, checkpoint or self.default, split, count,
+                                                self.max_side)  # fmt: skip
+        return {**about, **result.to_json()}
 
     # ---- helpers ------------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """The app's Blocks, built in one function. The browser's listeners keep their session in a
-gr.State; the programmatic API (app/api.py: segment, attention, anchor, sampling, export, models)
-is a set of stateless `gr.api` endpoints that call the same handlers, so the browser-only
-listeners of those actions are private. The tabs' own listeners (stage features, explain,
-efficiency) stay named endpoints: for a client without a browser session they use its latest
-API result (app.session.current). docs/app.md lists the API."""
+gr.State; the programmatic API (app/api.py: segment, attention, anchor, sampling, export, models,
+class context, APNB vs NB) is a set of stateless `gr.api` endpoints that call the same handlers,
+so the browser-only listeners of those actions are private. The older tabs' own listeners (stage
+features, explain, efficiency) stay named endpoints: for a client without a browser session they
+use its latest API result (app.session.current). docs/app.md lists the API."""
 
 from __future__ import annotations
 
@@ -16,11 +16,14 @@ from app import attention, export, sampling, segment
 from app.api import Api
 from app.images import UploadedImage
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session
+from app.tabs.class_context import class_context_tab
 from app.tabs.efficiency import efficiency_tab
 from app.tabs.explain import explain_tab
 from app.tabs.explain import show_image as explain_image
 from app.tabs.features import cleared as features_cleared
 from app.tabs.features import features_tab
+from app.tabs.nb_compare import cleared as nb_cleared
+from app.tabs.nb_compare import nb_compare_tab
 
 EXAMPLES = Path(__file__).parent / "examples"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -116,11 +119,15 @@ def build_demo(
             explain.select(explain_image, explain_inputs, shown, api_visibility="private", queue=False)
             with gr.Tab("Efficiency", id="efficiency", elem_id="tab-efficiency"):
                 efficiency_tab()
+            with gr.Tab("Class context", id="context", elem_id="tab-context"):
+                class_context_tab(state, models["checkpoint"], store, max_side)
+            with gr.Tab("APNB vs NB", id="nb", elem_id="tab-nb"):
+                nb = nb_compare_tab(state, models["checkpoint"], store, max_side)
             with gr.Tab("Export", id="export", elem_id="tab-export"):
                 export_button = gr.Button("Export current view", elem_id="export-button")
                 export_files = gr.File(label="files", file_count="multiple", elem_id="export-files")
         Api(store, default_checkpoint, max_side).register()  # first: the private listeners take other names
-        wire(store, max_side, state, models, seg, att, smp, feat, export_button, export_files)
+        wire(store, max_side, state, models, seg, att, smp, feat, nb, export_button, export_files)
     return demo
 
 
@@ -275,20 +282,20 @@ def sampling_tab() -> dict:
     return c
 
 
-def wire(store, max_side, state, models, seg, att, smp, feat, export_button, export_files) -> None:
+def wire(store, max_side, state, models, seg, att, smp, feat, nb, export_button, export_files) -> None:
     """All listeners; model work in one concurrency group, clicks always_last."""
     view = [seg["opacity"], seg["outline"], seg["hidden"]]
-    wire_segment(store, max_side, state, models, seg, att, smp, feat, view)
+    wire_segment(store, max_side, state, models, seg, att, smp, feat, nb, view)
     wire_attention(state, att)
     wire_sampling(state, seg, att, smp, view)
     export_button.click(export.export, [state, *view], export_files, api_visibility="private")
 
 
-def wire_segment(store, max_side, state, models, seg, att, smp, feat, view) -> None:
+def wire_segment(store, max_side, state, models, seg, att, smp, feat, nb, view) -> None:
     seg_inputs = [state, seg["image"], seg["label"], models["checkpoint"], *view]
     seg_outputs = [state, seg["overlay"], seg["legend"], seg["confidence"], seg["entropy"], seg["errors"],
                    seg["iou"], seg["summary"], att["image"]]  # fmt: skip
-    stale, trained = refreshers(state, att, smp, feat)  # unqueued: they run at once, before a next click
+    stale, trained = refreshers(state, att, smp, feat, nb)  # unqueued: they run at once, before a next click
     run_segment = partial(segment.segment, store=store, max_side=max_side)
     # progress and errors on the Segment tab's own views only: an error pill over the Attention
     # tab's image would block its clicks, and the image there is still the last good one
@@ -329,14 +336,19 @@ def wire_segment(store, max_side, state, models, seg, att, smp, feat, view) -> N
     ).then(*trained, api_visibility="private", queue=False)
 
 
-def refreshers(state, att, smp, feat) -> tuple[tuple, tuple]:
+def refreshers(state, att, smp, feat, nb) -> tuple[tuple, tuple]:
     """(fn, inputs, outputs) that empty the views of the previous image or model once a new one
     is in (the stage features' clickable image becomes the new one), and that set the sampling
     controls to a new model's training sampling."""
     views = ["panels", "chart", "summary", "anchor", "anchor_map", "anchor_summary", "x", "y"]
     outputs = [att[k] for k in views] + [smp["changed"], smp["area"], smp["summary"]]
     outputs += [feat[k] for k in ("image", "first", "second", "status")]
-    stale = (lambda session: (*attention.cleared(), *features_cleared(session)), state, outputs)
+    outputs += [nb[k] for k in ("cosine", "changed", "table", "summary")]
+    stale = (
+        lambda session: (*attention.cleared(), *features_cleared(session), *nb_cleared()),
+        state,
+        outputs,
+    )
     trained = (sampling.trained_controls, state, [smp[k] for k in ("preset", "sizes", "method", "summary")])
     return stale, trained
 

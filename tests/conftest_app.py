@@ -85,3 +85,36 @@ def app_client(tiny_store, tmp_path_factory):
         yield client, demo
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def attentive_store(tmp_path_factory):
+    """The tiny checkpoint with random attention weights (W included, zero at initialisation), so
+    that the anchors change the context vectors and some predicted classes (as tests/test_nb_compare.py)."""
+    from app.session import ModelStore
+
+    folder = tmp_path_factory.mktemp("attentive-checkpoints")
+    torch.manual_seed(0)
+    model = build_network(tiny_config()).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.startswith(("fusion.", "context.")) and parameter.dim() == 4:
+                parameter.normal_(0, 1.0)
+    note = {"note": "test: untrained, random attention weights"}
+    save(model, folder / TINY_NAME, CheckpointMeta(model.config, provenance=note))
+    return ModelStore(folder)
+
+
+@pytest.fixture(scope="module")
+def analysis_client(attentive_store):
+    """(client, demo): the app on `attentive_store` at a processing size of 96 px (SynthCity at 96x48)."""
+    from gradio_client import Client
+
+    from app.layout import build_demo
+
+    demo = build_demo(attentive_store, TINY_NAME, max_side=96)
+    _, url = launch(demo.queue(default_concurrency_limit=1))
+    try:
+        yield Client(url, verbose=False), demo
+    finally:
+        demo.close()

@@ -70,6 +70,7 @@ API = {  # the programmatic API (app/api.py) and the tabs' endpoints: name -> re
     "/set_sampling": ["method", "sizes"], "/reset_sampling": [], "/export": [], "/checkpoints": [],
     "/model_card": [], "/upload_checkpoint": ["file"], "/stage_features": [], "/cosine": ["x", "y"],
     "/explain": [], "/explain_image": [], "/efficiency": [], "/recorded_benchmarks": [],
+    "/class_context": [], "/nb_compare": [], "/nb_compare_split": [],
 }  # fmt: skip
 
 
@@ -500,8 +501,9 @@ def test_cleared_views_match_the_outputs_they_are_wired_to():
     att = {k: k for k in ("panels", "chart", "summary", "anchor", "anchor_map", "anchor_summary", "x", "y")}
     smp = {k: k for k in ("changed", "area", "summary", "preset", "sizes", "method")}
     feat = {k: k for k in ("image", "first", "second", "status")}
-    (fn, _, outputs), (trained, _, trained_outputs) = refreshers("state", att, smp, feat)
-    assert len(fn(None)) == len(outputs) == 15
+    nb = {k: k for k in ("cosine", "changed", "table", "summary")}
+    (fn, _, outputs), (trained, _, trained_outputs) = refreshers("state", att, smp, feat, nb)
+    assert len(fn(None)) == len(outputs) == 19
     assert len(trained(None)) == len(trained_outputs) == 4
     fn, _, outputs = anchor_view_cleared(att)
     assert len(fn()) == len(outputs) == 2

@@ -56,7 +56,8 @@ def photo(tmp_path, monkeypatch) -> Path:
 @pytest.mark.parametrize(
     "doc, section, printed",
     [("app.md", "API", "[640, 400]"), ("app.md", "MCP", "'segment'"),
-     ("app_analysis.md", "API endpoints", "Integrated Gradients")],
+     ("app_analysis.md", "API endpoints", "Integrated Gradients"),
+     ("app_analysis.md", "Class context and APNB vs NB endpoints", "apnb 2 gt")],
 )  # fmt: skip
 def test_the_python_examples_of_the_app_docs_run_as_written(app_url, photo, capsys, doc, section, printed):
     (example,) = examples(doc, section)
@@ -86,7 +87,7 @@ def test_mcp_tools_segment_and_attend_by_handle_and_refuse_plainly(app_url, phot
 
     tools, segmented, where, outside, no_handle = asyncio.run(calls())
     api = {"segment", "attention", "anchor", "set_sampling", "reset_sampling", "export", "checkpoints",
-           "model_card", "upload_checkpoint"}  # fmt: skip
+           "model_card", "upload_checkpoint", "class_context", "nb_compare", "nb_compare_split"}  # fmt: skip
     assert api <= set(tools) and "partial" not in tools
     schema = tools["attention"].inputSchema
     assert (

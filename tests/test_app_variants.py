@@ -66,3 +66,23 @@ def test_explain_offers_and_runs_grad_cam_on_the_models_own_blocks(store):
                              None, None, 8, ["Grad-CAM"], 2, 64, progress=lambda *a, **k: None)  # fmt: skip
     assert cam is not None and "Grad-CAM on nb" in status
     assert show_image(run(store, "baseline"))[2]["choices"][-1] == "stage5"  # no block to offer
+
+
+def test_class_context_of_nb_and_no_nb_comparison_without_apnb_or_afnb(store):
+    """NB and FNB have a class context (S = N = 6 x 8 anchors) but nothing to compare with NB; the
+    baseline has neither."""
+    from app.tabs import class_context, nb_compare
+
+    session = run(store, "fnb_nb")
+    show = {"store": store, "max_side": 64, "progress": None}
+    _, table, text = class_context.show(
+        session, "fnb_nb.safetensors", "image", "test", 1, "", "fusion", **show
+    )
+    assert text.startswith("**FNB** over the current image (array), 56x40 px, predicted labels")
+    assert "log S = 3.871 nats, S = 48 effective anchors" in text and table["pixels"].sum() == 40 * 56
+    with pytest.raises(gr.Error, match=r"no APNB or AFNB \(fusion fnb, context nb\)"):
+        nb_compare.image_views(session)
+    with pytest.raises(gr.Error, match="this model has no attention block"):
+        class_context.show(None, "baseline.safetensors", "synthcity", "test", 1, "", "", **show)
+    with pytest.raises(gr.Error, match=r"no APNB or AFNB \(fusion none, context none\)"):
+        nb_compare.split_views("baseline.safetensors", "test", 1, **show)

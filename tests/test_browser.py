@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib import colormaps
 from PIL import Image
 
 from ann.checkpoint import CheckpointMeta, save
@@ -310,3 +311,37 @@ def test_a_new_image_replaces_the_stage_features_views(page, segmented, tmp_path
     bh.screenshot(page, "10-features-after-new-image")
     assert bh.read_image(page, src).shape[:2] == (48, 96)
     assert tab.locator(".thumbnail-item img").count() == 0
+
+
+def test_class_context_heat_map_and_the_apnb_vs_nb_cosine_maps(page, segmented):
+    """The Class context tab draws its plotly heat map over the default 20 SynthCity images; the APNB
+    vs NB tab shows one cosine map per block (viridis) of the segmented image."""
+    show_tab(page, "context")
+    page.locator("#context-button").click()
+    summary = bh.wait_for_text(page, "#context-summary", "20 SynthCity test images", SEGMENT_TIMEOUT_S)
+    assert summary.startswith("APNB over the first 20 SynthCity test images, 256x128 px, ground-truth labels")
+    page.locator("#context-heatmap .hm image").first.wait_for(state="attached")  # plotly's heat map
+    table = bh.wait_for_text(page, "#context-table", "sidewalk", STEP_TIMEOUT_S)  # a row per class
+    assert "effective anchors" in table and "own class %" in table
+    bh.screenshot(page, "11-class-context")
+
+    show_tab(page, "nb")
+    page.locator("#nb-button").click()
+    bh.wait_for_text(page, "#nb-summary", "Cosine of the context vectors", STEP_TIMEOUT_S)
+    maps = page.locator("#nb-cosine .thumbnail-item img")
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    loaded = "images => images.filter(i => i.complete && i.naturalWidth > 0).length"
+    while maps.evaluate_all(loaded) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    bh.screenshot(page, "12-apnb-vs-nb")
+    captions = maps.evaluate_all("images => images.map(i => i.alt.split(':')[0])")
+    assert captions == ["cos(AFNB, FNB)", "cos(APNB, NB)"]
+    viridis = (colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).round()
+    segmented_hw = bh.read_image(page, bh.image_src(page, "#overlay")).shape[:2]  # the session's image
+    for src in maps.evaluate_all("images => images.map(i => i.src)"):
+        picture = bh.read_image(page, src)
+        assert picture.shape[:2] == segmented_hw  # at image size
+        colours = np.unique(picture.reshape(-1, 3), axis=0)
+        assert (
+            np.abs(colours[:, None] - viridis[None]).sum(-1).min(1).max() <= 3
+        )  # every pixel a cosine colour

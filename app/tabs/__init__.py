@@ -1,14 +1,23 @@
-"""The analysis tabs (stage features, explanations, efficiency; docs/app_analysis.md) and the
-image helpers they share. Maps arrive from ann.features already scaled to [0, 1]; here they only
-get a colourblind-safe colormap and a display size."""
+"""The analysis tabs (stage features, explanations, efficiency, class context, APNB vs NB;
+docs/app_analysis.md) and what they share: image helpers, the SynthCity split the split analyses
+read, and a small cache of their results. Maps arrive from ann.features already scaled to [0, 1];
+here they only get a colourblind-safe colormap and a display size."""
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 
 import numpy as np
 import torch
 from matplotlib import colormaps
 from PIL import Image
 
+from app.errors import UserError
+from app.session import processing_size
+
 COLORMAPS = ("viridis", "cividis", "magma")  # perceptually uniform and colourblind-safe
 DISPLAY_SIDE = 320  # longer side of gallery images, pixels
+SPLITS = ("test", "val")  # SynthCity's labelled splits (train is an unbounded stream)
 
 
 def as_numpy(values) -> np.ndarray:
@@ -59,3 +68,58 @@ def mark_point(rgb: np.ndarray, point_hw: tuple[float, float], radius: int = 4) 
                     if 0 <= yy < H and 0 <= xx < W:
                         out[yy, xx] = colour
     return out
+
+
+def split_size(meta, max_side: int | None = None) -> tuple[int, int]:
+    """(H, W) SynthCity scenes are rendered at for a model: its training aspect (2:1 when unknown,
+    ann.evaluate.trained_scale) with the longer side at the app's processing size, so a split is
+    read at the scale every uploaded image is."""
+    from ann.evaluate import trained_scale
+
+    side = processing_size(meta, max_side)[0]
+    H, W = trained_scale(meta)
+    return round(H * side / max(H, W)), round(W * side / max(H, W))
+
+
+def synthcity_split(meta, max_side: int | None, split: str, count: int) -> tuple[Iterator, int]:
+    """(image, label) pairs of the first `count` scenes of a SynthCity split (the model's SynthCity
+    city, ann.evaluate.data_config) at `split_size`, and how many there are."""
+    from ann.evaluate import data_config
+    from ann.training.data import open_split
+
+    if split not in SPLITS:
+        raise UserError(f"unknown SynthCity split {split!r}; valid: {', '.join(SPLITS)}")
+    opened = open_split(data_config("synthcity", meta, synthcity_size=split_size(meta, max_side)), split)
+    if not 1 <= int(count) <= opened.length:
+        raise UserError(f"count must be 1..{opened.length} (SynthCity {split} images), got {count}")
+    return (opened.load(i) for i in range(int(count))), int(count)
+
+
+def counted(pairs: Iterator, total: int, progress: Callable | None, desc: str) -> Iterator:
+    """The pairs, reporting (done, total) images to a gr.Progress (None: the API, no bar)."""
+    for done, pair in enumerate(pairs):
+        if progress is not None:
+            progress((done, total), desc=desc, unit="images")
+        yield pair
+
+
+class Recent:
+    """The most recent results by key: a second view of the same data is instant."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._items: OrderedDict[Hashable, object] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def get(self, key: Hashable):
+        with self._guard:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Hashable, value) -> None:
+        with self._guard:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
