@@ -7,12 +7,25 @@ from pathlib import Path
 import pytest
 import torch
 
-# Caches go to the system temp dir, never into the user's HOME: the SynthCity pool alone is 16 GB
-# at its GPU size. Set before anything reads XDG_CACHE_HOME; subprocesses inherit it.
+# What the run writes besides tmp_path goes to one folder of the system temp dir, removed at exit:
+# caches, never in the user's HOME (the SynthCity pool alone is 16 GB at its GPU size), and the
+# temp files of gradio, gradio_client's downloads and the app (a few hundred folders a run, left
+# in /tmp otherwise). Set before anything reads these variables; subprocesses inherit them.
+# tmp_path stays pytest's (PYTEST_DEBUG_TEMPROOT): a failed test's folder is kept to look at.
 REAL_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ann"
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="ann-test-cache-")
-atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
-os.environ.setdefault("MPLCONFIGDIR", os.path.join(os.environ["XDG_CACHE_HOME"], "matplotlib"))
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+SCRATCH = tempfile.mkdtemp(prefix="ann-test-")
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
+tempfile.tempdir = SCRATCH
+os.environ.update(
+    TMPDIR=SCRATCH,
+    XDG_CACHE_HOME=f"{SCRATCH}/cache",  # the pool, pip, onnxruntime, Chromium's dconf
+    XDG_CONFIG_HOME=f"{SCRATCH}/config",  # Chromium's "Crash Reports", whatever --user-data-dir says
+    MPLCONFIGDIR=f"{SCRATCH}/matplotlib",
+    GRADIO_TEMP_DIR=f"{SCRATCH}/gradio",
+)
+for folder in ("cache", "config", "matplotlib", "gradio"):
+    os.mkdir(f"{SCRATCH}/{folder}")
 
 
 def cache_listing() -> list[tuple[str, int]]:
@@ -31,3 +44,20 @@ def nothing_written_to_the_real_cache():
 
 # The CPU is shared by several people and the test tensors are tiny: one thread is fastest.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_folders_removed(request, tmp_path_factory):
+    """The tmp_path_factory folders of a module's fixtures (a converted R101 is 0.9 GB, a shipped GPU
+    session 0.5 GB) go when the module ends, as a passing test's tmp_path does (pyproject's
+    tmp_path_retention_policy): the run's peak disk use is its largest module's, not the sum of all.
+    After a failure in the module they are kept to look at."""
+    base = tmp_path_factory.getbasetemp()
+    before, failed = set(base.iterdir()), request.session.testsfailed
+    yield
+    if request.session.testsfailed == failed:
+        for folder in set(base.iterdir()) - before:
+            if folder.is_symlink():  # pytest's "<name>current" link to the newest folder
+                folder.unlink()
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
