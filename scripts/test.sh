@@ -8,5 +8,6 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-# default run: everything but the slow marker (browser tests included)
-python -m pytest -m "not slow" -q "$@"
+# pyproject's default selection, the same as a plain `python -m pytest`: everything but the slow
+# marker (browser tests included)
+python -m pytest -q "$@"
