@@ -410,7 +410,8 @@ def test_the_best_validation_miou_is_the_highest(monkeypatch):
 def test_throughput_counts_the_images_of_every_process(tmp_path):
     """Under torchrun each rank steps on its share: images/s is the global rate."""
     from ann.training.distributed import Processes
-    from ann.training.loop import Meter, build_run, train_iteration
+    from ann.training.logging import Meter
+    from ann.training.loop import build_run, train_iteration
     from ann.training.state import StopRequest
 
     config = smoke(

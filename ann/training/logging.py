@@ -141,3 +141,28 @@ def plot_curve(folder: Path, path: Path) -> Path:
     plt.close(fig)
     atomic_write(path, png.getvalue())  # whole or not at all; a full disk is named
     return path
+
+
+class Meter:
+    """Images/s and the share of wall time spent waiting for the next batch, per log window."""
+
+    def __init__(self) -> None:
+        self.images, self.waiting = 0, 0.0
+        self.since = time.perf_counter()
+
+    def timed(self, loader):
+        iterator = iter(loader)
+        while True:
+            begin = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            self.waiting += time.perf_counter() - begin
+            yield batch
+
+    def read(self) -> tuple[float, float]:
+        elapsed = max(time.perf_counter() - self.since, 1e-9)
+        rates = self.images / elapsed, self.waiting / elapsed
+        self.images, self.waiting, self.since = 0, 0.0, time.perf_counter()
+        return rates

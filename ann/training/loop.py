@@ -39,7 +39,7 @@ from ann.training.config import (
 )
 from ann.training.data import Split, eval_loader, normalization, open_split, resize_stages, train_loader
 from ann.training.distributed import Processes
-from ann.training.logging import RunLog
+from ann.training.logging import Meter, RunLog
 from ann.training.state import (
     RunLock,
     Stopped,
@@ -302,9 +302,7 @@ def train_to_end(run: Run, train_split: Split, val_split: Split) -> None:
             log.close()
 
 
-def train_iteration(
-    run: Run, images, labels, meter: "Meter", log, val_split: Split, stop: StopRequest
-) -> None:
+def train_iteration(run: Run, images, labels, meter: Meter, log, val_split: Split, stop: StopRequest) -> None:
     """One step, then what is due after it: logging, validation, checkpoint, or a requested stop."""
     cfg, processes = run.config.train, run.processes
     images = run.normalize(images.to(processes.device, non_blocking=True))
@@ -342,31 +340,6 @@ def save_progress(run: Run) -> None:
     if run.processes.main:
         save_checkpoint(run.out / CHECKPOINT, checkpoint_state(run, rng))
     distributed.barrier()
-
-
-class Meter:
-    """Images/s and the share of wall time spent waiting for the next batch, per log window."""
-
-    def __init__(self) -> None:
-        self.images, self.waiting = 0, 0.0
-        self.since = time.perf_counter()
-
-    def timed(self, loader):
-        iterator = iter(loader)
-        while True:
-            begin = time.perf_counter()
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
-            self.waiting += time.perf_counter() - begin
-            yield batch
-
-    def read(self) -> tuple[float, float]:
-        elapsed = max(time.perf_counter() - self.since, 1e-9)
-        rates = self.images / elapsed, self.waiting / elapsed
-        self.images, self.waiting, self.since = 0, 0.0, time.perf_counter()
-        return rates
 
 
 def log_training(run: Run, losses: dict, meter: Meter, log: RunLog | None) -> None:
