@@ -4,6 +4,7 @@ Both figures draw `ContextResult.matrix`: the heat map all of it, the bar figure
 rows of a few query classes, so the two cannot disagree.
 """
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 from ann.analysis.context import ContextResult
 
 DEFAULT_QUERY_CLASSES = ("sidewalk", "terrain", "wall")  # classes that only context separates (SynthCity)
+LEGEND_COLUMNS = 6
 MIN_TEXT_SHARE = 0.03  # bar segments below this get no text: it would not fit
 
 
@@ -56,9 +58,10 @@ def plot_landing(
     on, labelled with the class's mean effective number of anchors against the uniform S."""
     plt = pyplot()
     colours = class_colours(results[0].classes, palette)
-    fig, axes = plt.subplots(
-        len(results), 1, figsize=(9, 1.2 + 0.55 * len(query_classes) * len(results)), squeeze=False
-    )
+    present = sorted({k for r in results for name in query_classes for k in np.flatnonzero(r.row(name) > 0)})
+    legend_inches = 0.2 * math.ceil(len(present) / LEGEND_COLUMNS) + 0.15
+    height = 1.2 + 0.55 * len(query_classes) * len(results) + legend_inches
+    fig, axes = plt.subplots(len(results), 1, figsize=(9, height), squeeze=False)
     for ax, result in zip(axes[:, 0], results, strict=True):
         rows = [result.row(name) for name in query_classes]  # raises for an unknown class name
         for y, row in enumerate(rows):
@@ -69,10 +72,10 @@ def plot_landing(
         ax.set_xlabel(f"% of {result.block.upper()} attention mass, by the class of the anchors' pixels")
         S = np.exp(result.uniform_entropy)
         ax.set_title(f"{result.block.upper()} ({result.images} images, uniform: {S:.0f} anchors)", fontsize=9)
-    present = sorted({k for r in results for name in query_classes for k in np.flatnonzero(r.row(name) > 0)})
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[k]) for k in present]
-    fig.legend(handles, [results[0].classes[k] for k in present], loc="lower center", ncol=6, fontsize=7)
-    save(fig, path, title)
+    labels = [results[0].classes[k] for k in present]
+    fig.legend(handles, labels, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=7)
+    save(fig, path, title, bottom=legend_inches / height)
 
 
 def draw_bar(ax, y: int, row: np.ndarray, classes: list[str], colours: np.ndarray) -> None:
@@ -102,11 +105,11 @@ def class_colours(classes: list[str], palette: Sequence[Sequence[int]] | None) -
     return plt.get_cmap("tab20")(np.arange(len(classes)) % 20)
 
 
-def save(fig, path: Path, title: str) -> None:
+def save(fig, path: Path, title: str, bottom: float = 0.0) -> None:
+    """`bottom`: the share of the figure's height kept free below the axes (for a figure legend)."""
     if title:
         fig.suptitle(title, fontsize=10)
-    # a figure legend sits below the axes: keep the bottom free for it
-    fig.tight_layout(rect=(0, 0.1 if fig.legends else 0, 1, 1))
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     pyplot().close(fig)
