@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ann.explore import image_to_feature
+from ann.inference import preprocess
 from ann.models.efficientnet import IMAGENET_NORMALIZATION, EfficientNetLite0, efficientnet_lite0
 from ann.models.network import ANN, ANNConfig, HeadOutput
 from ann.models.resnet import DilatedResNet
@@ -124,6 +125,20 @@ def value_ranges(maps: dict[str, Tensor], shared: bool = True) -> dict[str, tupl
     return ranges
 
 
+def reduced_gallery(
+    groups: dict[str, dict[str, Tensor]], method: str, shared: bool = True
+) -> tuple[dict[tuple[str, str], tuple[float, float]], dict[tuple[str, str], Tensor]]:
+    """The Stage features gallery: every map of every group (a model's named features) reduced by
+    `method`, keyed (group, name); the range each is scaled by and the maps scaled to [0, 1].
+    With `shared`, one range spans both models too: equal value, equal colour (Fig. 7)."""
+    maps = {
+        (label, name): reduce_channels(found[name], method)
+        for label, found in groups.items()
+        for name in found
+    }
+    return value_ranges(maps, shared), normalize_maps(maps, shared)
+
+
 def normalize_maps(maps: dict[str, Tensor], shared: bool = True) -> dict[str, Tensor]:
     """Maps from reduce_channels scaled to [0, 1] by value_ranges, clipped."""
     ranges = value_ranges(maps, shared)
@@ -171,6 +186,11 @@ def imagenet_backbone(output_stride: int = 8) -> tuple[EfficientNetLite0, dict]:
     """EfficientNet-Lite0 with its ImageNet weights, i.e. before segmentation training (Fig. 7),
     in eval mode, with the normalisation its weights expect."""
     return efficientnet_lite0(output_stride, pretrained=True).eval(), dict(IMAGENET_NORMALIZATION)
+
+
+def imagenet_features(image: np.ndarray, backbone: nn.Module, normalization: dict) -> dict[str, Tensor]:
+    """Stage1..Stage5 of an ImageNet backbone (imagenet_backbone) on a uint8 RGB image."""
+    return named_features(backbone_stages(backbone, preprocess(image, normalization)))
 
 
 @torch.no_grad()

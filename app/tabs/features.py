@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from ann import features
-from ann.inference import preprocess
 from app.errors import UserError
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session, require, returns_freed_memory
 from app.tabs import colorize, display_size, mark_point, resize
@@ -28,8 +27,7 @@ _imagenet = {}  # the ImageNet backbone, loaded once on first use
 def imagenet_features(image: np.ndarray) -> dict[str, torch.Tensor]:
     if not _imagenet:
         _imagenet["backbone"], _imagenet["normalization"] = features.imagenet_backbone()
-    x = preprocess(image, _imagenet["normalization"])
-    return features.named_features(features.backbone_stages(_imagenet["backbone"], x))
+    return features.imagenet_features(image, _imagenet["backbone"], _imagenet["normalization"])
 
 
 def image_key(image: np.ndarray) -> str:
@@ -87,20 +85,16 @@ def stage_features(
     if method not in features.REDUCTIONS:
         raise UserError(f"unknown reduction {reduction!r}; valid: {', '.join(REDUCTION_LABELS)}")
     groups, cache = feature_groups(session, compare, cache, store)
-    keys = [(label, name) for label, found in groups.items() for name in found]
-    maps = {key: features.reduce_channels(groups[key[0]][key[1]], method) for key in keys}
-    # one range across both models too: equal value, equal colour
-    ranges = features.value_ranges(maps, shared)
-    units = features.normalize_maps(maps, shared)
+    ranges, units = features.reduced_gallery(groups, method, shared)  # python -m ann.figure draws these
     size = display_size(session.image.shape[:2])
     galleries = {"": [], "A": [], "B": []}
-    for label, name in keys:
+    for label, name in units:
         rgb = resize(colorize(units[label, name], cmap), size)
         text = caption(label, name, groups[label][name], None if shared else ranges[label, name])
         galleries[label].append((rgb, text))
     if shared and ranges:
         low, high = next(iter(ranges.values()))
-        scope = f"one range shared by all {len(maps)} maps, [{low:.3g}, {high:.3g}]"
+        scope = f"one range shared by all {len(units)} maps, [{low:.3g}, {high:.3g}]"
     else:
         scope = "each map scaled to its own range (below: the gallery cuts long captions)"
     status = f"{reduction}; {scope}, from 1st-99th percentiles. Model A: {session.checkpoint}"
