@@ -1,5 +1,8 @@
 """Export handler: the overlay and panels as PNG, the label map as lossless PNG, the attention as
-.npz and the settings (checkpoint sha256, sampling, coordinates) as JSON."""
+.npz and the settings (checkpoint sha256, sampling, coordinates) as JSON; the attention panels, the
+sorted-weights chart and the Class context tab's matrix also as SVG (matplotlib, text kept as text)
+and as standalone HTML (the plotly figures the page shows, plotly.js embedded: no network needed
+to open them)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ann.analysis import attention_plots
+from ann.analysis.context_plots import plot_matrix
+from ann.analysis.panels import level_pictures
 from app import plots
 from app.attention import block_choice
 from app.session import Session, require
@@ -36,20 +42,47 @@ def export(session: Session | None, opacity: float, outline: bool, hidden: list[
     if "x" in selection:
         key = block_choice(session, selection["block"])
         weights, geometry = session.explorer.attention_at(selection["x"], selection["y"], key)
-        save_png(
-            "panels.png",
-            plots.level_panels(session.image, weights, geometry, (selection["x"], selection["y"]))[0],
-        )
+        point = (selection["x"], selection["y"])
+        save_png("panels.png", plots.level_panels(session.image, weights, geometry, point)[0])
+        pictures = level_pictures(session.image, weights, geometry, point)
+        files += attention_figures(folder, pictures, weights, geometry)
     if "anchor" in selection:
         key = block_choice(session, selection["block"])
         amap = session.explorer.anchor_map(selection["anchor"], key)
         box = session.explorer.attention(key).anchors.to_pixels(session.image.shape[:2])[selection["anchor"]]
         save_png("anchor.png", plots.anchor_picture(session.image, amap, box.numpy()))
+    if session.context is not None:
+        files += context_figures(folder, session.context)
     np.savez_compressed(folder / "attention.npz", **attention_arrays(session))
     files.append(str(folder / "attention.npz"))
     (folder / "settings.json").write_text(json.dumps(settings(session, opacity, outline, hidden), indent=2))
     files.append(str(folder / "settings.json"))
     return files
+
+
+def attention_figures(folder: Path, pictures: list, weights: np.ndarray, geometry) -> list[str]:
+    """panels.svg, chart.svg and chart.html of one pixel's attention (the strongest anchor outlined,
+    as on the page)."""
+    top = int(np.argmax(weights))
+    attention_plots.plot_panels(pictures, folder / "panels.svg")
+    attention_plots.plot_weights(weights, geometry, folder / "chart.svg", selected=top)
+    write_html(plots.weights_chart(weights, geometry, top), folder / "chart.html")
+    return [str(folder / name) for name in ("panels.svg", "chart.svg", "chart.html")]
+
+
+def context_figures(folder: Path, result) -> list[str]:
+    """context.svg and context.html: the class-to-class matrix the Class context tab shows."""
+    from app.tabs.class_context import heatmap
+
+    with attention_plots.svg_options():
+        plot_matrix([result], folder / "context.svg")
+    write_html(heatmap(result), folder / "context.html")
+    return [str(folder / "context.svg"), str(folder / "context.html")]
+
+
+def write_html(figure, path: Path) -> None:
+    # plotly.js inside the file (~4.7 MB): it opens offline, and years later, as it did here
+    path.write_text(figure.to_html(include_plotlyjs=True, full_html=True), encoding="utf-8")
 
 
 def attention_arrays(session: Session) -> dict[str, np.ndarray]:

@@ -11,12 +11,10 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
 # the attention pictures live in the library: the report figures (ann.analysis.figures) draw them too
-from ann.analysis.panels import anchor_label, blend, colorize, lut
+from ann.analysis.panels import LEVEL_COLOURS, anchor_label, blend, colorize, lut
 from ann.analysis.panels import level_panels as level_panels
 from ann.models.sampling import AnchorGeometry
 
-# Okabe-Ito colours: distinguishable with every common colour-vision deficiency
-LEVEL_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 WRONG = np.array([213, 94, 0], np.uint8)  # vermillion
 CHANGED = np.array([253, 231, 37], np.uint8)  # viridis yellow
 

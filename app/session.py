@@ -90,6 +90,7 @@ class Session:
     label_source: str | None = None
     side: int = 0
     handle: str = ""  # its name in RESULTS, for a session of the programmatic API
+    context: object = None  # the ContextResult the Class context tab showed last (exported with the view)
 
     @property
     def result(self) -> Result | None:

@@ -15,6 +15,8 @@ from ann.models.sampling import AnchorGeometry
 
 PANEL_SIDE = 400  # longer side of each attention panel, pixels
 CAPTION = 18  # caption strip height above each panel
+# Okabe-Ito colours, one per pyramid level: distinguishable with every common colour-vision deficiency
+LEVEL_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 
 
 def lut(cmap: str) -> np.ndarray:

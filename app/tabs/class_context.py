@@ -218,6 +218,8 @@ def show(
         store, checkpoint, data, split, count, labels, session, max_side, progress
     )
     result = pick(results, model, block)
+    if session is not None:  # the Export tab writes the matrix on screen too
+        session.context = result
     return heatmap(result), table(result), summary_text(result, about)
 
 
