@@ -1,6 +1,12 @@
-"""The upload component of the app: files reach `ann.images.read_image` undecoded."""
+"""The images of the app: the upload component (files reach `ann.images.read_image` undecoded)
+and the bundled examples."""
+
+from pathlib import Path
 
 import gradio as gr
+
+EXAMPLES = Path(__file__).parent / "examples"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 class UploadedImage(gr.Image):
@@ -24,3 +30,27 @@ class UploadedImage(gr.Image):
         if payload.url and payload.url.startswith("data:"):  # base64 from the browser: gradio writes it
             return super().preprocess(payload)
         return payload.path
+
+
+def examples() -> tuple[list[list], list[str]]:
+    """[image, label map or None] rows: SynthCity test images with ground truth, then photos."""
+    rows, labels = [], []
+    for image in sorted((EXAMPLES / "synthcity").rglob("*_leftImg8bit.png")):
+        label = label_file_for(image)
+        rows.append([str(image), str(label) if label else None])
+        labels.append(
+            f"SynthCity {image.stem.removesuffix('_leftImg8bit')}" + (" + ground truth" if label else "")
+        )
+    for image in sorted((EXAMPLES / "photos").glob("*")):
+        if image.suffix.lower() in IMAGE_SUFFIXES:
+            rows.append([str(image), None])
+            labels.append(f"photo: {image.stem}")
+    return rows, labels
+
+
+def label_file_for(image: Path) -> Path | None:
+    """The Cityscapes-layout ground truth of a leftImg8bit image (trainIds), if present."""
+    relative = image.relative_to(EXAMPLES / "synthcity")
+    name = image.name.replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png")
+    path = EXAMPLES / "synthcity" / "gtFine" / relative.parent.relative_to("leftImg8bit") / name
+    return path if path.is_file() else None

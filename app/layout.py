@@ -8,13 +8,12 @@ use its latest API result (app.session.current). docs/app.md lists the API."""
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import gradio as gr
 
-from app import attention, export, sampling, segment
+from app import attention, export, links, sampling, segment
 from app.api import Api
-from app.images import UploadedImage
+from app.images import EXAMPLES, UploadedImage, examples
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session
 from app.tabs.class_context import class_context_tab
 from app.tabs.efficiency import efficiency_tab
@@ -25,8 +24,6 @@ from app.tabs.features import features_tab
 from app.tabs.nb_compare import cleared as nb_cleared
 from app.tabs.nb_compare import nb_compare_tab
 
-EXAMPLES = Path(__file__).parent / "examples"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CLICK = {"trigger_mode": "always_last"}
 # display images as JPEG: PNG encoding of an 800x500 panel costs 50-250 ms on this CPU, JPEG 3 ms;
 # the exported label map stays lossless PNG (export.py)
@@ -66,30 +63,6 @@ def release(session: Session | None) -> None:
         session.explorer.result = None
 
 
-def examples() -> tuple[list[list], list[str]]:
-    """[image, label map or None] rows: SynthCity test images with ground truth, then photos."""
-    rows, labels = [], []
-    for image in sorted((EXAMPLES / "synthcity").rglob("*_leftImg8bit.png")):
-        label = label_file_for(image)
-        rows.append([str(image), str(label) if label else None])
-        labels.append(
-            f"SynthCity {image.stem.removesuffix('_leftImg8bit')}" + (" + ground truth" if label else "")
-        )
-    for image in sorted((EXAMPLES / "photos").glob("*")):
-        if image.suffix.lower() in IMAGE_SUFFIXES:
-            rows.append([str(image), None])
-            labels.append(f"photo: {image.stem}")
-    return rows, labels
-
-
-def label_file_for(image: Path) -> Path | None:
-    """The Cityscapes-layout ground truth of a leftImg8bit image (trainIds), if present."""
-    relative = image.relative_to(EXAMPLES / "synthcity")
-    name = image.name.replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png")
-    path = EXAMPLES / "synthcity" / "gtFine" / relative.parent.relative_to("leftImg8bit") / name
-    return path if path.is_file() else None
-
-
 def build_demo(
     store: ModelStore, default_checkpoint: str | None = None, max_side: int | None = None
 ) -> gr.Blocks:
@@ -104,7 +77,8 @@ def build_demo(
         meta = store.model(default_checkpoint).meta
         size = gr.Markdown(segment.size_text(meta, max_side), elem_id="processing-size")
         models = {**model_row(store, default_checkpoint, max_side), "size": size}
-        with gr.Tabs(elem_id="tabs"):
+        share = links.share_row()
+        with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Segment", id="segment", elem_id="tab-segment"):
                 seg = segment_tab(meta.classes)
             with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
@@ -128,6 +102,7 @@ def build_demo(
                 export_files = gr.File(label="files", file_count="multiple", elem_id="export-files")
         Api(store, default_checkpoint, max_side).register()  # first: the private listeners take other names
         wire(store, max_side, state, models, seg, att, smp, feat, nb, export_button, export_files)
+        links.wire(demo, store, max_side, state, tabs, share, models, seg, att, smp)
     return demo
 
 

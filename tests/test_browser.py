@@ -345,3 +345,35 @@ def test_class_context_heat_map_and_the_apnb_vs_nb_cosine_maps(page, segmented):
         assert (
             np.abs(colours[:, None] - viridis[None]).sum(-1).min(1).max() <= 3
         )  # every pixel a cosine colour
+
+
+def test_a_link_reopens_its_view_and_the_address_follows_the_next_click(page, app_url, store):
+    """Issue 19 item 3: a link with an example, a pixel and a block opens on that pixel's attention
+    panels; a click elsewhere rewrites the address (and the link box) to the new pixel."""
+    from app.plots import level_panels
+
+    query = "?checkpoint=tiny.safetensors&example=synthcity_000004&x=100&y=60&block=apnb"
+    opened = page.context.new_page()  # the module's page keeps its own session
+    try:
+        opened.goto(app_url.rstrip("/") + "/" + query, timeout=60_000)
+        summary = bh.wait_for_text(opened, "#attention-summary", "pixel (x=100, y=60)", SEGMENT_TIMEOUT_S)
+        assert summary.startswith("APNB")
+        shown = bh.read_image(opened, bh.wait_for_src(opened, "#attention-panels", timeout_s=STEP_TIMEOUT_S))
+        explorer = store.get(TINY_NAME)
+        image = explorer.run(decode_upload(EXAMPLE, MAX_SIDE)).image
+        expected = level_panels(image, *explorer.attention_at(100, 60, "apnb"), (100.0, 60.0))[0]
+        assert shown.shape == expected.shape
+        assert np.abs(block_means(shown) - block_means(expected)).mean() < 4  # JPEG's loss only
+        bh.screenshot(opened, "20-opened-link")
+
+        _, summary = click_pixel(opened, 0.25, 0.75)
+        x, y = re.search(r"pixel \(x=(\d+), y=(\d+)\)", summary).groups()
+        want = f"?checkpoint=tiny.safetensors&example=synthcity_000004&x={x}&y={y}&block=apnb"
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while not opened.url.endswith(want) and time.monotonic() < deadline:
+            opened.wait_for_timeout(200)
+        assert opened.url == app_url.rstrip("/") + "/" + want
+        assert opened.locator("#view-link textarea").input_value() == want
+        bh.screenshot(opened, "21-link-after-a-click")
+    finally:
+        opened.close()
