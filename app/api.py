@@ -199,8 +199,8 @@ class Api:
         request: gr.Request = None,
     ) -> list[FileData]:
         """Files of a result: overlay.png, labels.png (class ids), confidence.png, attention.npz
-        (every block's (N, S) weights and anchor boxes), settings.json; panels.png and anchor.png
-        after /attention and /anchor.
+        (every block's (N, S) weights and anchor boxes), settings.json; panels.png, panels.svg,
+        chart.svg and chart.html (standalone) after /attention; anchor.png after /anchor.
 
         Args:
             handle: a result of /segment; empty: your latest
