@@ -87,6 +87,21 @@ def app_client(tiny_store, tmp_path_factory):
         demo.close()
 
 
+def attentive_model(keys_only: bool = False):
+    """The tiny ANN with random attention weights, so that its attention is not uniform: the query
+    and key projections only (keys_only), or every attention conv (W included, zero at
+    initialisation), so that the anchors also change the context vectors and predicted classes."""
+    torch.manual_seed(0)
+    model = build_network(tiny_config()).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if keys_only and (".key.0." in name or ".query.0." in name) and name.endswith("weight"):
+                parameter.normal_(0, 0.5)
+            elif not keys_only and name.startswith(("fusion.", "context.")) and parameter.dim() == 4:
+                parameter.normal_(0, 1.0)
+    return model
+
+
 @pytest.fixture(scope="module")
 def attentive_store(tmp_path_factory):
     """The tiny checkpoint with random attention weights (W included, zero at initialisation), so
@@ -94,12 +109,7 @@ def attentive_store(tmp_path_factory):
     from app.session import ModelStore
 
     folder = tmp_path_factory.mktemp("attentive-checkpoints")
-    torch.manual_seed(0)
-    model = build_network(tiny_config()).eval()
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.startswith(("fusion.", "context.")) and parameter.dim() == 4:
-                parameter.normal_(0, 1.0)
+    model = attentive_model()
     note = {"note": "test: untrained, random attention weights"}
     save(model, folder / TINY_NAME, CheckpointMeta(model.config, provenance=note))
     return ModelStore(folder)

@@ -21,7 +21,7 @@ from ann.data.labels import CITYSCAPES_CLASSES
 from ann.explore import Explorer, image_to_feature
 from ann.models import build_network, variant
 from ann.models.sampling import AnchorGeometry, Sampler, SamplingConfig
-from tests.conftest_app import tiny_config
+from tests.conftest_app import attentive_model, tiny_config
 
 H, W = 32, 48  # image; feature map 4 x 6 at output stride 8
 
@@ -144,13 +144,7 @@ def test_two_images_weigh_by_their_pixels():
 @pytest.fixture(scope="module")
 def model():
     """The app tests' tiny ANN, with random query/key projections so its attention is not uniform."""
-    torch.manual_seed(0)
-    net = build_network(tiny_config()).eval()
-    with torch.no_grad():
-        for name, parameter in net.named_parameters():
-            if (".key.0." in name or ".query.0." in name) and name.endswith("weight"):
-                parameter.normal_(0, 0.5)
-    return net
+    return attentive_model(keys_only=True)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from ann.explore import Explorer
 from ann.figure import main
 from ann.models import build_network, variant
 from ann.models.efficientnet import IMAGENET_NORMALIZATION, efficientnet_lite0
+from tests.conftest_app import attentive_model
 
 pytest_plugins = ("tests.conftest_app",)  # tiny_store
 H, W = 48, 64
@@ -21,15 +22,7 @@ H, W = 48, 64
 @pytest.fixture(scope="module")
 def model():
     """The tiny ANN with random query/key projections, so that its attention is not uniform."""
-    from tests.conftest_app import tiny_config
-
-    torch.manual_seed(0)
-    net = build_network(tiny_config()).eval()
-    with torch.no_grad():
-        for name, parameter in net.named_parameters():
-            if (".key.0." in name or ".query.0." in name) and name.endswith("weight"):
-                parameter.normal_(0, 0.5)
-    return net
+    return attentive_model(keys_only=True)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from ann.metrics import ConfusionMatrix
 from ann.models import build_network, variant
 from ann.models.sampling import TABLE7, SamplingConfig, misfit
 from ann.nb_compare import main
-from tests.conftest_app import tiny_config
+from tests.conftest_app import attentive_model
 
 H, W = 64, 128  # feature map 9 x 17 at output stride 8: N = 153
 TRAINED = SamplingConfig("pyramid_average", (1, 3, 6, 8))
@@ -25,15 +25,8 @@ TRAINED = SamplingConfig("pyramid_average", (1, 3, 6, 8))
 
 @pytest.fixture(scope="module")
 def model():
-    """The app tests' tiny ANN with random attention weights (W included, zero at initialisation),
-    so that the anchors change the context vectors and some predicted classes."""
-    torch.manual_seed(0)
-    net = build_network(tiny_config()).eval()
-    with torch.no_grad():
-        for name, parameter in net.named_parameters():
-            if name.startswith(("fusion.", "context.")) and parameter.dim() == 4:
-                parameter.normal_(0, 1.0)
-    return net
+    """The app tests' tiny ANN with random attention weights (W included, zero at initialisation)."""
+    return attentive_model()
 
 
 def street(seed: int = 0, size=(H, W)) -> np.ndarray:
