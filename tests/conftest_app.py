@@ -102,6 +102,14 @@ def attentive_model(keys_only: bool = False):
     return model
 
 
+def save_tiny_and_fcn(folder, tiny) -> None:
+    """tiny.safetensors (the given tiny ANN) and fcn.safetensors (a small dilated FCN, no attention
+    block): what the analysis command lines accept and refuse."""
+    save(tiny, folder / "tiny.safetensors", CheckpointMeta(tiny.config))
+    fcn = build_network(variant("baseline", backbone="resnet18", head_channels=16)).eval()
+    save(fcn, folder / "fcn.safetensors", CheckpointMeta(fcn.config))
+
+
 @pytest.fixture(scope="module")
 def attentive_store(tmp_path_factory):
     """The tiny checkpoint with random attention weights (W included, zero at initialisation), so

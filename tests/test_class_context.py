@@ -15,13 +15,13 @@ from ann.analysis.context import (
     class_context,
 )
 from ann.analysis.context_plots import plot_landing, plot_matrix
-from ann.checkpoint import CheckpointMeta, save
+from ann.checkpoint import CheckpointMeta
 from ann.class_context import main
 from ann.data.labels import CITYSCAPES_CLASSES
 from ann.explore import Explorer, image_to_feature
 from ann.models import build_network, variant
 from ann.models.sampling import AnchorGeometry, Sampler, SamplingConfig
-from tests.conftest_app import attentive_model, tiny_config
+from tests.conftest_app import attentive_model, save_tiny_and_fcn, tiny_config
 
 H, W = 32, 48  # image; feature map 4 x 6 at output stride 8
 
@@ -241,9 +241,7 @@ def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)
     tiny = build_network(tiny_config()).eval()
-    save(tiny, folder / "tiny.safetensors", CheckpointMeta(tiny.config))
-    fcn = build_network(variant("baseline", backbone="resnet18", head_channels=16)).eval()
-    save(fcn, folder / "fcn.safetensors", CheckpointMeta(fcn.config))
+    save_tiny_and_fcn(folder, tiny)
     return folder
 
 

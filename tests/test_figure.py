@@ -8,12 +8,11 @@ from PIL import Image
 from ann import features
 from ann.analysis.figures import draw, report_figure
 from ann.analysis.panels import level_pictures
-from ann.checkpoint import CheckpointMeta, save
 from ann.explore import Explorer
 from ann.figure import main
 from ann.models import build_network, variant
 from ann.models.efficientnet import IMAGENET_NORMALIZATION, efficientnet_lite0
-from tests.conftest_app import attentive_model
+from tests.conftest_app import attentive_model, save_tiny_and_fcn
 
 pytest_plugins = ("tests.conftest_app",)  # tiny_store
 H, W = 48, 64
@@ -45,9 +44,7 @@ def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)
     tiny = build_network(tiny_config()).eval()
-    save(tiny, folder / "tiny.safetensors", CheckpointMeta(tiny.config))
-    fcn = build_network(variant("baseline", backbone="resnet18", head_channels=16)).eval()
-    save(fcn, folder / "fcn.safetensors", CheckpointMeta(fcn.config))
+    save_tiny_and_fcn(folder, tiny)
     for i in range(2):
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (H, W, 3), dtype=np.uint8)).save(
             folder / f"street{i}.png"

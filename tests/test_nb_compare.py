@@ -10,14 +10,14 @@ from PIL import Image
 
 from ann.analysis.nb_compare import IDENTITY, compare_image, compare_split, run_side
 from ann.analysis.nb_compare_plots import plot_image, plot_split
-from ann.checkpoint import CheckpointMeta, save
+from ann.checkpoint import CheckpointMeta
 from ann.explore import Explorer, per_class_iou
 from ann.inference import preprocess
 from ann.metrics import ConfusionMatrix
 from ann.models import build_network, variant
 from ann.models.sampling import TABLE7, SamplingConfig, misfit
 from ann.nb_compare import main
-from tests.conftest_app import attentive_model
+from tests.conftest_app import attentive_model, save_tiny_and_fcn
 
 H, W = 64, 128  # feature map 9 x 17 at output stride 8: N = 153
 TRAINED = SamplingConfig("pyramid_average", (1, 3, 6, 8))
@@ -208,9 +208,7 @@ def test_plots_are_written(model, tmp_path):
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory, model):
     folder = tmp_path_factory.mktemp("checkpoints")
-    save(model, folder / "tiny.safetensors", CheckpointMeta(model.config))
-    fcn = build_network(variant("baseline", backbone="resnet18", head_channels=16)).eval()
-    save(fcn, folder / "fcn.safetensors", CheckpointMeta(fcn.config))
+    save_tiny_and_fcn(folder, model)
     return folder
 
 
