@@ -14,8 +14,6 @@ files, summaries as JSON objects.
 
 # no `from __future__ import annotations`: gr.api reads the return types from the signature as types
 import shutil
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -27,6 +25,7 @@ from app import attention as attention_views
 from app import export as export_files
 from app import plots, sampling, segment
 from app.errors import UserError
+from app.files import fresh_folder
 from app.session import RESULTS, ModelStore, Results, Session
 from app.tabs import class_context as context_tab
 from app.tabs import nb_compare as nb_tab
@@ -41,7 +40,7 @@ class Api:
         self, store: ModelStore, default: str, max_side: int | None = None, results: Results = RESULTS
     ) -> None:
         self.store, self.default, self.max_side, self.results = store, default, max_side, results
-        self.folder = Path(tempfile.mkdtemp(prefix="ann-api-"))  # pictures, one folder per handle
+        self.folder = fresh_folder("api")  # pictures, one folder per handle
 
     def register(self) -> None:
         """gr.api endpoints, inside the caller's `with gr.Blocks()`.

@@ -7,7 +7,6 @@ to open them)."""
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ann.analysis.context_plots import plot_matrix
 from ann.analysis.panels import level_pictures
 from app import plots
 from app.attention import block_choice
+from app.files import KEPT_EXPORTS, fresh_folder
 from app.session import Session, require
 
 
@@ -27,7 +27,7 @@ def export(session: Session | None, opacity: float, outline: bool, hidden: list[
     from app.segment import render
 
     session = require(session)
-    folder = Path(tempfile.mkdtemp(prefix="ann-export-"))
+    folder = fresh_folder("export", keep=KEPT_EXPORTS)
     result = session.result
     files = []
 

@@ -13,6 +13,7 @@ import gradio as gr
 
 from app import attention, export, links, sampling, segment
 from app.api import Api
+from app.files import GRADIO_CACHE
 from app.images import EXAMPLES, UploadedImage, examples
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session
 from app.tabs.class_context import class_context_tab
@@ -68,7 +69,7 @@ def build_demo(
 ) -> gr.Blocks:
     """The app. `max_side` fixes the processing size (--max-side); None: each model's training scale."""
     default_checkpoint = default_checkpoint or store.default()
-    with gr.Blocks(title="ANN explorer", analytics_enabled=False) as demo:
+    with gr.Blocks(title="ANN explorer", analytics_enabled=False, delete_cache=GRADIO_CACHE) as demo:
         state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=release)
         gr.Markdown(
             "# Asymmetric Non-local Neural Networks: explorer\n"

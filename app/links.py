@@ -16,7 +16,6 @@ REPLACE_URL), so the address bar always holds the link of what is on screen.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import threading
 from collections import OrderedDict
 from functools import cache
@@ -29,6 +28,7 @@ import numpy as np
 from ann.checkpoint import file_sha256
 from app import attention, sampling
 from app.errors import UserError
+from app.files import fresh_folder
 from app.images import examples
 from app.session import ModelStore, Session
 
@@ -54,7 +54,7 @@ class KeptImages:
         sha = file_sha256(path)
         with self._guard:
             if sha not in self._paths:
-                self._folder = self._folder or Path(tempfile.mkdtemp(prefix="ann-linked-images-"))
+                self._folder = self._folder or fresh_folder("linked-images")
                 copy = self._folder / sha / Path(path).name
                 copy.parent.mkdir(exist_ok=True)
                 shutil.copyfile(path, copy)

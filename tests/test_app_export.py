@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,14 @@ def test_no_context_shown_no_context_files(tiny_store, tmp_path):
                       store=tiny_store, max_side=96)[0]  # fmt: skip
     names = {os.path.basename(p) for p in export(session, 0.5, False, [])}
     assert not names & {"context.svg", "context.html", "panels.svg", "chart.svg", "chart.html"}  # no click
+
+
+def test_exports_past_the_kept_number_are_removed(exported, monkeypatch):
+    from app import export, files
+
+    session = exported[0]
+    monkeypatch.setattr(export, "KEPT_EXPORTS", 2)
+    folders = [Path(export.export(session, 0.5, False, [])[0]).parent for _ in range(3)]
+    assert folders[0].parent == files.app_folder()
+    assert [folder.exists() for folder in folders] == [False, True, True]
+    assert (folders[-1] / "overlay.png").is_file()
