@@ -15,13 +15,13 @@ import argparse
 import hashlib
 import io
 import json
-import shutil
 import sys
 import tarfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run by path from anywhere
 from ann.training.config import list_configs  # noqa: E402
+from ann.training.export import install  # noqa: E402
 
 
 class BundleError(ValueError):
@@ -59,20 +59,6 @@ def unpack(folder: Path, into: Path) -> dict:
     return manifest
 
 
-def install(run: Path, checkpoints: Path) -> Path:
-    """runs/gpu/NAME -> checkpoints/NAME.safetensors, NAME.md, NAME_curve.png."""
-    name = run.name
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    target = checkpoints / f"{name}.safetensors"
-    shutil.copyfile(run / "model.safetensors", target)
-    card = (run / "model_card.md").read_text()
-    if (run / "training_curve.png").exists():
-        shutil.copyfile(run / "training_curve.png", checkpoints / f"{name}_curve.png")
-        card = card.replace("(training_curve.png)", f"({name}_curve.png)")
-    (checkpoints / f"{name}.md").write_text(card)
-    return target
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path, help="where the device tool put $OUT's files")
@@ -93,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.into / name / "model_card.md").is_file():
             print(f"error: {name} came without its model card; not installed", file=sys.stderr)
             return 2
-        print("installed", install(args.into / name, args.install))
+        print("installed", install(args.into / name, args.install / f"{name}.safetensors"))
     return 0
 
 

@@ -2,6 +2,7 @@
 training-curve PNG and the model card."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,17 @@ def export(run, val_split: Split, command: str, reproduce: str = "") -> Path:
     card = model_card(run.config, info, run.summary, curve, run.test_summary)
     write_card(run.out / "model_card.md", card)
     return path
+
+
+def install(run: Path, target: Path) -> Path:
+    """A finished run folder -> `target` (NAME.safetensors) with its card NAME.md and curve
+    NAME_curve.png beside it: what the app, `ann.info` and checkpoints/README.md expect."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    name = target.name.removesuffix(".safetensors")
+    card = (run / "model_card.md").read_text()  # first: a run without its card installs nothing
+    if (run / "training_curve.png").exists():
+        shutil.copyfile(run / "training_curve.png", target.parent / f"{name}_curve.png")
+        card = card.replace("(training_curve.png)", f"({name}_curve.png)")
+    shutil.copyfile(run / MODEL_FILE, target)
+    (target.parent / f"{name}.md").write_text(card)
+    return target

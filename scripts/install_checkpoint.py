@@ -1,0 +1,31 @@
+"""Copy a finished training run into checkpoints/ under the name of what it is.
+
+    python scripts/install_checkpoint.py runs/ann-r18-synthcity-cpu ann-r18-os16-synthcity-512x256
+
+writes checkpoints/NAME.safetensors (the run's fp16 export), NAME.md (its card) and NAME_curve.png.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run by path from anywhere
+from ann.training.export import MODEL_FILE, install  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path, help="a run folder the trainer finished")
+    parser.add_argument("name", help="file name without .safetensors: backbone, output stride, data, scale")
+    parser.add_argument("--into", type=Path, default=Path("checkpoints"))
+    args = parser.parse_args(argv)
+    missing = [f for f in (MODEL_FILE, "model_card.md") if not (args.run / f).is_file()]
+    if missing:
+        print(f"error: {args.run} has no {', '.join(missing)}: not a finished run", file=sys.stderr)
+        return 2
+    print("installed", install(args.run, args.into / f"{args.name.removesuffix('.safetensors')}.safetensors"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
