@@ -23,8 +23,9 @@ import numpy as np
 
 from ann.analysis.context import LABEL_SOURCES, ContextResult, attention_blocks, class_context
 from ann.analysis.inputs import NoLabelledSplit, labelled_split, progress
-from ann.evaluate import check_output, numbers, trained_scale, whole_number
+from ann.evaluate import check_output, numbers, whole_number
 from ann.training.config import DATASETS
+from ann.training.data import trained_scale
 
 DEFAULT_QUERY_CLASSES = "sidewalk,terrain,wall"
 

@@ -3,8 +3,8 @@
     python -m ann.evaluate model.safetensors --data DIR --split val [--mode whole|slide|msflip]
         [--json OUT] [--save-predictions DIR] [--sampling pyramid_max --sizes 1,2,3,6 --seed 0]
 
-`--data synthcity` evaluates on the procedural SynthCity split without any folder. `evaluate()`
-is also the trainer's periodic validation.
+`--data synthcity` evaluates on the procedural SynthCity split without any folder. The library
+function is `ann.evaluation.evaluate`, also the trainer's periodic validation.
 """
 
 import argparse
@@ -16,102 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from torch import nn
-from tqdm import tqdm
 
-from ann.inference import DEFAULT_SCALES, autocast, predict
-from ann.metrics import ConfusionMatrix
+from ann.evaluation import PredictionWriter, evaluate
+from ann.inference import DEFAULT_SCALES, mode_options
 from ann.training.config import DATASETS
+from ann.training.data import check_classes, data_config, eval_loader, open_split
 
 MODES_OF_FLAG = {"--crop": ("slide", "msflip"), "--stride": ("slide", "msflip"),
                  "--scales": ("msflip",), "--no-flip": ("msflip",)}  # fmt: skip
-Prediction = Callable[[torch.Tensor, torch.Tensor, int], None]  # (pred HxW, image HxWx3, index)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader,
-    num_classes: int,
-    mode: str = "whole",
-    options: dict | None = None,
-    device: str | torch.device = "cpu",
-    amp: bool = False,
-    progress: bool = False,
-    on_prediction: Prediction | None = None,
-) -> ConfusionMatrix:
-    """Confusion matrix of `model` over the (x, label, image, index) batches of `loader`."""
-    matrix = ConfusionMatrix(num_classes)
-    was_training = model.training
-    model.eval()
-    device = torch.device(device)
-    try:
-        for x, target, image, index in tqdm(loader, desc="eval", disable=not progress, leave=False):
-            with autocast(device, amp):
-                logits = predict(model, x.to(device, non_blocking=True), mode, **(options or {}))
-            pred = logits.float().argmax(1).cpu()  # (B, H, W)
-            matrix.update(pred, target)
-            if on_prediction is not None:
-                for b in range(len(pred)):
-                    on_prediction(pred[b], image[b], int(index[b]))
-    finally:
-        model.train(was_training)
-    return matrix
-
-
-def mode_options(mode: str, crop=None, stride=None, scales=DEFAULT_SCALES, flip=True, align=True) -> dict:
-    """The keyword options of ann.inference.predict for a mode."""
-    if mode == "whole":
-        return {}
-    for name, value in (("crop", crop), ("stride", stride)):
-        if value is not None and len(value) != 2:
-            raise ValueError(f"--{name} takes two numbers H,W, got {','.join(map(str, value))}")
-    if crop is not None and stride is not None and (stride[0] > crop[0] or stride[1] > crop[1]):
-        # windows further apart than their size leave pixels that no window predicts
-        raise ValueError(f"--stride {stride[0]},{stride[1]} is larger than --crop {crop[0]},{crop[1]}")
-    if mode == "slide":
-        if crop is None:
-            raise ValueError("slide mode needs --crop H,W")
-        return {"crop": tuple(crop), "stride": tuple(stride or crop)}
-    if mode == "msflip":
-        if not scales or min(scales) <= 0:  # a scale of 0 or less would still run, on a 1x1 image
-            raise ValueError(f"--scales must be positive, got {','.join(map(str, scales))}")
-        return {
-            "scales": tuple(scales),
-            "flip": flip,
-            "crop": tuple(crop) if crop else None,
-            "stride": tuple(stride) if stride else None,
-            "align_corners": align,
-        }
-    raise ValueError(f"unknown mode {mode!r}; valid: whole, slide, msflip")
-
-
-class PredictionWriter:
-    """Writes `<name>.png` (trainIds, 255 nowhere) and `<name>_overlay.png` (colours on the image);
-    a name may hold subfolders. Each file is written whole or not at all (temp file + rename)."""
-
-    def __init__(self, folder: Path, names: Callable[[int], str], palette) -> None:
-        self.folder, self.names = folder, names
-        self.palette = np.asarray(palette, dtype=np.uint8)
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, pred: torch.Tensor, image: torch.Tensor, index: int) -> None:
-        path = self.folder / self.names(index)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        label = pred.numpy().astype(np.uint8)
-        overlay = (0.5 * image.numpy() + 0.5 * self.palette[label]).round().astype(np.uint8)
-        save_png(label, path.with_name(f"{path.name}.png"))
-        save_png(overlay, path.with_name(f"{path.name}_overlay.png"))
-
-
-def save_png(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def format_table(summary: dict) -> str:
@@ -228,8 +140,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict:
     """Load, optionally switch sampling, evaluate; the summary dict of ConfusionMatrix.summary."""
-    from ann.training.data import eval_loader, open_split
-
     check_data_args(args)
     check_output(args.json, "--json")
     check_output(args.plot, "--plot")
@@ -254,24 +164,6 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
-def data_config(data: str, meta, dataset=None, synthcity_seed=None, synthcity_size=None):
-    """The DataConfig of `--data`: SynthCity as the checkpoint was trained unless told (else city 0
-    at trained_scale), or a dataset folder in the checkpoint's layout unless `dataset` is given."""
-    from ann.training.config import DataConfig
-
-    trained = meta.provenance.get("data", {})
-    if data == "synthcity":
-        seed = synthcity_seed if synthcity_seed is not None else trained.get("synthcity_seed", 0)
-        return DataConfig(synthcity_seed=seed, synthcity_size=trained_scale(meta, synthcity_size))
-    dataset = dataset or trained.get("dataset", "cityscapes")
-    return DataConfig(dataset="cityscapes" if dataset == "synthcity" else dataset, root=data)
-
-
-def trained_scale(meta, size=None) -> tuple[int, int]:
-    """(H, W): `size` if given, else the SynthCity size the checkpoint was trained at, else 512x1024."""
-    return tuple(size or meta.provenance.get("data", {}).get("synthcity_size") or (512, 1024))
-
-
 def check_data_args(args: argparse.Namespace) -> None:
     """Refuse data options that are malformed or that --data would silently ignore (a folder has
     no SynthCity city or size, the procedural split no folder layout), before the model is read."""
@@ -287,27 +179,6 @@ def check_data_args(args: argparse.Namespace) -> None:
     for flag, value in (("--synthcity-seed", args.synthcity_seed), ("--synthcity-size", args.synthcity_size)):
         if value is not None:
             raise ValueError(f"{flag} has no effect with a dataset folder; it applies to --data synthcity")
-
-
-def check_classes(
-    checkpoint: Path, trained: list[str], data_classes: list[str], dataset: str, root: str
-) -> None:
-    """A different class count is an error; the same count with other names only a warning (a
-    converted checkpoint may spell them differently), since the ids may then mean other classes."""
-    where = f"{root}/classes.txt names" if dataset == "folder" else f"{dataset} has"
-    fix = "the checkpoint's classes.txt" if dataset == "folder" else "the right --dataset"
-    if len(trained) != len(data_classes):
-        raise ValueError(
-            f"{checkpoint} predicts {len(trained)} classes but {where} {len(data_classes)}; use {fix}"
-        )
-    differ = [(k, a, b) for k, (a, b) in enumerate(zip(trained, data_classes, strict=True)) if a != b]
-    if differ:
-        k, a, b = differ[0]
-        print(
-            f"warning: {len(differ)} class names differ between {checkpoint} and the data, first id "
-            f"{k}: {a!r} vs {b!r}; the IoU table uses the checkpoint's names",
-            file=sys.stderr,
-        )
 
 
 def plot_confusion(summary: dict, path: Path, title: str) -> None:

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 from ann.analysis.figures import BLOCKS, KINDS, report_figure
-from ann.evaluate import check_output, numbers, trained_scale
+from ann.evaluate import check_output, numbers
 from ann.features import REDUCTIONS
+from ann.training.data import trained_scale
 
 
 def points(text: str) -> list[tuple[float, float]]:

@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 
 from ann.analysis.inputs import labelled_split, progress
-from ann.evaluate import check_output, numbers, trained_scale, whole_number
+from ann.evaluate import check_output, numbers, whole_number
 from ann.training.config import DATASETS
+from ann.training.data import trained_scale
 
 SPLIT_DEFAULTS = {"data": "synthcity", "split": "test", "limit": 20}
 

@@ -24,7 +24,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from ann.data.datasets import files_under
-from ann.evaluate import PredictionWriter, add_inference_args, check_output, load_for_inference, whole_number
+from ann.evaluate import add_inference_args, check_output, load_for_inference, whole_number
+from ann.evaluation import PredictionWriter
 from ann.images import ImageError, read_image, resize_max_side
 from ann.inference import segment
 

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ann.evaluate import check_classes, data_config, trained_scale
+from ann.training.data import check_classes, data_config, trained_scale
 
 PROGRESS_EVERY = 10  # images between progress lines when stderr is not a terminal (logs, CI)
 

@@ -21,8 +21,8 @@ from torch import nn
 
 from ann.checkpoint import CheckpointError, load_state
 from ann.data.datasets import DatasetError
-from ann.evaluate import evaluate, mode_options
-from ann.inference import Normalization
+from ann.evaluation import evaluate
+from ann.inference import Normalization, mode_options
 from ann.losses import CITYSCAPES_CLASS_WEIGHTS, SegmentationLoss
 from ann.models.network import ANN, build_network
 from ann.models.pretrained import load_backbone_weights
