@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from ann.evaluate import whole_number
+from ann.cli.args import size, whole_number
 from ann.models.blocks import AFNB, APNB
 from ann.models.network import BACKBONES, VARIANTS, build_network, variant
 from ann.models.sampling import Sampler, SamplingConfig
@@ -255,22 +255,11 @@ NETWORK_COLUMNS = [
 # ---- command line ----------------------------------------------------------------------------
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'256x128' -> (width 256, height 128)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 256x128; got {text!r}") from None
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return width, height
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ann.bench", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     block = sub.add_parser("block", help="Table 1: NB, APNB, FNB, AFNB on one feature map")
-    block.add_argument("--size", type=parse_size, action="append", help="WxH, repeatable (96x96, 256x128)")
+    block.add_argument("--size", type=size, action="append", help="WxH, repeatable (96x96, 256x128)")
     block.add_argument("--blocks", nargs="+", choices=BLOCKS, default=list(BLOCKS))
     block.add_argument("--scope", choices=SCOPES, default="attention")
     block.add_argument("--channels", type=whole_number(1), default=2048)
@@ -278,7 +267,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     network = sub.add_parser("network", help="Table 2: the whole network on one image")
     network.add_argument("--variant", choices=tuple(VARIANTS), default="full")
     network.add_argument("--backbone", choices=BACKBONES, default="resnet101")
-    network.add_argument("--size", type=parse_size, default=(2048, 1024), help="WxH of the image")
+    network.add_argument("--size", type=size, default=(2048, 1024), help="WxH of the image")
     network.add_argument("--no-aux", action="store_true", help="build without the Stage4 aux head")
     for p in (block, network):
         p.add_argument("--device", default="cpu")

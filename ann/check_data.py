@@ -17,7 +17,7 @@ import numpy as np
 import torch.utils.data
 from tqdm import tqdm
 
-from ann.bench import parse_size
+from ann.cli.args import size
 from ann.data.datasets import DatasetError
 from ann.data.labels import IGNORE_INDEX
 from ann.training.config import DATASETS, DataConfig
@@ -86,9 +86,9 @@ def scan(split: Split, limit: int = 0, workers: int = 0, progress: bool = True) 
     dataset = torch.utils.data.Subset(Counts(split), range(count))
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_is)
     report = Report(split.class_names, split.palette)
-    for index, counts, size, error in tqdm(loader, total=count, desc="check", disable=not progress):
+    for index, counts, shape, error in tqdm(loader, total=count, desc="check", disable=not progress):
         if error is None:
-            report.add(counts, tuple(size))
+            report.add(counts, tuple(shape))
         else:
             report.bad.append((split.name(index), error))
     return report
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="val")
     p.add_argument("--limit", type=int, default=0, help="first N samples only (0 = all)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers reading files")
-    p.add_argument("--synthcity-size", type=parse_size, default=(1024, 512), help="WIDTHxHEIGHT")
+    p.add_argument("--synthcity-size", type=size, default=(1024, 512), help="WIDTHxHEIGHT")
     p.add_argument("--json", type=Path, help="write the statistics and bad files as JSON")
     p.add_argument("--plot", type=Path, help="write a PNG chart of the class shares")
     p.add_argument("--no-progress", action="store_true")

@@ -23,7 +23,7 @@ import numpy as np
 
 from ann.analysis.context import LABEL_SOURCES, ContextResult, attention_blocks, class_context
 from ann.analysis.inputs import NoLabelledSplit, labelled_split, progress
-from ann.evaluate import check_output, numbers, whole_number
+from ann.cli.args import check_output, numbers, whole_number
 from ann.training.config import DATASETS
 from ann.training.data import trained_scale
 
@@ -79,8 +79,7 @@ def items(args: argparse.Namespace, meta) -> tuple[Iterator, int]:
 
 
 def image_folder(folder: Path, max_side: int, limit: int) -> tuple[Iterator, int]:
-    from ann.images import ImageError, read_image
-    from ann.predict import collect_inputs
+    from ann.images import ImageError, collect_inputs, read_image
 
     files = list(collect_inputs([folder]).values())[: limit or None]
 

@@ -26,9 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ann.bench import parse_size
 from ann.checkpoint import load
-from ann.evaluate import check_output, whole_number
+from ann.cli.args import check_output, size, whole_number
 from ann.inference import Normalization
 
 MIN_AGREEMENT = 0.999  # share of pixels whose argmax must match PyTorch's
@@ -118,8 +117,8 @@ def check(model: nn.Module, onnx_file: Path, seed: int = 0) -> dict[str, float]:
     }
 
 
-def size(text: str) -> tuple[int, int]:
-    width, height = parse_size(text)
+def export_size(text: str) -> tuple[int, int]:
+    width, height = size(text)
     if width < 32 or height < 32:
         raise argparse.ArgumentTypeError(f"{text}: at least 32x32 (the backbone's stride is 8 or more)")
     return width, height
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ann.deploy", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--onnx", type=Path, required=True, help="the .onnx file to write")
-    p.add_argument("--size", type=size, default=(1024, 512), help="WIDTHxHEIGHT of the input (fixed)")
+    p.add_argument("--size", type=export_size, default=(1024, 512), help="WIDTHxHEIGHT of the input (fixed)")
     p.add_argument("--batch", type=whole_number(1), default=1)
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     args = p.parse_args(argv)

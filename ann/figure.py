@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ann.analysis.figures import BLOCKS, KINDS, report_figure
-from ann.evaluate import check_output, numbers
+from ann.cli.args import check_output, numbers
 from ann.features import REDUCTIONS
 from ann.training.data import trained_scale
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ann.analysis.inputs import labelled_split, progress
-from ann.evaluate import check_output, numbers, whole_number
+from ann.cli.args import check_output, numbers, whole_number
 from ann.training.config import DATASETS
 from ann.training.data import trained_scale
 

@@ -23,36 +23,14 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from ann.data.datasets import files_under
-from ann.evaluate import add_inference_args, check_output, load_for_inference, whole_number
+from ann.cli.args import add_inference_args, check_output, load_for_inference, whole_number
 from ann.evaluation import PredictionWriter
-from ann.images import ImageError, read_image, resize_max_side
+from ann.images import ImageError, collect_inputs, read_image, resize_max_side
 from ann.inference import segment
 
 # Cityscapes' width. Beyond it NB's N x N attention outgrows memory: 4.3 GB at 2048x1024
 # (N = 256 x 128 at output stride 8), 140 GB for a 12-Mpixel photo.
 DEFAULT_MAX_SIDE = 2048
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-def collect_inputs(paths: list[Path]) -> dict[str, Path]:
-    """Output name -> image file, in order: files by stem, folders walked (sorted) by relative path."""
-    inputs: dict[str, Path] = {}
-    for path in paths:
-        if path.is_dir():
-            files = [f for f in files_under(path) if f.suffix.lower() in IMAGE_SUFFIXES]  # links followed
-            if not files:
-                raise ValueError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-            named = [(f.relative_to(path).with_suffix("").as_posix(), f) for f in files]
-        elif path.is_file():
-            named = [(path.stem, path)]
-        else:
-            raise ValueError(f"{path}: no such file or folder")
-        for name, file in named:
-            if name in inputs and inputs[name] != file:
-                raise ValueError(f"{inputs[name]} and {file} would both be written as {name}.png")
-            inputs[name] = file
-    return inputs
 
 
 def check_outputs(inputs: dict[str, Path], out: Path) -> None:

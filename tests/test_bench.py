@@ -18,8 +18,8 @@ from ann.bench import (
     main,
     make_block,
     nonzero_,
-    parse_size,
 )
+from ann.cli.args import size as parse_size
 from ann.models.sampling import SamplingConfig
 from ann.timing import cpu_peak_mb, measure
 

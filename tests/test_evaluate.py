@@ -10,8 +10,8 @@ from PIL import Image
 from torch import nn
 
 from ann.checkpoint import CheckpointMeta, save
-from ann.evaluate import evaluate, format_table, main, mode_options
-from ann.inference import predict, predict_msflip, predict_slide
+from ann.evaluate import evaluate, format_table, main
+from ann.inference import mode_options, predict, predict_msflip, predict_slide
 from ann.models.network import build_network
 from ann.models.sampling import SamplingConfig
 from ann.training.config import DataConfig, load_config
@@ -441,10 +441,11 @@ def test_cli_passes_no_flip_and_the_synthcity_seed_on(checkpoint, tmp_path, monk
 
 
 def test_cli_refuses_an_output_folder_it_may_not_write(checkpoint, tmp_path, capsys, monkeypatch):
+    import ann.cli.args
     import ann.evaluate
 
     monkeypatch.setattr(ann.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
-    monkeypatch.setattr(ann.evaluate.os, "access", lambda path, mode: False)  # as a read-only folder
+    monkeypatch.setattr(ann.cli.args.os, "access", lambda path, mode: False)  # as a read-only folder
     argv = [str(checkpoint), "--data", "synthcity", "--limit", "1", "--workers", "0", "--no-progress"]
     assert main([*argv, "--json", str(tmp_path / "r.json")]) == 2
     assert f"cannot be written, {tmp_path} is not a writable folder" in capsys.readouterr().err
@@ -466,7 +467,7 @@ def test_cli_reads_a_folder_in_the_layout_the_checkpoint_was_trained_on(checkpoi
 def test_class_count_must_match_and_other_names_are_warned_of(capsys):
     from pathlib import Path
 
-    from ann.evaluate import check_classes
+    from ann.training.data import check_classes
 
     with pytest.raises(
         ValueError, match=r"m.st predicts 2 classes but cityscapes has 3; use the right --dataset"

@@ -180,7 +180,7 @@ def test_negative_max_side_is_refused(checkpoint, tmp_path, capsys):
 
 
 def test_symlinked_subfolders_of_photos_are_read(tmp_path):
-    from ann.predict import collect_inputs
+    from ann.images import collect_inputs
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

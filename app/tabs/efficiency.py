@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from scipy.optimize import nnls
 
 from ann import bench
+from ann.images import parse_size
 from app.errors import UserError
 from app.session import MODEL_QUEUE, returns_freed_memory
 
@@ -33,8 +34,8 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     for part in str(text).replace(";", ",").split(","):
         if part.strip():
             try:
-                sizes.append(bench.parse_size(part.strip()))
-            except Exception as error:  # argparse's error type carries the message
+                sizes.append(parse_size(part.strip()))
+            except ValueError as error:
                 raise UserError(str(error)) from None
     if not sizes:
         raise UserError("give at least one feature-map size, e.g. 32x16")

@@ -13,15 +13,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ann.cli.args import size
+
 from . import SPLITS, render
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must look like 1024x512, got {text!r}") from None
-    return width, height
 
 
 def paths(out: Path, split: str, index: int) -> tuple[Path, Path]:
@@ -79,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, help="output root (Cityscapes layout)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=parse_size, default=(1024, 512), help="WIDTHxHEIGHT")
+    parser.add_argument("--size", type=size, default=(1024, 512), help="WIDTHxHEIGHT")
     parser.add_argument("--benchmark", type=int, metavar="N", help="time N renders instead of writing files")
     parser.add_argument("--ceiling", type=int, metavar="N",
                         help="mIoU of a context-blind oracle on the first N images of --split")  # fmt: skip
