@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+from ann.analysis.features import REDUCTIONS
 from ann.analysis.figures import BLOCKS, KINDS, report_figure
 from ann.cli.args import check_output, numbers
-from ann.features import REDUCTIONS
 from ann.training.data import trained_scale
 
 

@@ -15,8 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 from ann.checkpoint import CheckpointError, file_sha256, read_meta
-from ann.explore import describe
-from ann.models.sampling import SamplingConfig
+from ann.models.sampling import SamplingConfig, describe
+from ann.training.card import data_text
 
 
 def subset(provenance: dict) -> str:
@@ -53,17 +53,6 @@ def summary(path: Path) -> dict:
         "provenance": meta.provenance,
         **tensor_summary(path),
     }
-
-
-def data_text(data: dict) -> str:
-    """The trainer's provenance["data"] in words (`ann info`, the app's model card)."""
-    if data.get("dataset") != "synthcity":
-        return f"{data.get('dataset')} ({data.get('root') or 'folder not recorded'})"
-    H, W = data.get("synthcity_size") or (None, None)
-    size = f", {W}x{H} images" if H else ""
-    scenes = data.get("synthcity_train_images") or 0
-    source = f"the first {scenes} train scenes, rendered once" if scenes else "an unbounded stream"
-    return f"SynthCity city {data.get('synthcity_seed', 0)}{size}, {source}"
 
 
 def network_order(part: str) -> int:

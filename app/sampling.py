@@ -8,8 +8,8 @@ import time
 
 import gradio as gr
 
-from ann.explore import block_kinds, class_shares, describe, training_sampling
-from ann.models.sampling import SamplingConfig
+from ann.analysis.explore import block_kinds, class_shares, training_sampling
+from ann.models.sampling import SamplingConfig, describe
 from app import plots
 from app.errors import UserError
 from app.session import Session, require, returns_freed_memory

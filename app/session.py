@@ -5,10 +5,10 @@ How a tab gets the current model, image and stages. Every handler that needs the
 
     def handler(session: Session | None, ...):
         session = require(session)               # raises gr.Error "segment an image first"
-        explorer = session.explorer              # ann.explore.Explorer (shared model, own caches)
+        explorer = session.explorer              # ann.analysis.explore.Explorer (shared model, own caches)
         explorer.model, explorer.meta            # the ANN in eval mode and its CheckpointMeta
         explorer.stages                          # [Stage1..Stage5] tensors (1, C, h, w) of the image
-        result = explorer.result                 # ann.explore.Result: labels, confidence, entropy,
+        result = explorer.result                 # ann.analysis.explore.Result: labels, confidence, entropy,
                                                  # logits (K, H, W), head (HeadOutput), attention
         session.image                            # the uint8 RGB image that was run (after resizing)
         session.target                           # ground-truth trainIds (H, W) uint8, or None
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ann.analysis.explore import Explorer, Result
 from ann.checkpoint import CheckpointError, CheckpointMeta, file_sha256, load, read_meta
-from ann.explore import Explorer, Result
 from ann.models.network import ANN, ANNConfig, build_network, variant
 from app.errors import UserError
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ann import features
+from ann.analysis import features
+from ann.analysis.explore import Explorer
 from ann.analysis.figures import draw, report_figure
 from ann.analysis.panels import level_pictures
-from ann.explore import Explorer
 from ann.figure import main
 from ann.models import build_network, variant
 from ann.models.efficientnet import IMAGENET_NORMALIZATION, efficientnet_lite0

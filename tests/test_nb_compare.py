@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+from ann.analysis.explore import Explorer, per_class_iou
 from ann.analysis.nb_compare import IDENTITY, compare_image, compare_split, run_side
 from ann.analysis.nb_compare_plots import plot_image, plot_split
 from ann.checkpoint import CheckpointMeta
-from ann.explore import Explorer, per_class_iou
 from ann.inference import preprocess
 from ann.metrics import ConfusionMatrix
 from ann.models import build_network, variant

@@ -2,7 +2,7 @@
 
 A trained APNB attends over S sampled anchors (Eq. 8-10); the same weights with the identity
 sampler, every position an anchor, are the non-local block of Eq. 1-4 (NB), and AFNB's are FNB
-(Eq. 14-16). Both run on one image's cached backbone stages (`ann.explore.Explorer`), so only the
+(Eq. 14-16). Both run on one image's cached backbone stages (`ann.analysis.explore.Explorer`), so only the
 sampling differs.
 
 The context vector compared is the attention output O (Eq. 4), O_P (Eq. 10), O_F (Eq. 16): the
@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ann.analysis.context import attention_blocks, checked_label, plain
-from ann.explore import Explorer, Result, block_kinds, describe, per_class_iou
+from ann.analysis.explore import Explorer, Result, block_kinds, per_class_iou
 from ann.metrics import ConfusionMatrix
 from ann.models.blocks import AsymmetricAttention
 from ann.models.network import ANN
-from ann.models.sampling import TABLE7, SamplingConfig, misfit
+from ann.models.sampling import TABLE7, SamplingConfig, describe, misfit
 from ann.timing import cpu_name, cpu_times
 
 SIDES = ("sampled", "nb")

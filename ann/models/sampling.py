@@ -56,6 +56,14 @@ class SamplingConfig:
         return self.method.removeprefix("pyramid_")
 
 
+def describe(sampling: SamplingConfig) -> str:
+    """The sampling in words, with its S, as `ann.info` and the app show it."""
+    if sampling.method == "identity":
+        return "identity (all positions, S = N)"
+    seed = f", seed {sampling.seed}" if "random" in sampling.method else ""
+    return f"{sampling.method} {sampling.sizes} (S = {sampling.num_anchors}{seed})"
+
+
 # the eight rows of Table 7 in the paper's order; pyramid average (1, 3, 6, 8) is the paper's choice
 TABLE7 = (
     SamplingConfig("random", (15,)),

@@ -1,6 +1,6 @@
 """The analysis tabs (stage features, explanations, efficiency, class context, APNB vs NB;
 docs/app_analysis.md) and what they share: image helpers, the SynthCity split the split analyses
-read, and a small cache of their results. Maps arrive from ann.features already scaled to [0, 1];
+read, and a small cache of their results. Maps arrive from ann.analysis.features already scaled to [0, 1];
 here they only get a colourblind-safe colormap and a display size."""
 
 import threading

@@ -31,7 +31,7 @@ from ann.data.labels import IGNORE_INDEX
 from ann.inference import preprocess
 from ann.models.blocks import APNB, Attention
 from ann.models.network import ANN, HeadOutput
-from ann.models.sampling import AnchorGeometry, SamplingConfig, adaptive_bins
+from ann.models.sampling import AnchorGeometry, SamplingConfig, adaptive_bins, describe
 
 BLOCK_OF_KIND = {"afnb": "fusion", "fnb": "fusion", "apnb": "context", "nb": "context"}
 
@@ -230,7 +230,7 @@ class Explorer:
         """GMACs of the attention part of a block (Table 1 convention) at the current feature size."""
         if self.stages is None:
             raise ValueError("no image has been segmented yet")
-        from ann.bench import block_gmacs  # counted from the ops, as the benchmark counts
+        from ann.analysis.efficiency import block_gmacs  # counted from the ops, as the benchmark counts
 
         h, w = self.stages[4].shape[-2:]
         module = getattr(self.model, name)
@@ -265,13 +265,6 @@ def training_sampling(model: ANN) -> dict[str, SamplingConfig]:
         name: model.config.sampling if kind in ("afnb", "apnb") else SamplingConfig("identity")
         for name, kind in block_kinds(model).items()
     }
-
-
-def describe(sampling: SamplingConfig) -> str:
-    if sampling.method == "identity":
-        return "identity (all positions, S = N)"
-    seed = f", seed {sampling.seed}" if "random" in sampling.method else ""
-    return f"{sampling.method} {sampling.sizes} (S = {sampling.num_anchors}{seed})"
 
 
 def anchor_position(geometry: AnchorGeometry, index: int) -> tuple[int, int, int, int, bool]:

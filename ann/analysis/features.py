@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ann.explore import image_to_feature
+from ann.analysis.explore import image_to_feature
 from ann.inference import preprocess
 from ann.models.efficientnet import IMAGENET_NORMALIZATION, EfficientNetLite0, efficientnet_lite0
 from ann.models.network import ANN, ANNConfig, HeadOutput
@@ -154,7 +154,7 @@ def feature_cell(
     point: tuple[int, int], image_hw: tuple[int, int], feature_hw: tuple[int, int], align_corners: bool
 ) -> tuple[int, int]:
     """The feature cell (row, col) under image pixel `point` = (y, x), by the network's own
-    upsampling convention (the one ann.explore uses for attention queries)."""
+    upsampling convention (the one ann.analysis.explore uses for attention queries)."""
     for p, size in zip(point, image_hw, strict=True):
         if not 0 <= p < size:
             raise ValueError(f"point {tuple(point)} lies outside the image of size {tuple(image_hw)}")
