@@ -8,7 +8,9 @@ metrics, ...).
 
 import hashlib
 import json
+import math
 import os
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -201,3 +203,36 @@ def load_state(model: ANN, tensors: dict[str, torch.Tensor], source: str) -> Non
 def short_list(items: list[str], limit: int = 5) -> str:
     more = f" and {len(items) - limit} more" if len(items) > limit else ""
     return ", ".join(items[:limit]) + more
+
+
+def tensor_summary(path: Path) -> dict:
+    """Parameter counts per top-level module of ANN (backbone, fusion = AFNB/FNB, bottleneck,
+    context = APNB/NB, classifier, aux_head) and the dtypes, from the safetensors header alone."""
+    from safetensors import safe_open
+
+    counts, dtypes = Counter(), Counter()
+    with safe_open(str(path), framework="pt") as f:
+        for name in f.keys():
+            tensor = f.get_slice(name)
+            if "running_" not in name and "num_batches_tracked" not in name:  # BN buffers are not parameters
+                counts[name.split(".")[0]] += math.prod(tensor.get_shape())
+            dtypes[tensor.get_dtype()] += 1
+    return {"parameters": dict(counts), "dtypes": dict(dtypes)}
+
+
+def summary(path: Path) -> dict:
+    """What a checkpoint is (`python -m ann.info`): metadata, sha256, parameter counts and dtypes,
+    without loading its weights."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    meta = read_meta(path)
+    return {
+        "file": str(path),
+        "mib": round(path.stat().st_size / 2**20, 2),
+        "sha256": file_sha256(path),
+        "config": meta.config.to_dict(),
+        "classes": meta.classes,
+        "normalization": meta.normalization,
+        "provenance": meta.provenance,
+        **tensor_summary(path),
+    }

@@ -130,7 +130,7 @@ class ModelStore:
         return (full or readable or self.names())[0]
 
     def add_file(self, path: str | Path, uploaded: bool = True) -> str:
-        """Register a checkpoint file (ours, or an authors' .pth via ann.convert); its name."""
+        """Register a checkpoint file (ours, or an authors' .pth via ann.conversion); its name."""
         path = Path(path)
         name = f"{path.name} (uploaded)" if uploaded else path.name
         with self._guard:
@@ -234,12 +234,12 @@ def read_checkpoint(path: Path) -> ANN:
 
 
 def convert_original(path: Path) -> ANN:
-    """An authors' original .pth through ann.convert (read without unpickling code); the
+    """An authors' original .pth through ann.conversion (read without unpickling code); the
     converted file lives only as long as it takes to load it."""
-    from ann import convert
+    from ann import conversion
 
     with tempfile.TemporaryDirectory(prefix="ann-converted-") as folder:
-        return load(convert.convert(path, Path(folder) / (path.stem + ".safetensors")))
+        return load(conversion.convert(path, Path(folder) / (path.stem + ".safetensors")))
 
 
 class Results:

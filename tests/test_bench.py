@@ -18,8 +18,8 @@ from ann.analysis.efficiency import (
     make_block,
     nonzero_,
 )
-from ann.bench import main
 from ann.cli.args import size as parse_size
+from ann.cli.bench import main
 from ann.models.sampling import SamplingConfig
 from ann.timing import cpu_peak_mb, measure
 

@@ -17,7 +17,7 @@ from ann.analysis.context import (
 from ann.analysis.context_plots import plot_landing, plot_matrix
 from ann.analysis.explore import Explorer, image_to_feature
 from ann.checkpoint import CheckpointMeta
-from ann.class_context import main
+from ann.cli.class_context import main
 from ann.data.labels import CITYSCAPES_CLASSES
 from ann.models import build_network, variant
 from ann.models.sampling import AnchorGeometry, Sampler, SamplingConfig

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ann.checkpoint import CAFFE_BGR_NORMALIZATION, CheckpointMeta, load, save
-from ann.deploy import main
+from ann.cli.deploy import main
 from ann.inference import preprocess
 from ann.models.network import build_network
 from ann.models.sampling import SamplingConfig

@@ -10,7 +10,8 @@ from PIL import Image
 from torch import nn
 
 from ann.checkpoint import CheckpointMeta, save
-from ann.evaluate import evaluate, format_table, main
+from ann.cli.evaluate import format_table, main
+from ann.evaluation import evaluate
 from ann.inference import mode_options, predict, predict_msflip, predict_slide
 from ann.models.network import build_network
 from ann.models.sampling import SamplingConfig
@@ -115,7 +116,7 @@ def test_cli_on_synthcity_writes_json_and_predictions(checkpoint, tmp_path):
 @pytest.fixture
 def samplings_seen(monkeypatch) -> list[dict]:
     """The samplings of each model the CLI evaluates, in order."""
-    import ann.evaluate
+    import ann.cli.evaluate
 
     seen = []
 
@@ -123,7 +124,7 @@ def samplings_seen(monkeypatch) -> list[dict]:
         seen.append(model.samplings())
         return evaluate(model, *args, **kwargs)
 
-    monkeypatch.setattr(ann.evaluate, "evaluate", spy)
+    monkeypatch.setattr(ann.cli.evaluate, "evaluate", spy)
     return seen
 
 
@@ -155,7 +156,7 @@ def test_authors_bgr_convention():
 
 
 def test_folder_and_procedural_synthcity_agree(checkpoint, tmp_path):
-    from ann.data.synthcity.__main__ import write
+    from ann.cli.synthcity import write
 
     write(tmp_path / "cs", "val", [0, 1], 0, (64, 32))  # Cityscapes layout, trainId labels
     procedural = cli(checkpoint, tmp_path)
@@ -211,9 +212,9 @@ def test_cli_refuses_options_that_would_be_ignored(checkpoint, tmp_path, capsys,
 
 
 def test_cli_refuses_unwritable_outputs_before_evaluating(checkpoint, tmp_path, capsys, monkeypatch):
-    import ann.evaluate
+    import ann.cli.evaluate
 
-    monkeypatch.setattr(ann.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+    monkeypatch.setattr(ann.cli.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
     (tmp_path / "a_file").write_text("")
     base = [str(checkpoint), "--data", "synthcity", "--limit", "1", "--workers", "0", "--no-progress"]
     assert main([*base, "--json", str(tmp_path)]) == 2
@@ -235,7 +236,7 @@ def test_cli_refuses_a_negative_limit(checkpoint, capsys):
 
 
 def test_cli_refuses_a_split_without_a_labelled_pixel(checkpoint, tmp_path, capsys):
-    from ann.data.synthcity.__main__ import write
+    from ann.cli.synthcity import write
 
     write(tmp_path / "cs", "val", [0], 0, (64, 32))
     labels = list((tmp_path / "cs").rglob("*labelTrainIds.png"))
@@ -425,7 +426,7 @@ def test_cli_seed_reaches_random_sampling(checkpoint, tmp_path, samplings_seen):
 
 def test_cli_passes_no_flip_and_the_synthcity_seed_on(checkpoint, tmp_path, monkeypatch):
     """--no-flip halves msflip's passes; --synthcity-seed scores another city than the trained one."""
-    import ann.evaluate
+    import ann.cli.evaluate
 
     options = []
 
@@ -433,7 +434,7 @@ def test_cli_passes_no_flip_and_the_synthcity_seed_on(checkpoint, tmp_path, monk
         options.append(mode_options)
         return evaluate(model, loader, num_classes, mode, mode_options, *args, **kwargs)
 
-    monkeypatch.setattr(ann.evaluate, "evaluate", spy)
+    monkeypatch.setattr(ann.cli.evaluate, "evaluate", spy)
     cli(checkpoint, tmp_path, "--mode", "msflip", "--scales", "1.0", "--no-flip",
         "--synthcity-seed", "3", "--save-predictions", str(tmp_path / "pred"))  # fmt: skip
     assert options[0]["flip"] is False and options[0]["scales"] == (1.0,)
@@ -442,9 +443,9 @@ def test_cli_passes_no_flip_and_the_synthcity_seed_on(checkpoint, tmp_path, monk
 
 def test_cli_refuses_an_output_folder_it_may_not_write(checkpoint, tmp_path, capsys, monkeypatch):
     import ann.cli.args
-    import ann.evaluate
+    import ann.cli.evaluate
 
-    monkeypatch.setattr(ann.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+    monkeypatch.setattr(ann.cli.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
     monkeypatch.setattr(ann.cli.args.os, "access", lambda path, mode: False)  # as a read-only folder
     argv = [str(checkpoint), "--data", "synthcity", "--limit", "1", "--workers", "0", "--no-progress"]
     assert main([*argv, "--json", str(tmp_path / "r.json")]) == 2
@@ -488,7 +489,7 @@ def test_confusion_plot_normalises_each_ground_truth_row(tmp_path, monkeypatch):
     predicted as road from other classes."""
     import matplotlib.pyplot as plt
 
-    from ann.evaluate import plot_confusion
+    from ann.cli.evaluate import plot_confusion
 
     figures = []
     real_close = plt.close
@@ -510,7 +511,7 @@ def test_confusion_plot_normalises_each_ground_truth_row(tmp_path, monkeypatch):
 def test_cli_refuses_data_options_that_would_be_ignored(checkpoint, tmp_path, capsys, data, extra, message):
     """These were ignored without a word: a score of city 0 taken for one of city 3, or of the
     procedural split taken for the folder's."""
-    from ann.data.synthcity.__main__ import write
+    from ann.cli.synthcity import write
 
     write(tmp_path / "cs", "val", [0], 0, (64, 32))
     where = str(tmp_path / "cs") if data == "folder" else "synthcity"

@@ -10,10 +10,10 @@ from PIL import Image
 from torch import nn
 
 from ann.checkpoint import CheckpointMeta, load, save
+from ann.cli.predict import main
 from ann.inference import predict_msflip, preprocess
 from ann.models.network import build_network
 from ann.models.sampling import SamplingConfig
-from ann.predict import main
 from ann.training.config import load_config
 
 

@@ -29,7 +29,7 @@ def read_state(path: str | Path) -> dict[str, Tensor]:
 
             return load_file(path)
         # the converter's reader: weights_only, code-running pickles refused and named
-        from ann.convert import read_original
+        from ann.conversion import read_original
 
         return read_original(path)[0]
     except Exception as error:  # noqa: BLE001 - any reader failure is one clear message
