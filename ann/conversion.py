@@ -10,7 +10,6 @@ unexpected or mis-shaped is named in the error, in the authors' names. Their inp
 """
 
 import json
-import pickle
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,16 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ann.checkpoint import (
-    CAFFE_BGR_NORMALIZATION,
-    CheckpointError,
-    CheckpointMeta,
-    file_sha256,
-    save,
-    short_list,
-)
+from ann.checkpoint import CheckpointMeta, file_sha256, save
 from ann.data.layouts import LAYOUTS
+from ann.models.backbones import CAFFE_BGR_NORMALIZATION
 from ann.models.network import ANN, build_network, variant
+from ann.models.pretrained import CheckpointError, read_pth, short_list
 
 # (their prefix, our prefix); None drops the entry after a check (SHARED). Whole dotted
 # components only: "context.1.0." never matches "context.1.0x".
@@ -62,16 +56,6 @@ RULES: tuple[tuple[str, str | None], ...] = (
 # dropped prefix -> the prefix whose tensors it must equal
 SHARED = {"context.2.stages.0.f_query.": "context.2.stages.0.f_key."}
 
-# Their trainer stores numpy scalars in runner_state (e.g. the mIoU from np.nanmean). Rebuilding
-# one needs numpy's `scalar` and `dtype`, which read bytes and call no other code: allowed by name
-# (numpy 1.x's spelling, the release's, and 2.x's), for bool, integer and float dtypes only.
-NUMPY_SCALAR = np.float64(0).__reduce__()[0]
-NUMPY_SCALAR_GLOBALS = [
-    (NUMPY_SCALAR, "numpy.core.multiarray.scalar"),
-    (NUMPY_SCALAR, "numpy._core.multiarray.scalar"),
-    np.dtype,
-    *{type(np.dtype(code)) for code in "?bBhHiIlLqQefd"},
-]
 ORIGINAL_NORMALIZATION = CAFFE_BGR_NORMALIZATION  # their input convention (ANN-REFERENCE.md)
 PROVENANCE_NOTE = "converted from the authors' release"
 
@@ -108,39 +92,9 @@ def read_original(path: str | Path) -> tuple[dict[str, Tensor], dict]:
             f"{path}: a safetensors file, not the authors' .pth; if it is ours, ann.load reads it"
         )
     try:
-        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
-            data = torch.load(path, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as error:
-        detail = unpickling_detail(error)
-        if "GLOBAL" in detail:  # a class or function to import and call: code would run
-            raise ConvertError(
-                f"{path}: refused: torch.load(weights_only=True) cannot read it, because loading it "
-                f"would run code from the pickle; only tensor checkpoints are converted ({detail})"
-            ) from error
-        raise ConvertError(f"{path}: not a readable torch checkpoint ({detail})") from error
-    except Exception as error:  # arbitrary bytes make the unpickler raise anything (KeyError, ...)
-        detail = f"{type(error).__name__}: {error}"
-        raise ConvertError(f"{path}: not a readable torch checkpoint ({detail})") from error
-    runner_state = {}
-    if isinstance(data, dict) and "state_dict" in data:
-        runner_state = data.get("runner_state") or {}
-        data = data["state_dict"]
-    if not isinstance(data, dict) or not data or not all(isinstance(v, Tensor) for v in data.values()):
-        found = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
-        raise ConvertError(f"{path}: expected a state dict or {{'state_dict': ...}}, found {found}")
-    state = {k.removeprefix("module."): v for k, v in data.items()}
-    return state, runner_state if isinstance(runner_state, dict) else {}
-
-
-def unpickling_detail(error: Exception) -> str:
-    """The specific line of torch's weights-only error, without its general advice."""
-    text = str(error)
-    if "WeightsUnpickler error: " in text:  # torch's advice before it (weights_only=False) is not ours
-        text = text.split("WeightsUnpickler error: ", 1)[1]
-    advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
-    lines = [line.strip() for line in text.splitlines()]
-    detail = [line for line in lines if line and not line.startswith(advice)]
-    return " ".join(detail) or lines[0]
+        return read_pth(path)
+    except CheckpointError as error:
+        raise ConvertError(str(error)) from error
 
 
 def convert_state(state: dict[str, Tensor], source: str) -> tuple[dict[str, Tensor], int]:

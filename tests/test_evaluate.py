@@ -13,10 +13,11 @@ from ann.checkpoint import CheckpointMeta, save
 from ann.cli.evaluate import format_table, main
 from ann.evaluation import evaluate
 from ann.inference import mode_options, predict, predict_msflip, predict_slide
+from ann.models.backbones import CAFFE_BGR_NORMALIZATION
 from ann.models.network import build_network
 from ann.models.sampling import SamplingConfig
 from ann.training.config import DataConfig, load_config
-from ann.training.data import CAFFE_BGR_NORMALIZATION, EvalItems, open_split
+from ann.training.data import EvalItems, open_split
 
 
 class Pixelwise(nn.Module):
@@ -314,8 +315,8 @@ def test_evaluate_gives_the_model_back_in_its_mode():
 def test_device_normalization_equals_the_dataset_transform(norm):
     """The trainer normalises uint8 batches on the device (Normalization); evaluation normalises in
     the dataset (Normalize): a model must see the same input in both."""
-    from ann.checkpoint import IMAGENET_NORMALIZATION
     from ann.inference import Normalization
+    from ann.models.backbones import IMAGENET_NORMALIZATION
 
     stats = CAFFE_BGR_NORMALIZATION if norm == "caffe_bgr" else IMAGENET_NORMALIZATION
     split = open_split(DataConfig(synthcity_size=(32, 64)), "val")
@@ -379,8 +380,8 @@ def test_normalization_without_a_scale_reads_0_to_255():
 
 
 def test_preprocess_takes_only_uint8_rgb_images():
-    from ann.checkpoint import IMAGENET_NORMALIZATION
     from ann.inference import preprocess
+    from ann.models.backbones import IMAGENET_NORMALIZATION
 
     for image in (np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4), np.uint8)):
         with pytest.raises(ValueError, match="expected a uint8 H x W x 3 RGB image"):

@@ -57,6 +57,16 @@ def test_the_library_never_imports_the_app_or_its_packages():
     assert {module: names for module, names in offenders.items() if names} == {}
 
 
+def test_the_models_import_nothing_outside_ann_models():
+    """The paper's network stands alone: weights and normalisation travel with its backbones."""
+    models = {m: found for m, found in LIBRARY.items() if within(m, "ann.models")}
+    outside = {
+        m: sorted(n for n in found if within(n, "ann") and not within(n, "ann.models"))
+        for m, found in models.items()
+    }
+    assert {m: names for m, names in outside.items() if names} == {}
+
+
 def test_the_stubs_only_run_their_command():
     assert set(STUBS) <= set(LIBRARY)
     for stub, command in STUBS.items():

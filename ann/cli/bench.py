@@ -24,7 +24,8 @@ from ann.analysis.efficiency import (
     format_rows,
 )
 from ann.cli.args import size, whole_number
-from ann.models.network import BACKBONES, VARIANTS
+from ann.models.backbones import BACKBONES
+from ann.models.network import VARIANTS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     block.add_argument("--key", type=whole_number(1), default=256)
     network = sub.add_parser("network", help="Table 2: the whole network on one image")
     network.add_argument("--variant", choices=tuple(VARIANTS), default="full")
-    network.add_argument("--backbone", choices=BACKBONES, default="resnet101")
+    network.add_argument("--backbone", choices=tuple(BACKBONES), default="resnet101")
     network.add_argument("--size", type=size, default=(2048, 1024), help="WxH of the image")
     network.add_argument("--no-aux", action="store_true", help="build without the Stage4 aux head")
     for p in (block, network):

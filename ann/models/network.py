@@ -11,13 +11,12 @@ from dataclasses import asdict, dataclass, field, fields
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ann.models.backbones import BACKBONES, build_backbone
 from ann.models.blocks import AFNB, APNB, AsymmetricAttention, Attention, CommonFusion
-from ann.models.resnet import DilatedResNet
 from ann.models.sampling import Sampler, SamplingConfig
 
 FUSIONS = ("none", "common", "fnb", "afnb")
 CONTEXTS = ("none", "nb", "apnb")
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0", "local9")
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class ANNConfig:
     align_corners: bool = True  # released code upsamples with align_corners=True
 
     def __post_init__(self) -> None:
-        check_choice("backbone", self.backbone, BACKBONES)
+        check_choice("backbone", self.backbone, tuple(BACKBONES))
         check_choice("fusion", self.fusion, FUSIONS)
         check_choice("context", self.context, CONTEXTS)
         if isinstance(self.sampling, dict):
@@ -197,30 +196,12 @@ class ANN(nn.Module):
         return found
 
 
-def build_backbone(config: ANNConfig) -> nn.Module:
-    if config.backbone.startswith("resnet"):
-        return DilatedResNet(
-            int(config.backbone.removeprefix("resnet")),
-            config.output_stride,
-            config.stem,
-        )
-    if config.backbone == "local9":
-        from ann.models.local import LocalNet
-
-        return LocalNet()
-    if config.backbone == "efficientnet_lite0":
-        from ann.models.efficientnet import efficientnet_lite0
-
-        return efficientnet_lite0(config.output_stride, pretrained=config.pretrained)
-    raise ValueError(f"unknown backbone {config.backbone!r}; valid: {', '.join(BACKBONES)}")
-
-
 def build_network(config: ANNConfig) -> ANN:
     if config.num_classes < 1:
         raise ValueError(
             "num_classes 0 (the dataset's) must be set from the data before the network is built"
         )
-    backbone = build_backbone(config)
+    backbone = build_backbone(config.backbone, config.output_stride, config.stem, config.pretrained)
     channels = backbone.channels  # Stage1..Stage5
     high = channels[4]
     lows = tuple(channels[s - 1] for s in config.fuse_stages)

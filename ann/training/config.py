@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ann.data.layouts import LAYOUTS
+from ann.models.backbones import NORMALIZATIONS as BACKBONE_NORMALIZATIONS
 from ann.models.network import ANNConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DATASETS = (*LAYOUTS, "folder")  # "folder": your own data (ann/data/folder.py)
-NORMALIZATIONS = ("auto", "imagenet", "efficientnet", "caffe_bgr")
+NORMALIZATIONS = ("auto", *BACKBONE_NORMALIZATIONS)  # auto: the backbone's (ann/models/backbones.py)
 
 
 class ConfigError(ValueError):

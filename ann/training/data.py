@@ -19,21 +19,16 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from ann.checkpoint import CAFFE_BGR_NORMALIZATION, IMAGENET_NORMALIZATION
 from ann.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from ann.data.transforms import Normalize, ToTensor, train_transform
+from ann.models.backbones import NORMALIZATIONS, input_normalization
 from ann.training.config import ConfigError, DataConfig, RunConfig
 
 
 def normalization(config: RunConfig) -> dict:
+    """data.normalization; auto: the input the backbone's ImageNet weights expect."""
     name = config.data.normalization
-    if name == "auto":
-        name = "efficientnet" if config.model.backbone.startswith("efficientnet") else "imagenet"
-    if name == "efficientnet":
-        from ann.models.efficientnet import IMAGENET_NORMALIZATION as EFFICIENTNET
-
-        return dict(EFFICIENTNET)
-    return dict(CAFFE_BGR_NORMALIZATION if name == "caffe_bgr" else IMAGENET_NORMALIZATION)
+    return input_normalization(config.model.backbone) if name == "auto" else dict(NORMALIZATIONS[name])
 
 
 @dataclass
