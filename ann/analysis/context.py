@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ann.analysis.explore import Explorer, block_kinds, image_to_feature
+from ann.analysis.explore import Explorer, image_to_feature
 from ann.data.labels import IGNORE_INDEX
 from ann.models.blocks import Attention
 from ann.models.network import ANN
@@ -189,7 +189,7 @@ class ClassContext:
 
 def attention_blocks(model: ANN, blocks: Sequence[str] | None = None) -> dict[str, str]:
     """{"fusion": "afnb", "context": "apnb", ...} of the asked blocks (default: all the model has)."""
-    kinds = block_kinds(model)
+    kinds = model.block_kinds()
     if not kinds:
         config = model.config
         raise ValueError(

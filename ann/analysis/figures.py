@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ann.analysis import features
 from ann.analysis.context_plots import pyplot
-from ann.analysis.explore import Explorer, attention_entropy, block_kinds
+from ann.analysis.explore import Explorer, attention_entropy
 from ann.analysis.panels import colorize, level_pictures
 from ann.models.network import ANN
 from ann.models.sampling import AnchorGeometry
@@ -63,7 +63,7 @@ def attention_block(model: ANN, block: str) -> str:
     """The recorded attention of "context" (APNB/NB) or "fusion" (AFNB/FNB) in this model."""
     if block not in BLOCKS:
         raise ValueError(f"unknown block {block!r}; valid: {', '.join(BLOCKS)}")
-    kinds = block_kinds(model)
+    kinds = model.block_kinds()
     if not kinds:
         raise ValueError(
             f"this {model.config.fusion}/{model.config.context} model has no attention block "

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ann.analysis.context import attention_blocks, checked_label, plain
-from ann.analysis.explore import Explorer, Result, block_kinds, per_class_iou
+from ann.analysis.explore import Explorer, Result, per_class_iou
 from ann.metrics import ConfusionMatrix
 from ann.models.blocks import AsymmetricAttention
 from ann.models.network import ANN
@@ -140,8 +140,8 @@ def summarise(values: np.ndarray) -> dict[str, float]:
 
 def compared_blocks(model: ANN, blocks: Sequence[str] | None = None) -> dict[str, str]:
     """{"fusion": "afnb", "context": "apnb"} of the compared blocks; default: those that sample anchors."""
-    kinds = block_kinds(model)
-    if not {"afnb", "apnb"} & set(kinds.values()):
+    switchable = model.switchable()
+    if not switchable:
         config = model.config
         raise ValueError(
             f"this model has no APNB or AFNB (fusion {config.fusion}, context {config.context}); "
@@ -149,8 +149,8 @@ def compared_blocks(model: ANN, blocks: Sequence[str] | None = None) -> dict[str
         )
     asked = attention_blocks(model, blocks)  # checks the names
     if blocks is None:
-        return {name: kind for name, kind in asked.items() if kind in ("afnb", "apnb")}
-    trained_nb = [f"{name} is {kind.upper()}" for name, kind in asked.items() if kind not in ("afnb", "apnb")]
+        return {name: kind for name, kind in asked.items() if name in switchable}
+    trained_nb = [f"{name} is {kind.upper()}" for name, kind in asked.items() if name not in switchable]
     if trained_nb:
         raise ValueError(f"{', '.join(trained_nb)}: trained with every position as an anchor already")
     return asked

@@ -17,6 +17,7 @@ from ann.models.sampling import Sampler, SamplingConfig
 
 FUSIONS = ("none", "common", "fnb", "afnb")
 CONTEXTS = ("none", "nb", "apnb")
+ASYMMETRIC = ("afnb", "apnb")  # the blocks that attend to sampled anchors (Sec. 3.2), so can switch
 
 
 @dataclass(frozen=True)
@@ -169,16 +170,7 @@ class ANN(nn.Module):
         FNB were trained with every position as an anchor and switch only when named in `blocks`.
         The training config is kept, so `samplings()` shows what differs from it.
         """
-        if blocks is None:
-            blocks = tuple(
-                name
-                for name, kind in (
-                    ("fusion", self.config.fusion),
-                    ("context", self.config.context),
-                )
-                if kind in ("afnb", "apnb")
-            )
-        for name in blocks:
+        for name in self.switchable() if blocks is None else blocks:
             check_choice("block", name, ("fusion", "context"))
             module = getattr(self, name)
             for attention in [] if module is None else module.modules():
@@ -194,6 +186,24 @@ class ANN(nn.Module):
                 if isinstance(attention, AsymmetricAttention):
                     found[name] = attention.sampler.config
         return found
+
+    def block_kinds(self) -> dict[str, str]:
+        """{"fusion": "afnb"|"fnb", "context": "apnb"|"nb"} for the blocks that have attention."""
+        kinds = {"fusion": self.config.fusion, "context": self.config.context}
+        return {name: kinds[name] for name in self.samplings()}
+
+    def switchable(self) -> tuple[str, ...]:
+        """The blocks whose sampling switches unless others are named: AFNB and APNB. NB and FNB
+        were trained with every position as an anchor."""
+        return tuple(name for name, kind in self.block_kinds().items() if kind in ASYMMETRIC)
+
+    def training_sampling(self) -> dict[str, SamplingConfig]:
+        """The sampling each attention block was trained with (NB and FNB: identity)."""
+        switchable = self.switchable()
+        return {
+            name: self.config.sampling if name in switchable else SamplingConfig("identity")
+            for name in self.block_kinds()
+        }
 
 
 def build_network(config: ANNConfig) -> ANN:
