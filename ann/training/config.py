@@ -112,11 +112,13 @@ class OptimConfig:
     weight_decay: float = 5e-4
     poly_power: float = 0.9  # lr * (1 - it / iterations) ** power, per iteration
     nesterov: bool = False
+    warmup_iterations: int = 0  # the first N iterations at (it + 1) / N of the poly lr; 0 = none, as released
 
     def __post_init__(self) -> None:
         check_positive("optim.lr", self.lr)
         if not 0 <= self.momentum < 1 or self.weight_decay < 0 or self.poly_power < 0:
             raise ConfigError("optim: need 0 <= momentum < 1, weight_decay >= 0, poly_power >= 0")
+        check_not_negative({"optim.warmup_iterations": self.warmup_iterations})
 
 
 @dataclass(frozen=True)
