@@ -8,7 +8,9 @@ metrics, ...).
 
 import hashlib
 import json
+import math
 import os
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,28 +20,11 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_bytes
 
 from ann.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from ann.models.backbones import input_normalization
 from ann.models.network import ANN, ANNConfig, build_network
+from ann.models.pretrained import CheckpointError, short_list
 
 FORMAT = "ann-checkpoint/1"
-# ImageNet statistics of the torchvision-style ResNets, on RGB in 0..1.
-IMAGENET_NORMALIZATION = {
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "scale": 255.0,
-    "channel_order": "RGB",
-}
-# The authors' Caffe-style input of the released ResNet-101 (ANN-REFERENCE.md): BGR in 0..255
-# minus the Caffe ImageNet mean; converted checkpoints carry it, `data.normalization = caffe_bgr`.
-CAFFE_BGR_NORMALIZATION = {
-    "mean": [102.98, 115.95, 122.77],
-    "std": [1.0, 1.0, 1.0],
-    "scale": 1.0,
-    "channel_order": "BGR",
-}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be loaded; the message says what is wrong."""
 
 
 @dataclass
@@ -47,9 +32,13 @@ class CheckpointMeta:
     config: ANNConfig
     classes: list[str] = field(default_factory=lambda: list(CITYSCAPES_CLASSES))
     palette: list[list[int]] = field(default_factory=lambda: [list(c) for c in CITYSCAPES_PALETTE])
-    normalization: dict = field(default_factory=lambda: dict(IMAGENET_NORMALIZATION))
+    normalization: dict | None = None  # None: the input its backbone's ImageNet weights expect
     provenance: dict = field(default_factory=dict)
     sha256: str = ""  # of the file it was loaded from
+
+    def __post_init__(self) -> None:
+        if self.normalization is None:
+            self.normalization = input_normalization(self.config.backbone)
 
     def to_metadata(self) -> dict[str, str]:
         return {
@@ -198,6 +187,34 @@ def load_state(model: ANN, tensors: dict[str, torch.Tensor], source: str) -> Non
     model.load_state_dict({k: t.to(expected[k].dtype) for k, t in tensors.items()})
 
 
-def short_list(items: list[str], limit: int = 5) -> str:
-    more = f" and {len(items) - limit} more" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
+def tensor_summary(path: Path) -> dict:
+    """Parameter counts per top-level module of ANN (backbone, fusion = AFNB/FNB, bottleneck,
+    context = APNB/NB, classifier, aux_head) and the dtypes, from the safetensors header alone."""
+    from safetensors import safe_open
+
+    counts, dtypes = Counter(), Counter()
+    with safe_open(str(path), framework="pt") as f:
+        for name in f.keys():
+            tensor = f.get_slice(name)
+            if "running_" not in name and "num_batches_tracked" not in name:  # BN buffers are not parameters
+                counts[name.split(".")[0]] += math.prod(tensor.get_shape())
+            dtypes[tensor.get_dtype()] += 1
+    return {"parameters": dict(counts), "dtypes": dict(dtypes)}
+
+
+def summary(path: Path) -> dict:
+    """What a checkpoint is (`python -m ann.info`): metadata, sha256, parameter counts and dtypes,
+    without loading its weights."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    meta = read_meta(path)
+    return {
+        "file": str(path),
+        "mib": round(path.stat().st_size / 2**20, 2),
+        "sha256": file_sha256(path),
+        "config": meta.config.to_dict(),
+        "classes": meta.classes,
+        "normalization": meta.normalization,
+        "provenance": meta.provenance,
+        **tensor_summary(path),
+    }

@@ -1,4 +1,5 @@
-"""Safe decoding of user images and label maps (the app's uploads, `python -m ann.predict`).
+"""Safe decoding of user images and label maps (the app's uploads, `python -m ann.predict`), the
+image files of a folder, and sizes written as WIDTHxHEIGHT.
 
 Uploads are untrusted: the size is checked from the header before any pixel is decoded
 (decompression bombs), EXIF orientation is applied, every PIL mode becomes 8-bit RGB, animated
@@ -13,8 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ann.data.datasets import files_under
+
 MAX_PIXELS = 40_000_000  # refuse larger images before decoding their pixels
 DEFAULT_MAX_SIDE = 1024
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 class ImageError(ValueError):
@@ -136,3 +140,34 @@ def read_label_map(path: str | Path, size: tuple[int, int], num_classes: int, ma
     if labels.shape != (H, W):
         labels = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((W, H), Image.NEAREST))
     return labels.astype(np.uint8)
+
+
+def collect_inputs(paths: list[Path]) -> dict[str, Path]:
+    """Output name -> image file, in order: files by stem, folders walked (sorted) by relative path."""
+    inputs: dict[str, Path] = {}
+    for path in paths:
+        if path.is_dir():
+            files = [f for f in files_under(path) if f.suffix.lower() in IMAGE_SUFFIXES]  # links followed
+            if not files:
+                raise ValueError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            named = [(f.relative_to(path).with_suffix("").as_posix(), f) for f in files]
+        elif path.is_file():
+            named = [(path.stem, path)]
+        else:
+            raise ValueError(f"{path}: no such file or folder")
+        for name, file in named:
+            if name in inputs and inputs[name] != file:
+                raise ValueError(f"{inputs[name]} and {file} would both be written as {name}.png")
+            inputs[name] = file
+    return inputs
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'256x128' -> (width 256, height 128), as the paper writes sizes."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must be WIDTHxHEIGHT, e.g. 256x128; got {text!r}") from None
+    if width < 1 or height < 1:
+        raise ValueError(f"size must be positive, got {text!r}")
+    return width, height

@@ -127,6 +127,33 @@ def predict(model: nn.Module, x: Tensor, mode: str = "whole", **options) -> Tens
     raise ValueError(f"unknown inference mode {mode!r}; valid: whole, slide, msflip")
 
 
+def mode_options(mode: str, crop=None, stride=None, scales=DEFAULT_SCALES, flip=True, align=True) -> dict:
+    """The keyword options of ann.inference.predict for a mode."""
+    if mode == "whole":
+        return {}
+    for name, value in (("crop", crop), ("stride", stride)):
+        if value is not None and len(value) != 2:
+            raise ValueError(f"--{name} takes two numbers H,W, got {','.join(map(str, value))}")
+    if crop is not None and stride is not None and (stride[0] > crop[0] or stride[1] > crop[1]):
+        # windows further apart than their size leave pixels that no window predicts
+        raise ValueError(f"--stride {stride[0]},{stride[1]} is larger than --crop {crop[0]},{crop[1]}")
+    if mode == "slide":
+        if crop is None:
+            raise ValueError("slide mode needs --crop H,W")
+        return {"crop": tuple(crop), "stride": tuple(stride or crop)}
+    if mode == "msflip":
+        if not scales or min(scales) <= 0:  # a scale of 0 or less would still run, on a 1x1 image
+            raise ValueError(f"--scales must be positive, got {','.join(map(str, scales))}")
+        return {
+            "scales": tuple(scales),
+            "flip": flip,
+            "crop": tuple(crop) if crop else None,
+            "stride": tuple(stride) if stride else None,
+            "align_corners": align,
+        }
+    raise ValueError(f"unknown mode {mode!r}; valid: whole, slide, msflip")
+
+
 def segment(model: nn.Module, image: np.ndarray, mode: str = "whole", amp: bool = False, **options) -> Tensor:
     """Class ids (H, W) of a uint8 (H, W, 3) RGB image, by a model from `ann.load` (its
     checkpoint's normalisation, on the model's device); `mode` and `options` as `predict`."""

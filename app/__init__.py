@@ -1,1 +1,1 @@
-"""Gradio app for exploring an ANN checkpoint; all model logic lives in ann/ (ann.explore)."""
+"""Gradio app for exploring an ANN checkpoint; all model logic lives in ann/ (ann.analysis.explore)."""

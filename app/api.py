@@ -20,7 +20,8 @@ import numpy as np
 from gradio import FileData
 from PIL import Image
 
-from ann.explore import attention_entropy, class_shares, describe
+from ann.analysis.explore import attention_entropy, class_shares
+from ann.models.sampling import describe
 from app import attention as attention_views
 from app import export as export_files
 from app import plots, sampling, segment

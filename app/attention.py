@@ -9,7 +9,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from ann.explore import anchor_at, attention_entropy
+from ann.analysis.explore import anchor_at, attention_entropy
 from app import plots
 from app.errors import UserError
 from app.session import Session, require

@@ -8,15 +8,16 @@ import time
 
 import gradio as gr
 
-from ann.explore import block_kinds, class_shares, describe, training_sampling
-from ann.models.sampling import SamplingConfig
+from ann.analysis.explore import class_shares
+from ann.models.sampling import METHODS, SamplingConfig, describe, misfit
 from app import plots
 from app.errors import UserError
 from app.session import Session, require, returns_freed_memory
 
 PRESETS = ("1,2,3,6", "1,3,6,8", "1,4,8,12")
-# the six methods of Table 7; "identity" (every position, NB/FNB) is left out: N x N attention
-TABLE7_METHODS = ("pyramid_average", "pyramid_max", "pyramid_random", "average", "max", "random")
+# the six methods of Table 7, the paper's choice first; "identity" (every position, NB/FNB) is left
+# out: N x N attention
+TABLE7_METHODS = tuple(m for m in reversed(METHODS) if METHODS[m].sizes != "none")
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -43,7 +44,7 @@ def suggest_sizes(method: str, sizes: str) -> str:
 
 def trained_sampling(model) -> str:
     """Per attention block: AFNB/APNB pool the config's anchors, NB/FNB attend to every position."""
-    kinds, trained = block_kinds(model), training_sampling(model)
+    kinds, trained = model.block_kinds(), model.training_sampling()
     if not kinds:
         return "none (no attention block)"
     return "; ".join(f"{kind.upper()} {describe(trained[name])}" for name, kind in kinds.items())
@@ -51,7 +52,7 @@ def trained_sampling(model) -> str:
 
 def switchable(session: Session) -> bool:
     """Only AFNB and APNB sample anchors; NB and FNB attend to every position."""
-    return bool({"afnb", "apnb"} & set(session.explorer.block_kinds().values()))
+    return bool(session.explorer.model.switchable())
 
 
 def trained_controls(session: Session | None):
@@ -88,16 +89,13 @@ def set_sampling(session: Session | None, method: str, sizes: str, seed: float, 
 
 
 def check_fits(config: SamplingConfig, feature_hw) -> None:
-    """Refuse grids finer than the feature map: adaptive pooling would repeat cells (S = n^2
-    anchors from fewer positions), and random sampling cannot draw n^2 distinct ones."""
-    H, W = (int(v) for v in feature_hw)
-    n = max(config.sizes)
-    if config.kind == "random" and n * n > H * W:
-        raise UserError(f"random sampling with n = {n} needs {n * n} distinct positions; this image's "
-                        f"{H}x{W} feature map has {H * W}")  # fmt: skip
-    if config.kind != "random" and n > min(H, W):
-        raise UserError(f"pyramid size {n} is finer than this image's {H}x{W} feature map (output "
-                        f"stride 8): use sizes up to {min(H, W)}, or a larger image")  # fmt: skip
+    """Refuse what does not fit this image's feature map (ann.models.sampling.misfit)."""
+    reason = misfit(config, feature_hw, whose="this image's")
+    if reason is None:
+        return
+    if config.kind != "random":  # a grid finer than the map: say how fine it may be
+        reason += f" (output stride 8): use sizes up to {min(feature_hw)}, or a larger image"
+    raise UserError(reason)
 
 
 def reset_sampling(session: Session | None, opacity, outline, hidden):

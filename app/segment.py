@@ -11,12 +11,11 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
+from ann.analysis.explore import class_shares, error_map, per_class_iou
 from ann.checkpoint import file_sha256
 from ann.data.labels import CITYSCAPES_CLASSES
-from ann.explore import class_shares, error_map, per_class_iou
 from ann.images import ImageError, from_array, read_image, read_label_map
-from ann.info import data_text
-from ann.training.card import trained_on
+from ann.training.card import data_text, trained_on
 from app import plots
 from app.errors import UserError
 from app.sampling import trained_sampling

@@ -5,10 +5,10 @@ How a tab gets the current model, image and stages. Every handler that needs the
 
     def handler(session: Session | None, ...):
         session = require(session)               # raises gr.Error "segment an image first"
-        explorer = session.explorer              # ann.explore.Explorer (shared model, own caches)
+        explorer = session.explorer              # ann.analysis.explore.Explorer (shared model, own caches)
         explorer.model, explorer.meta            # the ANN in eval mode and its CheckpointMeta
         explorer.stages                          # [Stage1..Stage5] tensors (1, C, h, w) of the image
-        result = explorer.result                 # ann.explore.Result: labels, confidence, entropy,
+        result = explorer.result                 # ann.analysis.explore.Result: labels, confidence, entropy,
                                                  # logits (K, H, W), head (HeadOutput), attention
         session.image                            # the uint8 RGB image that was run (after resizing)
         session.target                           # ground-truth trainIds (H, W) uint8, or None
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ann.analysis.explore import Explorer, Result
 from ann.checkpoint import CheckpointError, CheckpointMeta, file_sha256, load, read_meta
-from ann.explore import Explorer, Result
 from ann.models.network import ANN, ANNConfig, build_network, variant
 from app.errors import UserError
 
@@ -130,7 +130,7 @@ class ModelStore:
         return (full or readable or self.names())[0]
 
     def add_file(self, path: str | Path, uploaded: bool = True) -> str:
-        """Register a checkpoint file (ours, or an authors' .pth via ann.convert); its name."""
+        """Register a checkpoint file (ours, or an authors' .pth via ann.conversion); its name."""
         path = Path(path)
         name = f"{path.name} (uploaded)" if uploaded else path.name
         with self._guard:
@@ -234,12 +234,12 @@ def read_checkpoint(path: Path) -> ANN:
 
 
 def convert_original(path: Path) -> ANN:
-    """An authors' original .pth through ann.convert (read without unpickling code); the
+    """An authors' original .pth through ann.conversion (read without unpickling code); the
     converted file lives only as long as it takes to load it."""
-    from ann import convert
+    from ann import conversion
 
     with tempfile.TemporaryDirectory(prefix="ann-converted-") as folder:
-        return load(convert.convert(path, Path(folder) / (path.stem + ".safetensors")))
+        return load(conversion.convert(path, Path(folder) / (path.stem + ".safetensors")))
 
 
 class Results:

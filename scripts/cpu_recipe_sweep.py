@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ann.bench import count_gmacs  # noqa: E402
+from ann.analysis.efficiency import count_gmacs  # noqa: E402
 from ann.checkpoint import read_meta  # noqa: E402
 from ann.losses import SegmentationLoss  # noqa: E402
 from ann.models.network import build_network  # noqa: E402

@@ -583,7 +583,7 @@ def test_sampling_change_reports_changed_pixels_and_area_per_class(session, monk
 
 
 def test_controls_show_a_training_sampling_that_is_no_preset(tmp_path):
-    from ann.explore import Explorer
+    from ann.analysis.explore import Explorer
     from ann.models.sampling import SamplingConfig
     from app.sampling import trained_controls
     from app.session import Session
@@ -600,7 +600,7 @@ def test_controls_show_a_training_sampling_that_is_no_preset(tmp_path):
 def test_controls_leave_the_method_menu_for_an_identity_training_sampling():
     """An APNB trained with "identity" sampling (every position, as NB): the method menu offers
     only Table 7's methods, so it is left as it is rather than set to a value it cannot show."""
-    from ann.explore import Explorer
+    from ann.analysis.explore import Explorer
     from ann.models.sampling import SamplingConfig
     from app.sampling import trained_controls
     from app.session import Session

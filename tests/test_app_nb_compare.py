@@ -116,7 +116,7 @@ def test_the_split_chart_is_the_librarys_comparison_and_is_kept(attentive_store,
 def test_the_endpoint_compares_the_latest_result_with_nb(analysis_client, attentive_store, tmp_path):
     from gradio_client import handle_file
 
-    from ann.explore import Explorer
+    from ann.analysis.explore import Explorer
 
     client, _ = analysis_client
     label = np.zeros((48, 64), np.uint8)

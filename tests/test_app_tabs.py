@@ -259,7 +259,7 @@ def test_cosine_colours_span_minus_one_to_plus_one(session, tiny_store, monkeypa
     must be the colormap's middle, not its darkest end."""
     import torch
 
-    from ann import features
+    from ann.analysis import features
     from app.tabs.features import cosine
 
     similarity = torch.zeros(48, 64)
@@ -275,7 +275,7 @@ def test_grad_cam_is_scaled_to_its_peak(session):
     """Grad-CAM maps of different layers and targets are shown on one 0..1 colour scale."""
     import torch
 
-    from ann import features
+    from ann.analysis import features
     from app.tabs.explain import grad_cam
 
     model = session.explorer.model

@@ -9,17 +9,17 @@ import json
 import pytest
 import torch
 
-from ann.bench import (
+from ann.analysis.efficiency import (
     BLOCKS,
     bench_block,
     block_gmacs,
     block_inputs,
     count_gmacs,
-    main,
     make_block,
     nonzero_,
-    parse_size,
 )
+from ann.cli.args import size as parse_size
+from ann.cli.bench import main
 from ann.models.sampling import SamplingConfig
 from ann.timing import cpu_peak_mb, measure
 
@@ -157,9 +157,9 @@ def test_network_cli_counts_parameters(tmp_path):
 
 def test_paper_figures_only_beside_the_papers_widths(monkeypatch):
     """Table 1 is C = 2048, C^ = 256: a 96x96 row of narrower blocks is not comparable with it."""
-    import ann.bench
+    from ann.analysis import efficiency
 
-    monkeypatch.setattr(ann.bench, "measure_all", lambda *a: {"time_ms": 1.0, "peak_mem_mb": 1.0})
+    monkeypatch.setattr(efficiency, "measure_all", lambda *a: {"time_ms": 1.0, "peak_mem_mb": 1.0})
     narrow = bench_block("apnb", 96, 96, repeats=1, channels=64, key=16)
     assert "paper_gflops" not in narrow and "paper_mem_mb" not in narrow
     assert {"paper_gflops", "paper_time_ms"} <= set(bench_block("apnb", 96, 96, repeats=1))
@@ -191,11 +191,11 @@ def test_counts_with_value_channels_other_than_key_channels(kind, scope):
 
 def test_paper_figures_of_a_wide_feature_map_are_found(monkeypatch):
     """Table 1's 256x128 (width x height) rows: the lookup must not swap width and height."""
-    import ann.bench
+    from ann.analysis import efficiency
 
-    monkeypatch.setattr(ann.bench, "measure_all", lambda *a: {"time_ms": 1.0, "peak_mem_mb": 1.0})
-    monkeypatch.setattr(ann.bench, "block_inputs", lambda *a: ())  # nothing is run: no 256 MB inputs
-    monkeypatch.setattr(ann.bench, "block_gmacs", lambda *a, **k: 0.0)
+    monkeypatch.setattr(efficiency, "measure_all", lambda *a: {"time_ms": 1.0, "peak_mem_mb": 1.0})
+    monkeypatch.setattr(efficiency, "block_inputs", lambda *a: ())  # nothing is run: no 256 MB inputs
+    monkeypatch.setattr(efficiency, "block_gmacs", lambda *a, **k: 0.0)
     row = bench_block("apnb", 256, 128, repeats=1)
     assert (row["width"], row["height"]) == (256, 128)
     assert (row["paper_gflops"], row["paper_mem_mb"], row["paper_time_ms"]) == (43.5, 277, 30.8)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ann.bench import CPU_ATTENTION_FLOPS
+from ann.analysis.efficiency import CPU_ATTENTION_FLOPS
 from ann.models.blocks import AFNB, APNB, AsymmetricAttention
 from ann.models.sampling import Sampler, SamplingConfig
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ann.check_data import main
+from ann.cli.check_data import main
 from tests.test_folder import write_dataset
 
 

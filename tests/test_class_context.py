@@ -15,10 +15,10 @@ from ann.analysis.context import (
     class_context,
 )
 from ann.analysis.context_plots import plot_landing, plot_matrix
+from ann.analysis.explore import Explorer, image_to_feature
 from ann.checkpoint import CheckpointMeta
-from ann.class_context import main
+from ann.cli.class_context import main
 from ann.data.labels import CITYSCAPES_CLASSES
-from ann.explore import Explorer, image_to_feature
 from ann.models import build_network, variant
 from ann.models.sampling import AnchorGeometry, Sampler, SamplingConfig
 from tests.conftest_app import attentive_model, save_tiny_and_fcn, tiny_config

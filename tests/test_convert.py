@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 import ann
 from ann.checkpoint import file_sha256, read_meta
-from ann.convert import ORIGINAL_NORMALIZATION, ConvertError, convert_state, main, read_original, rename
+from ann.cli.convert import main
+from ann.conversion import ORIGINAL_NORMALIZATION, ConvertError, convert_state, read_original, rename
 from ann.data.labels import CITYSCAPES_CLASSES
 
 # The names and shapes of the authors' released Cityscapes ResNet-101 checkpoint (704 entries),
@@ -316,16 +317,16 @@ def test_out_equal_to_the_source_is_refused(original, tmp_path):
 def test_library_convert_writes_fp32_by_default(original, tmp_path, monkeypatch):
     """`convert` called from Python, like the CLI, keeps fp32 unless asked: the released fp32
     weights are what the check against the original function holds for."""
-    import ann.convert
+    from ann import conversion
 
     source = tmp_path / "their.pth"
     source.write_bytes(b"stands in for the .pth; read_original is replaced below")
     written = {}
-    monkeypatch.setattr(ann.convert, "read_original", lambda path: (original, {}))
+    monkeypatch.setattr(conversion, "read_original", lambda path: (original, {}))
     monkeypatch.setattr(
-        ann.convert, "save", lambda model, out, meta, dtype: written.setdefault("dtype", dtype)
+        conversion, "save", lambda model, out, meta, dtype: written.setdefault("dtype", dtype)
     )
-    ann.convert.convert(source, tmp_path / "ann.safetensors")
+    conversion.convert(source, tmp_path / "ann.safetensors")
     assert written == {"dtype": torch.float32}
 
 
@@ -337,7 +338,7 @@ def test_library_convert_writes_fp32_by_default(original, tmp_path, monkeypatch)
 def test_a_class_count_names_its_dataset(num_classes, first, colour):
     """Weights trained on ADE20K (150 classes) should come out with ADE20K's names and colours, not
     'class 0..149': every dataset of the paper has a class count of its own."""
-    from ann.convert import class_names
+    from ann.conversion import class_names
 
     names, palette = class_names(num_classes)
     assert (len(names), len(palette)) == (num_classes, num_classes)
@@ -345,7 +346,7 @@ def test_a_class_count_names_its_dataset(num_classes, first, colour):
 
 
 def test_an_unknown_class_count_gets_numbered_names_and_stable_colours():
-    from ann.convert import class_names
+    from ann.conversion import class_names
 
     names, palette = class_names(7)
     assert names == [f"class {i}" for i in range(7)] and palette == class_names(7)[1]

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ann.checkpoint import IMAGENET_NORMALIZATION
 from ann.images import ImageError, from_array, read_image, read_label_map, resize_max_side
 from ann.inference import preprocess
+from ann.models.backbones import IMAGENET_NORMALIZATION
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -13,9 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from ann.checkpoint import CAFFE_BGR_NORMALIZATION, CheckpointMeta, load, save
-from ann.deploy import main
+from ann.checkpoint import CheckpointMeta, load, save
+from ann.cli.deploy import main
 from ann.inference import preprocess
+from ann.models.backbones import CAFFE_BGR_NORMALIZATION
 from ann.models.network import build_network
 from ann.models.sampling import SamplingConfig
 from ann.training.config import load_config

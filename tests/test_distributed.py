@@ -116,7 +116,7 @@ def test_one_process_under_torchrun_takes_the_distributed_path(monkeypatch):
 
 
 LOADER_LEFT_OPEN = """
-from ann.checkpoint import IMAGENET_NORMALIZATION
+from ann.models.backbones import IMAGENET_NORMALIZATION
 from ann.training.config import DataConfig
 from ann.training.data import eval_loader, open_split
 
@@ -136,7 +136,7 @@ def test_a_loader_worker_alive_at_exit_does_not_hang_the_process():
 
 def test_eval_shards_cover_the_split_once():
     """Validation is sharded rank::world and the matrices summed: every image counted once."""
-    from ann.checkpoint import IMAGENET_NORMALIZATION
+    from ann.models.backbones import IMAGENET_NORMALIZATION
     from ann.training.data import Split, eval_loader
 
     split = Split(lambda i: None, 7, str, ("a",), ((0, 0, 0),))

@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from ann.models import efficientnet
+from ann.models.backbones import EFFICIENTNET_NORMALIZATION as IMAGENET_NORMALIZATION
 from ann.models.efficientnet import (
-    IMAGENET_NORMALIZATION,
     MBConv,
     convert_imagenet_state_dict,
     efficientnet_lite0,

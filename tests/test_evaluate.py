@@ -10,12 +10,14 @@ from PIL import Image
 from torch import nn
 
 from ann.checkpoint import CheckpointMeta, save
-from ann.evaluate import evaluate, format_table, main, mode_options
-from ann.inference import predict, predict_msflip, predict_slide
+from ann.cli.evaluate import format_table, main
+from ann.evaluation import evaluate
+from ann.inference import mode_options, predict, predict_msflip, predict_slide
+from ann.models.backbones import CAFFE_BGR_NORMALIZATION
 from ann.models.network import build_network
 from ann.models.sampling import SamplingConfig
 from ann.training.config import DataConfig, load_config
-from ann.training.data import CAFFE_BGR_NORMALIZATION, EvalItems, open_split
+from ann.training.data import EvalItems, open_split
 
 
 class Pixelwise(nn.Module):
@@ -115,7 +117,7 @@ def test_cli_on_synthcity_writes_json_and_predictions(checkpoint, tmp_path):
 @pytest.fixture
 def samplings_seen(monkeypatch) -> list[dict]:
     """The samplings of each model the CLI evaluates, in order."""
-    import ann.evaluate
+    import ann.cli.evaluate
 
     seen = []
 
@@ -123,7 +125,7 @@ def samplings_seen(monkeypatch) -> list[dict]:
         seen.append(model.samplings())
         return evaluate(model, *args, **kwargs)
 
-    monkeypatch.setattr(ann.evaluate, "evaluate", spy)
+    monkeypatch.setattr(ann.cli.evaluate, "evaluate", spy)
     return seen
 
 
@@ -155,7 +157,7 @@ def test_authors_bgr_convention():
 
 
 def test_folder_and_procedural_synthcity_agree(checkpoint, tmp_path):
-    from ann.data.synthcity.__main__ import write
+    from ann.cli.synthcity import write
 
     write(tmp_path / "cs", "val", [0, 1], 0, (64, 32))  # Cityscapes layout, trainId labels
     procedural = cli(checkpoint, tmp_path)
@@ -211,9 +213,9 @@ def test_cli_refuses_options_that_would_be_ignored(checkpoint, tmp_path, capsys,
 
 
 def test_cli_refuses_unwritable_outputs_before_evaluating(checkpoint, tmp_path, capsys, monkeypatch):
-    import ann.evaluate
+    import ann.cli.evaluate
 
-    monkeypatch.setattr(ann.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+    monkeypatch.setattr(ann.cli.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
     (tmp_path / "a_file").write_text("")
     base = [str(checkpoint), "--data", "synthcity", "--limit", "1", "--workers", "0", "--no-progress"]
     assert main([*base, "--json", str(tmp_path)]) == 2
@@ -235,7 +237,7 @@ def test_cli_refuses_a_negative_limit(checkpoint, capsys):
 
 
 def test_cli_refuses_a_split_without_a_labelled_pixel(checkpoint, tmp_path, capsys):
-    from ann.data.synthcity.__main__ import write
+    from ann.cli.synthcity import write
 
     write(tmp_path / "cs", "val", [0], 0, (64, 32))
     labels = list((tmp_path / "cs").rglob("*labelTrainIds.png"))
@@ -313,8 +315,8 @@ def test_evaluate_gives_the_model_back_in_its_mode():
 def test_device_normalization_equals_the_dataset_transform(norm):
     """The trainer normalises uint8 batches on the device (Normalization); evaluation normalises in
     the dataset (Normalize): a model must see the same input in both."""
-    from ann.checkpoint import IMAGENET_NORMALIZATION
     from ann.inference import Normalization
+    from ann.models.backbones import IMAGENET_NORMALIZATION
 
     stats = CAFFE_BGR_NORMALIZATION if norm == "caffe_bgr" else IMAGENET_NORMALIZATION
     split = open_split(DataConfig(synthcity_size=(32, 64)), "val")
@@ -378,8 +380,8 @@ def test_normalization_without_a_scale_reads_0_to_255():
 
 
 def test_preprocess_takes_only_uint8_rgb_images():
-    from ann.checkpoint import IMAGENET_NORMALIZATION
     from ann.inference import preprocess
+    from ann.models.backbones import IMAGENET_NORMALIZATION
 
     for image in (np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4), np.uint8)):
         with pytest.raises(ValueError, match="expected a uint8 H x W x 3 RGB image"):
@@ -425,7 +427,7 @@ def test_cli_seed_reaches_random_sampling(checkpoint, tmp_path, samplings_seen):
 
 def test_cli_passes_no_flip_and_the_synthcity_seed_on(checkpoint, tmp_path, monkeypatch):
     """--no-flip halves msflip's passes; --synthcity-seed scores another city than the trained one."""
-    import ann.evaluate
+    import ann.cli.evaluate
 
     options = []
 
@@ -433,7 +435,7 @@ def test_cli_passes_no_flip_and_the_synthcity_seed_on(checkpoint, tmp_path, monk
         options.append(mode_options)
         return evaluate(model, loader, num_classes, mode, mode_options, *args, **kwargs)
 
-    monkeypatch.setattr(ann.evaluate, "evaluate", spy)
+    monkeypatch.setattr(ann.cli.evaluate, "evaluate", spy)
     cli(checkpoint, tmp_path, "--mode", "msflip", "--scales", "1.0", "--no-flip",
         "--synthcity-seed", "3", "--save-predictions", str(tmp_path / "pred"))  # fmt: skip
     assert options[0]["flip"] is False and options[0]["scales"] == (1.0,)
@@ -441,10 +443,11 @@ def test_cli_passes_no_flip_and_the_synthcity_seed_on(checkpoint, tmp_path, monk
 
 
 def test_cli_refuses_an_output_folder_it_may_not_write(checkpoint, tmp_path, capsys, monkeypatch):
-    import ann.evaluate
+    import ann.cli.args
+    import ann.cli.evaluate
 
-    monkeypatch.setattr(ann.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
-    monkeypatch.setattr(ann.evaluate.os, "access", lambda path, mode: False)  # as a read-only folder
+    monkeypatch.setattr(ann.cli.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+    monkeypatch.setattr(ann.cli.args.os, "access", lambda path, mode: False)  # as a read-only folder
     argv = [str(checkpoint), "--data", "synthcity", "--limit", "1", "--workers", "0", "--no-progress"]
     assert main([*argv, "--json", str(tmp_path / "r.json")]) == 2
     assert f"cannot be written, {tmp_path} is not a writable folder" in capsys.readouterr().err
@@ -466,7 +469,7 @@ def test_cli_reads_a_folder_in_the_layout_the_checkpoint_was_trained_on(checkpoi
 def test_class_count_must_match_and_other_names_are_warned_of(capsys):
     from pathlib import Path
 
-    from ann.evaluate import check_classes
+    from ann.training.data import check_classes
 
     with pytest.raises(
         ValueError, match=r"m.st predicts 2 classes but cityscapes has 3; use the right --dataset"
@@ -487,7 +490,7 @@ def test_confusion_plot_normalises_each_ground_truth_row(tmp_path, monkeypatch):
     predicted as road from other classes."""
     import matplotlib.pyplot as plt
 
-    from ann.evaluate import plot_confusion
+    from ann.cli.evaluate import plot_confusion
 
     figures = []
     real_close = plt.close
@@ -509,7 +512,7 @@ def test_confusion_plot_normalises_each_ground_truth_row(tmp_path, monkeypatch):
 def test_cli_refuses_data_options_that_would_be_ignored(checkpoint, tmp_path, capsys, data, extra, message):
     """These were ignored without a word: a score of city 0 taken for one of city 3, or of the
     procedural split taken for the folder's."""
-    from ann.data.synthcity.__main__ import write
+    from ann.cli.synthcity import write
 
     write(tmp_path / "cs", "val", [0], 0, (64, 32))
     where = str(tmp_path / "cs") if data == "folder" else "synthcity"

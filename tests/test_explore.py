@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ann.explore import (
+from ann.analysis.explore import (
     Explorer,
     anchor_at,
     anchor_position,
@@ -177,7 +177,7 @@ def test_random_anchor_positions_are_feature_cells(model, image):
 
 
 def test_block_gmacs_matches_the_benchmark_counter(explorer):
-    bench = pytest.importorskip("ann.bench")
+    bench = pytest.importorskip("ann.analysis.efficiency")
     h, w = explorer.stages[4].shape[-2:]
     sampling = explorer.sampling["context"]
     assert explorer.block_gmacs("context") == pytest.approx(bench.block_gmacs("apnb", h, w, 32, 16, sampling))
@@ -209,7 +209,7 @@ def test_label_helpers():
 
 
 def test_library_does_not_import_gradio():
-    code = "import sys, ann.explore, ann.features; assert 'gradio' not in sys.modules"
+    code = "import sys, ann.analysis.explore, ann.analysis.features; assert 'gradio' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

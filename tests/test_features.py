@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from ann import features
-from ann.features import (
+from ann.analysis import features
+from ann.analysis.features import (
     MaskedLogitSum,
     TargetError,
     class_mask,

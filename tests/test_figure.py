@@ -5,13 +5,14 @@ import pytest
 import torch
 from PIL import Image
 
-from ann import features
+from ann.analysis import features
+from ann.analysis.explore import Explorer
 from ann.analysis.figures import draw, report_figure
 from ann.analysis.panels import level_pictures
-from ann.explore import Explorer
-from ann.figure import main
+from ann.cli.figure import main
 from ann.models import build_network, variant
-from ann.models.efficientnet import IMAGENET_NORMALIZATION, efficientnet_lite0
+from ann.models.backbones import EFFICIENTNET_NORMALIZATION as IMAGENET_NORMALIZATION
+from ann.models.efficientnet import efficientnet_lite0
 from tests.conftest_app import attentive_model, save_tiny_and_fcn
 
 pytest_plugins = ("tests.conftest_app",)  # tiny_store

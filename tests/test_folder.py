@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 import ann
+from ann.cli.evaluate import main as evaluate_main
 from ann.data.datasets import DatasetError, build_dataset
 from ann.data.folder import ClassesError, read_classes
 from ann.data.layouts import voc_palette
-from ann.evaluate import main as evaluate_main
 from ann.training.config import ConfigError, load_config
 from ann.training.loop import train
 from ann.training.state import TrainingError
@@ -269,7 +269,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path)
 
 
 def test_a_bad_val_file_keeps_the_trained_steps_and_says_how_to_go_on(tmp_path, capsys):
-    from ann.train import main as train_main
+    from ann.cli.train import main as train_main
 
     root = write_dataset(tmp_path / "mine")
     bad_label(root, "val", "val2")

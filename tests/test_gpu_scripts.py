@@ -77,7 +77,7 @@ def test_damaged_or_missing_part_is_named_and_nothing_extracted(shipped, tmp_pat
 
 def test_check_commands_are_valid_trainer_calls(tmp_path, monkeypatch):
     """--check runs on the GPU only; here every command it would run is parsed by the trainer."""
-    from ann.train import main as train_main
+    from ann.cli.train import main as train_main
     from scripts import gpu_session
 
     commands = []
@@ -180,7 +180,7 @@ def test_parallel_queue_trains_runs_side_by_side(tmp_path):
 
 
 def test_bench_commands_parse(tmp_path, monkeypatch):
-    from ann.bench import parse_args
+    from ann.cli.bench import parse_args
     from scripts import gpu_session
 
     commands = []

@@ -5,7 +5,7 @@ import json
 from collections import Counter
 
 from ann.checkpoint import CheckpointMeta, save
-from ann.info import main
+from ann.cli.info import main
 from ann.models import build_network, variant
 
 

@@ -8,15 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
+from ann.analysis.explore import Explorer, per_class_iou
 from ann.analysis.nb_compare import IDENTITY, compare_image, compare_split, run_side
 from ann.analysis.nb_compare_plots import plot_image, plot_split
 from ann.checkpoint import CheckpointMeta
-from ann.explore import Explorer, per_class_iou
+from ann.cli.nb_compare import main
 from ann.inference import preprocess
 from ann.metrics import ConfusionMatrix
 from ann.models import build_network, variant
 from ann.models.sampling import TABLE7, SamplingConfig, misfit
-from ann.nb_compare import main
 from tests.conftest_app import attentive_model, save_tiny_and_fcn
 
 H, W = 64, 128  # feature map 9 x 17 at output stride 8: N = 153

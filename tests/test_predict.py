@@ -10,10 +10,10 @@ from PIL import Image
 from torch import nn
 
 from ann.checkpoint import CheckpointMeta, load, save
+from ann.cli.predict import main
 from ann.inference import predict_msflip, preprocess
 from ann.models.network import build_network
 from ann.models.sampling import SamplingConfig
-from ann.predict import main
 from ann.training.config import load_config
 
 
@@ -180,7 +180,7 @@ def test_negative_max_side_is_refused(checkpoint, tmp_path, capsys):
 
 
 def test_symlinked_subfolders_of_photos_are_read(tmp_path):
-    from ann.predict import collect_inputs
+    from ann.images import collect_inputs
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

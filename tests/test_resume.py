@@ -143,7 +143,7 @@ def test_resume_on_more_processes_gives_each_new_rank_its_own_rng(tmp_path, caps
 def test_resume_refuses_a_checkpoint_that_is_not_this_runs(tmp_path, capsys):
     """Another model's checkpoint, or a file that is no checkpoint, in the run folder: a clear
     message, and the folder is left as it was."""
-    from ann.train import main
+    from ann.cli.train import main
     from ann.training.distributed import Processes
     from ann.training.loop import build_run, checkpoint_state
     from ann.training.state import rng_states, save_checkpoint
@@ -170,7 +170,7 @@ def test_resume_refuses_a_checkpoint_that_is_not_this_runs(tmp_path, capsys):
 def test_resume_checks_the_config_the_checkpoint_was_trained_with(tmp_path, capsys):
     """RUN/config.toml edited by hand, or gone: the checkpoint still knows its recipe, and a resume
     with another one is refused before anything in the folder is rewritten."""
-    from ann.train import main
+    from ann.cli.train import main
 
     out = tmp_path / "run"
     argv = ["--out", str(out), *[arg for o in OVERRIDES[1:] for arg in ("--set", o)]]

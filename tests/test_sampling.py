@@ -135,3 +135,10 @@ def test_anchor_boxes_scale_rows_by_height_and_columns_by_width():
     geometry = Sampler(SamplingConfig("pyramid_average", (2,))).anchors(4, 8)
     assert geometry.boxes.tolist()[1] == [0, 4, 2, 8]  # top-right bin: rows 0..2, columns 4..8
     assert geometry.to_pixels((32, 128)).tolist()[1] == [0.0, 64.0, 16.0, 128.0]
+
+
+def test_random_sampling_of_more_anchors_than_positions_says_why():
+    """The sampler refuses with the words of the one fit check, `misfit`, that the app also asks."""
+    sampler = Sampler(SamplingConfig("random", (5,))).eval()
+    with pytest.raises(ValueError, match="needs 25 distinct positions; the 4x4 feature map has 16"):
+        sampler(torch.randn(1, 3, 4, 4))

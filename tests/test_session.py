@@ -121,7 +121,7 @@ def test_a_results_footprint_counts_its_tensors_and_arrays():
     import numpy as np
     import torch
 
-    from ann.explore import Result
+    from ann.analysis.explore import Result
 
     stages = [torch.zeros(2, 3), torch.zeros(4, dtype=torch.float16)]
     assert session.footprint([stages, {"map": np.zeros(5, np.uint8)}, None, "text"]) == 24 + 8 + 5

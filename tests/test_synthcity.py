@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ann.cli.synthcity import main, paths
 from ann.data import synthcity
 from ann.data.labels import CITYSCAPES_CLASSES, IGNORE_INDEX
 from ann.data.synthcity import SPLITS, SynthCity, render, scene
-from ann.data.synthcity.__main__ import main, paths
 
 SIZE = (256, 128)
 N_SAMPLE = 32

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import ann
+from ann.cli.train import main
 from ann.data.datasets import BadSample, DatasetError
-from ann.train import main
 from ann.training.card import duration
 from ann.training.config import ConfigError, load_config
 from ann.training.data import resize_stages, scaled
@@ -251,7 +251,7 @@ def test_resume_completed_run_is_a_no_op(run_dir):
 
 
 def test_trains_on_a_dataset_folder(tmp_path):
-    from ann.data.synthcity.__main__ import write
+    from ann.cli.synthcity import write
 
     write(tmp_path / "cs", "val", [0, 1, 2], 0, (64, 32))  # Cityscapes layout
     folder = ["data.dataset=cityscapes", f"data.root={tmp_path / 'cs'}", "data.train_split=val"]
@@ -478,7 +478,7 @@ def test_card_puts_each_splits_iou_in_its_column():
 def test_reproduce_keeps_the_overrides_that_change_the_result():
     from argparse import Namespace
 
-    from ann.train import reproduce
+    from ann.cli.train import reproduce
 
     overrides = ["data.root=/data/cs", "data.workers=8", "train.progress=false", "train.seed=3",
                  "train.device=cpu", "optim.lr=0.02"]  # fmt: skip
@@ -689,7 +689,7 @@ def test_a_missing_backbone_weight_file_stops_the_run_before_an_existing_folder_
 
 
 def test_error_hints_say_what_to_do_and_that_resume_loses_nothing(tmp_path):
-    from ann.train import error_hint
+    from ann.cli.train import error_hint
 
     checkpoint = tmp_path / "last.pt"
     bad = BadSample("unreadable image a.png")

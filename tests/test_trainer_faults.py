@@ -16,7 +16,7 @@ import torch
 
 import ann
 from ann.checkpoint import CheckpointError, CheckpointMeta, file_sha256
-from ann.train import main
+from ann.cli.train import main
 from ann.training.loop import CHECKPOINT
 from ann.training.state import load_checkpoint
 from tests.conftest_app import tiny_config
@@ -35,7 +35,7 @@ def cli(out: Path, *overrides: str, flags: tuple[str, ...] = ()) -> list[str]:
 @pytest.fixture
 def dataset(tmp_path) -> tuple[list[str], Path]:
     """Overrides training on a 3-image Cityscapes-layout folder, and the image that is corrupt."""
-    from ann.data.synthcity.__main__ import write
+    from ann.cli.synthcity import write
 
     write(tmp_path / "cs", "val", [0, 1, 2], 0, (64, 32))
     images = sorted((tmp_path / "cs" / "leftImg8bit" / "val").rglob("*.png"))

@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import save_file
 
 import ann
-from ann import convert
 from ann.checkpoint import CheckpointError, CheckpointMeta, file_sha256
-from ann.convert import ConvertError
+from ann.cli import convert
+from ann.conversion import ConvertError
 from tests import conftest_app
 from tests.conftest_app import TINY_NAME, street_image, tiny_config
 

@@ -8,7 +8,7 @@ of class c goes, split by the classes the anchors are made of.
 
 Definitions (all counts are of image pixels, so a class weighs by its area, not its cells):
 - An image pixel belongs to the feature cell whose centre the network's bilinear upsampling puts
-  nearest to it (`ann.explore.image_to_feature`, with the model's align_corners): the cell whose
+  nearest to it (`ann.analysis.explore.image_to_feature`, with the model's align_corners): the cell whose
   attention the Explorer shows when that pixel is clicked. With align_corners=True the border
   cells own half as many pixels as the inner ones, as the upsampling gives them.
 - An anchor is made of the labelled image pixels whose cell lies in its box (`AnchorGeometry`);
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ann.analysis.explore import Explorer, image_to_feature
 from ann.data.labels import IGNORE_INDEX
-from ann.explore import Explorer, block_kinds, image_to_feature
 from ann.models.blocks import Attention
 from ann.models.network import ANN
 from ann.models.sampling import AnchorGeometry
@@ -189,7 +189,7 @@ class ClassContext:
 
 def attention_blocks(model: ANN, blocks: Sequence[str] | None = None) -> dict[str, str]:
     """{"fusion": "afnb", "context": "apnb", ...} of the asked blocks (default: all the model has)."""
-    kinds = block_kinds(model)
+    kinds = model.block_kinds()
     if not kinds:
         config = model.config
         raise ValueError(

@@ -3,7 +3,7 @@
 - The stage grid (paper Sec. 4.3, Fig. 7): per image, Stage1..Stage5 of the ImageNet backbone
   (upper row) and of the segmentation model (lower row), each row opening with the input image.
   The maps are those of the app's Stage features tab with "EfficientNet-Lite0 with ImageNet
-  weights" as model B: ann.features.reduced_gallery over both models' named features, one range
+  weights" as model B: ann.analysis.features.reduced_gallery over both models' named features, one range
   shared by every map of both (block outputs included, as in the tab), drawn with the colormap.
 - The attention rows (Sec. 3.2): per image, the image with the query pixel marked, the prediction,
   and the panels the app draws for a click (ann.analysis.panels.level_pictures of
@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from ann import features
+from ann.analysis import features
 from ann.analysis.context_plots import pyplot
+from ann.analysis.explore import Explorer, attention_entropy
 from ann.analysis.panels import colorize, level_pictures
-from ann.explore import Explorer, attention_entropy, block_kinds
 from ann.models.network import ANN
 from ann.models.sampling import AnchorGeometry
 
@@ -63,7 +63,7 @@ def attention_block(model: ANN, block: str) -> str:
     """The recorded attention of "context" (APNB/NB) or "fusion" (AFNB/FNB) in this model."""
     if block not in BLOCKS:
         raise ValueError(f"unknown block {block!r}; valid: {', '.join(BLOCKS)}")
-    kinds = block_kinds(model)
+    kinds = model.block_kinds()
     if not kinds:
         raise ValueError(
             f"this {model.config.fusion}/{model.config.context} model has no attention block "
@@ -77,7 +77,7 @@ def attention_block(model: ANN, block: str) -> str:
 def stage_comparison(
     explorer: Explorer, name: str, image: np.ndarray, imagenet: tuple, reduction: str = "mean"
 ) -> StageComparison:
-    """`imagenet` = (backbone, normalization) of ann.features.imagenet_backbone."""
+    """`imagenet` = (backbone, normalization) of ann.analysis.features.imagenet_backbone."""
     result = explorer.run(image)
     own = features.named_features(explorer.stages, result.head, explorer.model.config)
     other = features.imagenet_features(image, *imagenet)
@@ -118,7 +118,7 @@ def report_figure(
     """Compute the asked pictures of every (name, image) and write them to `path` as one figure.
 
     `points`: one (x, y) for every image, or one per image; None: each image's centre. `imagenet`:
-    (backbone, normalization), default ann.features.imagenet_backbone() (loaded only for stages).
+    (backbone, normalization), default ann.analysis.features.imagenet_backbone() (loaded only for stages).
     """
     check_request(model, len(images), kind, points, block, Path(path))
     explorer = Explorer(model)

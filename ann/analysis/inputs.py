@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ann.evaluate import check_classes, data_config, trained_scale
+from ann.training.data import check_classes, data_config, trained_scale
 
 PROGRESS_EVERY = 10  # images between progress lines when stderr is not a terminal (logs, CI)
 
@@ -56,7 +56,7 @@ def labelled_split(
 
 def shrunk(image: np.ndarray, label: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
     """A dataset image with its longer side at most max_side, its label map resized to match (nearest)."""
-    from ann.explore import resize_labels
+    from ann.analysis.explore import resize_labels
     from ann.images import resize_max_side
 
     small = np.array(resize_max_side(Image.fromarray(image), max_side))

@@ -2,7 +2,7 @@
 
 A trained APNB attends over S sampled anchors (Eq. 8-10); the same weights with the identity
 sampler, every position an anchor, are the non-local block of Eq. 1-4 (NB), and AFNB's are FNB
-(Eq. 14-16). Both run on one image's cached backbone stages (`ann.explore.Explorer`), so only the
+(Eq. 14-16). Both run on one image's cached backbone stages (`ann.analysis.explore.Explorer`), so only the
 sampling differs.
 
 The context vector compared is the attention output O (Eq. 4), O_P (Eq. 10), O_F (Eq. 16): the
@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ann.analysis.context import attention_blocks, checked_label, plain
-from ann.explore import Explorer, Result, block_kinds, describe, per_class_iou
+from ann.analysis.explore import Explorer, Result, per_class_iou
 from ann.metrics import ConfusionMatrix
 from ann.models.blocks import AsymmetricAttention
 from ann.models.network import ANN
-from ann.models.sampling import TABLE7, SamplingConfig, misfit
+from ann.models.sampling import TABLE7, SamplingConfig, describe, misfit
 from ann.timing import cpu_name, cpu_times
 
 SIDES = ("sampled", "nb")
@@ -140,8 +140,8 @@ def summarise(values: np.ndarray) -> dict[str, float]:
 
 def compared_blocks(model: ANN, blocks: Sequence[str] | None = None) -> dict[str, str]:
     """{"fusion": "afnb", "context": "apnb"} of the compared blocks; default: those that sample anchors."""
-    kinds = block_kinds(model)
-    if not {"afnb", "apnb"} & set(kinds.values()):
+    switchable = model.switchable()
+    if not switchable:
         config = model.config
         raise ValueError(
             f"this model has no APNB or AFNB (fusion {config.fusion}, context {config.context}); "
@@ -149,8 +149,8 @@ def compared_blocks(model: ANN, blocks: Sequence[str] | None = None) -> dict[str
         )
     asked = attention_blocks(model, blocks)  # checks the names
     if blocks is None:
-        return {name: kind for name, kind in asked.items() if kind in ("afnb", "apnb")}
-    trained_nb = [f"{name} is {kind.upper()}" for name, kind in asked.items() if kind not in ("afnb", "apnb")]
+        return {name: kind for name, kind in asked.items() if name in switchable}
+    trained_nb = [f"{name} is {kind.upper()}" for name, kind in asked.items() if name not in switchable]
     if trained_nb:
         raise ValueError(f"{', '.join(trained_nb)}: trained with every position as an anchor already")
     return asked

@@ -10,7 +10,7 @@ import numpy as np
 
 from ann.analysis.context_plots import pyplot, save
 from ann.analysis.nb_compare import NB_OF, ImageComparison, SplitComparison
-from ann.explore import describe
+from ann.models.sampling import describe
 
 CHANGED_RGB = np.array([230, 30, 30])  # changed pixels, drawn on a dimmed grey copy of the image
 

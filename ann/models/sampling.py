@@ -5,9 +5,11 @@ parameters, so the method and the pyramid sizes of a trained model can be switch
 time. Anchors are ordered level by level, each level row-major: for (1, 3, 6, 8), index 0 is the
 1x1 level, 1..9 the 3x3 level, 10..45 the 6x6 level and 46..109 the 8x8 level.
 
-Methods (Table 7): random, max, average take one size n (S = n^2); their pyramid_ forms take any
-tuple of sizes (S = sum n^2). `identity` keeps all N positions as anchors, which turns APNB into
-the standard non-local block (NB) and AFNB into FNB: one attention code path for all four blocks.
+Methods (Table 7, the METHODS table): random, max, average take one size n (S = n^2); their
+pyramid_ forms take any tuple of sizes (S = sum n^2); the random ones draw positions from a seed.
+`identity` keeps all N positions as anchors, which turns APNB into the standard non-local block
+(NB) and AFNB into FNB: one attention code path for all four blocks. Whether a method fits a
+feature map is one check, `misfit`, which the sampler, the analyses and the app ask.
 """
 
 import hashlib
@@ -18,15 +20,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-METHODS = (
-    "identity",
-    "random",
-    "max",
-    "average",
-    "pyramid_random",
-    "pyramid_max",
-    "pyramid_average",
-)
+
+@dataclass(frozen=True)
+class Method:
+    """What a sampling method takes: `sizes` "none" (every position is an anchor), "one" n (S = n^2)
+    or "pyramid" (any tuple of n, S = sum n^2); `seeded` if it draws positions, which its seed picks."""
+
+    sizes: str
+    seeded: bool
+
+
+METHODS = {
+    "identity": Method("none", seeded=False),
+    "random": Method("one", seeded=True),
+    "max": Method("one", seeded=False),
+    "average": Method("one", seeded=False),
+    "pyramid_random": Method("pyramid", seeded=True),
+    "pyramid_max": Method("pyramid", seeded=False),
+    "pyramid_average": Method("pyramid", seeded=False),
+}
 
 
 @dataclass(frozen=True)
@@ -39,11 +51,12 @@ class SamplingConfig:
         if self.method not in METHODS:
             raise ValueError(f"unknown sampling method {self.method!r}; valid: {', '.join(METHODS)}")
         object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
-        if self.method == "identity":
+        takes = METHODS[self.method].sizes
+        if takes == "none":
             return
         if not self.sizes or any(n < 1 for n in self.sizes):
             raise ValueError(f"pyramid sizes must be positive integers, got {self.sizes}")
-        if not self.method.startswith("pyramid_") and len(self.sizes) != 1:
+        if takes == "one" and len(self.sizes) != 1:
             raise ValueError(f"{self.method!r} sampling takes one size n (S = n^2), got {self.sizes}")
 
     @property
@@ -54,6 +67,14 @@ class SamplingConfig:
     @property
     def kind(self) -> str:
         return self.method.removeprefix("pyramid_")
+
+
+def describe(sampling: SamplingConfig) -> str:
+    """The sampling in words, with its S, as `ann.info` and the app show it."""
+    if sampling.method == "identity":
+        return "identity (all positions, S = N)"
+    seed = f", seed {sampling.seed}" if METHODS[sampling.method].seeded else ""
+    return f"{sampling.method} {sampling.sizes} (S = {sampling.num_anchors}{seed})"
 
 
 # the eight rows of Table 7 in the paper's order; pyramid average (1, 3, 6, 8) is the paper's choice
@@ -69,9 +90,10 @@ TABLE7 = (
 )
 
 
-def misfit(config: SamplingConfig, feature_hw: tuple[int, int]) -> str | None:
+def misfit(config: SamplingConfig, feature_hw: tuple[int, int], whose: str = "the") -> str | None:
     """Why `config` does not fit an H x W feature map, or None: random sampling cannot draw n^2
-    distinct positions from fewer, and a pooling grid finer than the map repeats cells."""
+    distinct positions from fewer, and a pooling grid finer than the map repeats cells. The message
+    calls the map `whose` feature map ("the", "this image's")."""
     if config.method == "identity":
         return None
     H, W = (int(v) for v in feature_hw)
@@ -79,10 +101,10 @@ def misfit(config: SamplingConfig, feature_hw: tuple[int, int]) -> str | None:
     if config.kind == "random" and n * n > H * W:
         return (
             f"random sampling with n = {n} needs {n * n} distinct positions; "
-            f"the {H}x{W} feature map has {H * W}"
+            f"{whose} {H}x{W} feature map has {H * W}"
         )
     if config.kind != "random" and n > min(H, W):
-        return f"pyramid size {n} is finer than the {H}x{W} feature map"
+        return f"pyramid size {n} is finer than {whose} {H}x{W} feature map"
     return None
 
 
@@ -122,6 +144,16 @@ class Sampler(nn.Module):
     def extra_repr(self) -> str:
         return f"method={self.config.method}, sizes={self.config.sizes}, seed={self.config.seed}"
 
+    @property
+    def draws(self) -> int:
+        """Random draws made in training mode: a training run's state (last.pt), so that a resumed
+        run draws on instead of again. Not a weight: a checkpoint file leaves it out."""
+        return self._draws
+
+    @draws.setter
+    def draws(self, count: int) -> None:
+        self._draws = int(count)
+
     def forward(self, x: Tensor) -> Tensor:
         H, W = x.shape[-2:]
         if self.config.method == "identity":
@@ -152,13 +184,10 @@ class Sampler(nn.Module):
         key = f"{self.config.seed},{H},{W},{draw}".encode()
         # numpy, not torch.randperm: the draw is then a constant to torch.export (ONNX, ann.deploy)
         rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:7]))
+        reason = misfit(self.config, (H, W))  # random: n^2 distinct positions cannot come from fewer
+        if reason is not None:
+            raise ValueError(reason)
         N = H * W
-        if any(n * n > N for n in self.config.sizes):
-            n = max(self.config.sizes)
-            raise ValueError(
-                f"random sampling of sizes {self.config.sizes} draws {n * n} distinct positions at its "
-                f"largest level; the {H}x{W} map has {N}"
-            )
         levels = [rng.choice(N, n * n, replace=False) for n in self.config.sizes]
         return torch.from_numpy(np.concatenate(levels)).to(device)
 

@@ -38,6 +38,17 @@ def model_card(
     return "\n".join(lines)
 
 
+def data_text(data: dict) -> str:
+    """The trainer's provenance["data"] in words (`ann info`, the app's model card)."""
+    if data.get("dataset") != "synthcity":
+        return f"{data.get('dataset')} ({data.get('root') or 'folder not recorded'})"
+    H, W = data.get("synthcity_size") or (None, None)
+    size = f", {W}x{H} images" if H else ""
+    scenes = data.get("synthcity_train_images") or 0
+    source = f"the first {scenes} train scenes, rendered once" if scenes else "an unbounded stream"
+    return f"SynthCity city {data.get('synthcity_seed', 0)}{size}, {source}"
+
+
 def trained_on(provenance: dict) -> str:
     """Where and at what scale the trainer ran, from a checkpoint's provenance alone (the card and
     the app say it alike): 'cpu (...), 2 threads at 1024x512 SynthCity images, 512x512 crops;

@@ -6,7 +6,7 @@ from dataclasses import replace
 import torch
 
 from ann.losses import CITYSCAPES_CLASS_WEIGHTS
-from ann.models.network import build_backbone
+from ann.models.backbones import BACKBONES, build_backbone
 from ann.models.pretrained import fitted_state
 from ann.training.config import RunConfig
 from ann.training.data import Split
@@ -41,11 +41,11 @@ def check_backbone_weights(config: RunConfig) -> None:
         )
     if not config.train.backbone_weights:
         return
-    if not config.model.backbone.startswith("resnet"):
-        raise TrainingError(
-            f"train.backbone_weights is for ResNet backbones; {config.model.backbone} takes its "
-            "ImageNet weights through model.pretrained"
-        )
+    model = config.model
+    source = BACKBONES[model.backbone].source
+    if source != "file":
+        how = "takes its ImageNet weights through model.pretrained" if source == "package" else "has none"
+        raise TrainingError(f"train.backbone_weights is for ResNet backbones; {model.backbone} {how}")
     with torch.device("meta"):  # shapes only: nothing allocated, nothing computed
-        backbone = build_backbone(config.model)
+        backbone = build_backbone(model.backbone, model.output_stride, model.stem)
     fitted_state(backbone, config.train.backbone_weights)

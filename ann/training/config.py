@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ann.data.layouts import LAYOUTS
+from ann.models.backbones import NORMALIZATIONS as BACKBONE_NORMALIZATIONS
 from ann.models.network import ANNConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DATASETS = (*LAYOUTS, "folder")  # "folder": your own data (ann/data/folder.py)
-NORMALIZATIONS = ("auto", "imagenet", "efficientnet", "caffe_bgr")
+NORMALIZATIONS = ("auto", *BACKBONE_NORMALIZATIONS)  # auto: the backbone's (ann/models/backbones.py)
 
 
 class ConfigError(ValueError):
@@ -111,11 +112,13 @@ class OptimConfig:
     weight_decay: float = 5e-4
     poly_power: float = 0.9  # lr * (1 - it / iterations) ** power, per iteration
     nesterov: bool = False
+    warmup_iterations: int = 0  # the first N iterations at (it + 1) / N of the poly lr; 0 = none, as released
 
     def __post_init__(self) -> None:
         check_positive("optim.lr", self.lr)
         if not 0 <= self.momentum < 1 or self.weight_decay < 0 or self.poly_power < 0:
             raise ConfigError("optim: need 0 <= momentum < 1, weight_decay >= 0, poly_power >= 0")
+        check_not_negative({"optim.warmup_iterations": self.warmup_iterations})
 
 
 @dataclass(frozen=True)

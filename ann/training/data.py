@@ -5,9 +5,12 @@ determined by (seed, k): which image (SynthCity renders image k of its unbounded
 dataset folder is read in a fresh seeded permutation per epoch) and its augmentation (a numpy
 Generator seeded with (seed, k)). So the batch of an iteration does not depend on workers, on
 the number of processes that came before, or on whether the run was resumed.
+
+A trained checkpoint is evaluated on the data it was trained on unless told otherwise (`data_config`).
 """
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,21 +19,16 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from ann.checkpoint import CAFFE_BGR_NORMALIZATION, IMAGENET_NORMALIZATION
 from ann.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from ann.data.transforms import Normalize, ToTensor, train_transform
+from ann.models.backbones import NORMALIZATIONS, input_normalization
 from ann.training.config import ConfigError, DataConfig, RunConfig
 
 
 def normalization(config: RunConfig) -> dict:
+    """data.normalization; auto: the input the backbone's ImageNet weights expect."""
     name = config.data.normalization
-    if name == "auto":
-        name = "efficientnet" if config.model.backbone.startswith("efficientnet") else "imagenet"
-    if name == "efficientnet":
-        from ann.models.efficientnet import IMAGENET_NORMALIZATION as EFFICIENTNET
-
-        return dict(EFFICIENTNET)
-    return dict(CAFFE_BGR_NORMALIZATION if name == "caffe_bgr" else IMAGENET_NORMALIZATION)
+    return input_normalization(config.model.backbone) if name == "auto" else dict(NORMALIZATIONS[name])
 
 
 @dataclass
@@ -93,6 +91,43 @@ def open_split(data: DataConfig, split: str) -> Split:
         tuple(dataset.class_names),
         tuple(dataset.layout.palette),
     )
+
+
+def data_config(data: str, meta, dataset=None, synthcity_seed=None, synthcity_size=None):
+    """The DataConfig of `--data`: SynthCity as the checkpoint was trained unless told (else city 0
+    at trained_scale), or a dataset folder in the checkpoint's layout unless `dataset` is given."""
+    trained = meta.provenance.get("data", {})
+    if data == "synthcity":
+        seed = synthcity_seed if synthcity_seed is not None else trained.get("synthcity_seed", 0)
+        return DataConfig(synthcity_seed=seed, synthcity_size=trained_scale(meta, synthcity_size))
+    dataset = dataset or trained.get("dataset", "cityscapes")
+    return DataConfig(dataset="cityscapes" if dataset == "synthcity" else dataset, root=data)
+
+
+def trained_scale(meta, size=None) -> tuple[int, int]:
+    """(H, W): `size` if given, else the SynthCity size the checkpoint was trained at, else 512x1024."""
+    return tuple(size or meta.provenance.get("data", {}).get("synthcity_size") or (512, 1024))
+
+
+def check_classes(
+    checkpoint: Path, trained: list[str], data_classes: list[str], dataset: str, root: str
+) -> None:
+    """A different class count is an error; the same count with other names only a warning (a
+    converted checkpoint may spell them differently), since the ids may then mean other classes."""
+    where = f"{root}/classes.txt names" if dataset == "folder" else f"{dataset} has"
+    fix = "the checkpoint's classes.txt" if dataset == "folder" else "the right --dataset"
+    if len(trained) != len(data_classes):
+        raise ValueError(
+            f"{checkpoint} predicts {len(trained)} classes but {where} {len(data_classes)}; use {fix}"
+        )
+    differ = [(k, a, b) for k, (a, b) in enumerate(zip(trained, data_classes, strict=True)) if a != b]
+    if differ:
+        k, a, b = differ[0]
+        print(
+            f"warning: {len(differ)} class names differ between {checkpoint} and the data, first id "
+            f"{k}: {a!r} vs {b!r}; the IoU table uses the checkpoint's names",
+            file=sys.stderr,
+        )
 
 
 class TrainStream(torch.utils.data.Dataset):

@@ -9,28 +9,31 @@ only on (seed, iteration, rank) (ann/training/data.py).
 
 import contextlib
 import math
-import random
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from ann.checkpoint import CheckpointError, load_state
 from ann.data.datasets import DatasetError
-from ann.evaluate import evaluate, mode_options
-from ann.inference import Normalization
-from ann.losses import CITYSCAPES_CLASS_WEIGHTS, SegmentationLoss
-from ann.models.network import ANN, build_network
-from ann.models.pretrained import load_backbone_weights
+from ann.evaluation import evaluate
+from ann.inference import Normalization, mode_options
+from ann.models.network import ANN
 from ann.training import distributed
+from ann.training.build import (
+    build_criterion,
+    build_model,
+    build_optimizer,
+    build_schedule,
+    seed_everything,
+    wrap_model,
+)
 from ann.training.checks import check_backbone_weights, with_dataset_classes
 from ann.training.config import (
     ConfigError,
-    LossConfig,
     RunConfig,
     build,
     config_differences,
@@ -153,65 +156,18 @@ def prepare_folder(config: RunConfig, out: Path, resume: bool, lock: RunLock) ->
     return None
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def build_run(config: RunConfig, out: Path, processes: Processes, initial_weights: bool = True) -> Run:
+    """The run's parts (ann/training/build.py), seeded as every process needs them."""
     seed_everything(config.train.seed)  # same initial weights on every process
-    net = build_network(config.model)
-    if config.train.backbone_weights and initial_weights:
-        load_backbone_weights(net.backbone, config.train.backbone_weights)
-    if config.train.freeze_backbone:
-        freeze(net.backbone)
-    net = net.to(processes.device)
-    cuda = processes.device.type == "cuda"
-    if cuda:
-        # crops have one size, so cuDNN's per-shape algorithm search pays off after one step
-        torch.backends.cudnn.benchmark = True
-    if cuda and config.train.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    model: nn.Module = net
-    if processes.distributed:
-        if cuda:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-            net = model
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[processes.device] if cuda else None)
-    if config.train.compile:
-        model = torch.compile(model)
-    optim = config.optim
-    optimizer = torch.optim.SGD(
-        net.parameters(),
-        optim.lr,
-        momentum=optim.momentum,
-        weight_decay=optim.weight_decay,
-        nesterov=optim.nesterov,
-    )
-    scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, config.train.iterations, optim.poly_power)
-    criterion = build_criterion(config.loss)
+    net = build_model(config, processes.device, initial_weights)
+    net, model = wrap_model(net, config.train, processes)
+    optimizer = build_optimizer(net, config.optim)
+    scheduler = build_schedule(optimizer, config.optim, config.train.iterations)
+    criterion = build_criterion(config.loss).to(processes.device)
     # dropout masks differ per process; the weights start equal (DDP also broadcasts them)
     seed_everything(config.train.seed * 1000 + processes.rank + 1)
     normalize = Normalization(normalization(config)).to(processes.device)
-    device = processes.device
-    return Run(config, out, processes, net, model, optimizer, scheduler, criterion.to(device), normalize)
-
-
-def freeze(backbone: nn.Module) -> None:
-    """No gradients (so no backward through it), and BN keeps its running statistics: eval mode at
-    every call, whatever net.train() set after a validation."""
-    backbone.requires_grad_(False)
-    backbone.register_forward_pre_hook(keep_eval_mode)
-
-
-def keep_eval_mode(module: nn.Module, args) -> None:
-    module.eval()  # returns nothing: a pre-hook's return value would replace the input
-
-
-def build_criterion(loss: LossConfig) -> SegmentationLoss:
-    weights = CITYSCAPES_CLASS_WEIGHTS if loss.class_weights == "cityscapes" else None
-    return SegmentationLoss(loss.aux_weight, loss.ohem, loss.ohem_threshold, loss.ohem_min_kept, weights)
+    return Run(config, out, processes, net, model, optimizer, scheduler, criterion, normalize)
 
 
 def checkpoint_state(run: Run, rng: list[dict]) -> dict:

@@ -153,8 +153,8 @@ def set_rng_states(states: dict) -> None:
 
 
 def sampler_draws(model: torch.nn.Module) -> list[int]:
-    """The random-sampling counters (Sampler._draws): part of the state of random/pyramid_random."""
-    return [m._draws for m in model.modules() if isinstance(m, Sampler)]
+    """The random-sampling counters (Sampler.draws): part of the state of random/pyramid_random."""
+    return [m.draws for m in model.modules() if isinstance(m, Sampler)]
 
 
 def set_sampler_draws(model: torch.nn.Module, draws: list[int]) -> None:
@@ -162,7 +162,7 @@ def set_sampler_draws(model: torch.nn.Module, draws: list[int]) -> None:
     if len(samplers) != len(draws):
         raise TrainingError(f"checkpoint has {len(draws)} sampler counters, the model {len(samplers)}")
     for sampler, count in zip(samplers, draws, strict=True):
-        sampler._draws = count
+        sampler.draws = count
 
 
 class RunLock:

@@ -1,6 +1,6 @@
 """The analysis tabs (stage features, explanations, efficiency, class context, APNB vs NB;
 docs/app_analysis.md) and what they share: image helpers, the SynthCity split the split analyses
-read, and a small cache of their results. Maps arrive from ann.features already scaled to [0, 1];
+read, and a small cache of their results. Maps arrive from ann.analysis.features already scaled to [0, 1];
 here they only get a colourblind-safe colormap and a display size."""
 
 import threading
@@ -72,9 +72,9 @@ def mark_point(rgb: np.ndarray, point_hw: tuple[float, float], radius: int = 4) 
 
 def split_size(meta, max_side: int | None = None) -> tuple[int, int]:
     """(H, W) SynthCity scenes are rendered at for a model: its training aspect (2:1 when unknown,
-    ann.evaluate.trained_scale) with the longer side at the app's processing size, so a split is
+    ann.training.data.trained_scale) with the longer side at the app's processing size, so a split is
     read at the scale every uploaded image is."""
-    from ann.evaluate import trained_scale
+    from ann.training.data import trained_scale
 
     side = processing_size(meta, max_side)[0]
     H, W = trained_scale(meta)
@@ -83,9 +83,8 @@ def split_size(meta, max_side: int | None = None) -> tuple[int, int]:
 
 def synthcity_split(meta, max_side: int | None, split: str, count: int) -> tuple[Iterator, int]:
     """(image, label) pairs of the first `count` scenes of a SynthCity split (the model's SynthCity
-    city, ann.evaluate.data_config) at `split_size`, and how many there are."""
-    from ann.evaluate import data_config
-    from ann.training.data import open_split
+    city, ann.training.data.data_config) at `split_size`, and how many there are."""
+    from ann.training.data import data_config, open_split
 
     if split not in SPLITS:
         raise UserError(f"unknown SynthCity split {split!r}; valid: {', '.join(SPLITS)}")

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 
 from ann.analysis.context import ClassContext, ContextResult, add_attention, attention_blocks, class_context
 from ann.data.labels import CITYSCAPES_CLASSES
-from ann.explore import describe
+from ann.models.sampling import describe
 from app.errors import UserError
 from app.session import MODEL_QUEUE, ModelStore, Session, require, returns_freed_memory
 from app.tabs import SPLITS, Recent, counted, split_size, synthcity_split

@@ -2,8 +2,9 @@
 
 NB's attention costs N^2 C^ (every position attends to every position), APNB's N S C^ with a fixed
 S = 110 anchors, so NB grows quadratically and APNB linearly in N = H x W. A button measures both
-live on this machine at small sizes with ann.bench (GMACs counted, time, peak memory); the recorded
-benchmark rows (JSON written by `python -m ann.bench ... --json`) are shown beside them.
+live on this machine at small sizes with ann.analysis.efficiency (GMACs counted, time, peak
+memory); the recorded benchmark rows (JSON written by `python -m ann.bench ... --json`) are shown
+beside them.
 """
 
 import json
@@ -14,7 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 from scipy.optimize import nnls
 
-from ann import bench
+from ann.analysis import efficiency as bench
+from ann.images import parse_size
 from app.errors import UserError
 from app.session import MODEL_QUEUE, returns_freed_memory
 
@@ -33,8 +35,8 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     for part in str(text).replace(";", ",").split(","):
         if part.strip():
             try:
-                sizes.append(bench.parse_size(part.strip()))
-            except Exception as error:  # argparse's error type carries the message
+                sizes.append(parse_size(part.strip()))
+            except ValueError as error:
                 raise UserError(str(error)) from None
     if not sizes:
         raise UserError("give at least one feature-map size, e.g. 32x16")

@@ -1,6 +1,6 @@
 """Explain tab: what a prediction depends on, by captum attributions of one scalar target, the sum of
 a class logit over a clicked region or over the pixels predicted as that class
-(ann.features.MaskedLogitSum). Grad-CAM on a chosen stage; Integrated Gradients on the input.
+(ann.analysis.features.MaskedLogitSum). Grad-CAM on a chosen stage; Integrated Gradients on the input.
 
 Both run on a copy of the image whose longer side is at most `side` pixels, since on a CPU a full
 backward pass of ResNet-101 at 1024x2048 takes minutes; the UI says so."""
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam
 
-from ann import features
+from ann.analysis import features
 from ann.data.labels import CITYSCAPES_CLASSES
 from ann.inference import preprocess
 from ann.models.network import ANN

@@ -1,5 +1,5 @@
 """Stage features tab: Stage1..Stage5 and the AFNB/APNB outputs of the segmented image, reduced to
-one image per map (ann.features), under one normalisation; cosine similarity from a clicked pixel;
+one image per map (ann.analysis.features), under one normalisation; cosine similarity from a clicked pixel;
 a second model side by side (paper Fig. 7: the ImageNet backbone before vs after training)."""
 
 import hashlib
@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from ann import features
+from ann.analysis import features
 from app.errors import UserError
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session, require, returns_freed_memory
 from app.tabs import colorize, display_size, mark_point, resize

@@ -19,8 +19,7 @@ import plotly.graph_objects as go
 
 from ann.analysis.nb_compare import NB_OF, ImageComparison, SplitComparison, compare_image, compare_split
 from ann.data.labels import CITYSCAPES_CLASSES
-from ann.explore import describe
-from ann.models.sampling import TABLE7, SamplingConfig
+from ann.models.sampling import TABLE7, SamplingConfig, describe
 from app import plots
 from app.errors import UserError
 from app.sampling import TABLE7_METHODS, check_fits, parse_sizes

@@ -31,7 +31,7 @@ from ann.data.labels import IGNORE_INDEX
 from ann.inference import preprocess
 from ann.models.blocks import APNB, Attention
 from ann.models.network import ANN, HeadOutput
-from ann.models.sampling import AnchorGeometry, SamplingConfig, adaptive_bins
+from ann.models.sampling import AnchorGeometry, SamplingConfig, adaptive_bins, describe
 
 BLOCK_OF_KIND = {"afnb": "fusion", "fnb": "fusion", "apnb": "context", "nb": "context"}
 
@@ -105,10 +105,8 @@ class Explorer:
         Like `ANN.set_sampling`, only the asymmetric blocks (AFNB, APNB) switch unless `blocks`
         names "fusion"/"context". Returns the new Result, or None when no image has been run.
         """
-        if blocks is None:
-            blocks = tuple(b for b, kind in self.block_kinds().items() if kind in ("afnb", "apnb"))
         trained = self.training_sampling()
-        for name in blocks:
+        for name in self.model.switchable() if blocks is None else blocks:
             if name not in self.sampling:
                 raise ValueError(
                     f"this model has no attention block {name!r}; it has {sorted(self.sampling)}"
@@ -149,10 +147,10 @@ class Explorer:
     # ---- sampling --------------------------------------------------------------------------
 
     def block_kinds(self) -> dict[str, str]:
-        return block_kinds(self.model)
+        return self.model.block_kinds()
 
     def training_sampling(self) -> dict[str, SamplingConfig]:
-        return training_sampling(self.model)
+        return self.model.training_sampling()
 
     def differences(self) -> list[str]:
         """Human-readable differences between the current and the training sampling."""
@@ -230,7 +228,7 @@ class Explorer:
         """GMACs of the attention part of a block (Table 1 convention) at the current feature size."""
         if self.stages is None:
             raise ValueError("no image has been segmented yet")
-        from ann.bench import block_gmacs  # counted from the ops, as the benchmark counts
+        from ann.analysis.efficiency import block_gmacs  # counted from the ops, as the benchmark counts
 
         h, w = self.stages[4].shape[-2:]
         module = getattr(self.model, name)
@@ -251,27 +249,6 @@ class Explorer:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def block_kinds(model: ANN) -> dict[str, str]:
-    """{"fusion": "afnb"|"fnb", "context": "apnb"|"nb"} for the blocks that have attention."""
-    kinds = {"fusion": model.config.fusion, "context": model.config.context}
-    return {name: kinds[name] for name in model.samplings()}
-
-
-def training_sampling(model: ANN) -> dict[str, SamplingConfig]:
-    """The sampling each attention block was trained with (NB and FNB: identity)."""
-    return {
-        name: model.config.sampling if kind in ("afnb", "apnb") else SamplingConfig("identity")
-        for name, kind in block_kinds(model).items()
-    }
-
-
-def describe(sampling: SamplingConfig) -> str:
-    if sampling.method == "identity":
-        return "identity (all positions, S = N)"
-    seed = f", seed {sampling.seed}" if "random" in sampling.method else ""
-    return f"{sampling.method} {sampling.sizes} (S = {sampling.num_anchors}{seed})"
 
 
 def anchor_position(geometry: AnchorGeometry, index: int) -> tuple[int, int, int, int, bool]:

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ann.explore import image_to_feature
+from ann.analysis.explore import image_to_feature
 from ann.inference import preprocess
-from ann.models.efficientnet import IMAGENET_NORMALIZATION, EfficientNetLite0, efficientnet_lite0
+from ann.models.backbones import input_normalization
+from ann.models.efficientnet import EfficientNetLite0, efficientnet_lite0
 from ann.models.network import ANN, ANNConfig, HeadOutput
 from ann.models.resnet import DilatedResNet
 
@@ -154,7 +155,7 @@ def feature_cell(
     point: tuple[int, int], image_hw: tuple[int, int], feature_hw: tuple[int, int], align_corners: bool
 ) -> tuple[int, int]:
     """The feature cell (row, col) under image pixel `point` = (y, x), by the network's own
-    upsampling convention (the one ann.explore uses for attention queries)."""
+    upsampling convention (the one ann.analysis.explore uses for attention queries)."""
     for p, size in zip(point, image_hw, strict=True):
         if not 0 <= p < size:
             raise ValueError(f"point {tuple(point)} lies outside the image of size {tuple(image_hw)}")
@@ -185,7 +186,9 @@ def cosine_maps(
 def imagenet_backbone(output_stride: int = 8) -> tuple[EfficientNetLite0, dict]:
     """EfficientNet-Lite0 with its ImageNet weights, i.e. before segmentation training (Fig. 7),
     in eval mode, with the normalisation its weights expect."""
-    return efficientnet_lite0(output_stride, pretrained=True).eval(), dict(IMAGENET_NORMALIZATION)
+    return efficientnet_lite0(output_stride, pretrained=True).eval(), input_normalization(
+        "efficientnet_lite0"
+    )
 
 
 def imagenet_features(image: np.ndarray, backbone: nn.Module, normalization: dict) -> dict[str, Tensor]:
