@@ -120,6 +120,20 @@ def test_switching_sampling_keeps_weights_and_finite_outputs(sampling):
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_random_sampling_switched_on_an_eval_model_keeps_one_draw_for_every_image():
+    """`ann.predict --sampling random` on a folder: every image sees the fixed eval anchors of
+    (seed, H, W), not draw k for image k (a sampler made in training mode counts its draws)."""
+    model = small("full").eval()
+    model.set_sampling(SamplingConfig("pyramid_random", (1, 2, 3), seed=4))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        first, second = (model.head(model.backbone(x), record=True) for _ in range(2))
+    assert torch.equal(first.logits, second.logits)
+    assert all(not m.training for m in model.modules())
+    model.train().set_sampling(SamplingConfig("random", (3,)))
+    assert model.context.attention.sampler.training  # a training model draws afresh each step
+
+
 def test_nb_is_not_switched_unless_asked():
     model = small("fnb_nb")
     model.set_sampling(SamplingConfig())

@@ -175,7 +175,7 @@ class ANN(nn.Module):
             module = getattr(self, name)
             for attention in [] if module is None else module.modules():
                 if isinstance(attention, AsymmetricAttention):
-                    attention.sampler = Sampler(sampling)
+                    attention.sampler = Sampler(sampling).train(self.training)  # eval: the fixed draw
 
     def samplings(self) -> dict[str, SamplingConfig]:
         """The sampling each block uses now (it may differ from the training config)."""
