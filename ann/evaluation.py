@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm import tqdm
 
 from ann.inference import autocast, predict
 from ann.metrics import ConfusionMatrix
+from ann.progress import progress as shown
 
 Prediction = Callable[[torch.Tensor, torch.Tensor, int], None]  # (pred HxW, image HxWx3, index)
 
@@ -37,7 +37,7 @@ def evaluate(
     model.eval()
     device = torch.device(device)
     try:
-        for x, target, image, index in tqdm(loader, desc="eval", disable=not progress, leave=False):
+        for x, target, image, index in shown(loader, len(loader), "eval") if progress else loader:
             with autocast(device, amp):
                 logits = predict(model, x.to(device, non_blocking=True), mode, **(options or {}))
             pred = logits.float().argmax(1).cpu()  # (B, H, W)

@@ -5,14 +5,13 @@ or a dataset folder read in the checkpoint's layout, its images shrunk to the lo
 size. Shared by the command-line analyses (ann.class_context, ann.nb_compare), which stay leaves.
 """
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
+from ann.progress import progress as shown
 from ann.training.data import check_classes, data_config, trained_scale
 
 PROGRESS_EVERY = 10  # images between progress lines when stderr is not a terminal (logs, CI)
@@ -65,10 +64,4 @@ def shrunk(image: np.ndarray, label: np.ndarray, max_side: int) -> tuple[np.ndar
 
 def progress(pairs: Iterator, total: int, desc: str) -> Iterator:
     """A bar on a terminal; otherwise a line every PROGRESS_EVERY images (a log has no bar)."""
-    if sys.stderr.isatty():
-        yield from tqdm(pairs, total=total, desc=desc, unit="image")
-        return
-    for done, pair in enumerate(pairs, 1):
-        yield pair  # resumed once the image is done
-        if done % PROGRESS_EVERY == 0 or done == total:
-            print(f"{desc}: {done}/{total} images", file=sys.stderr, flush=True)
+    return shown(pairs, total, desc, every=PROGRESS_EVERY)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch.utils.data
-from tqdm import tqdm
 
 from ann.cli.args import size
 from ann.data.datasets import DatasetError
 from ann.data.labels import IGNORE_INDEX
+from ann.progress import progress as shown
 from ann.training.config import DATASETS, DataConfig
 from ann.training.data import Split, open_split
 
@@ -86,7 +86,7 @@ def scan(split: Split, limit: int = 0, workers: int = 0, progress: bool = True) 
     dataset = torch.utils.data.Subset(Counts(split), range(count))
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_is)
     report = Report(split.class_names, split.palette)
-    for index, counts, shape, error in tqdm(loader, total=count, desc="check", disable=not progress):
+    for index, counts, shape, error in shown(loader, count, "check") if progress else loader:
         if error is None:
             report.add(counts, tuple(shape))
         else:

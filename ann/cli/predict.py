@@ -21,12 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm import tqdm
 
 from ann.cli.args import add_inference_args, check_output, load_for_inference, whole_number
 from ann.evaluation import PredictionWriter
 from ann.images import ImageError, collect_inputs, read_image, resize_max_side
 from ann.inference import segment
+from ann.progress import progress
 
 # Cityscapes' width. Beyond it NB's N x N attention outgrows memory: 4.3 GB at 2048x1024
 # (N = 256 x 128 at output stride 8), 140 GB for a 12-Mpixel photo.
@@ -72,7 +72,7 @@ def segment_all(args: argparse.Namespace) -> tuple[dict, list[str]]:
     names = list(inputs)
     writer = PredictionWriter(args.out, names.__getitem__, meta.palette)
     shares, skipped = {}, []
-    for index, name in enumerate(tqdm(names, desc="predict", disable=args.no_progress)):
+    for index, name in enumerate(names if args.no_progress else progress(names, len(names), "predict")):
         try:
             image = read_image(inputs[name], None)
         except ImageError as error:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from ann.cli.args import size
 from ann.data.synthcity import SPLITS, render
+from ann.progress import progress
 
 
 def paths(out: Path, split: str, index: int) -> tuple[Path, Path]:
@@ -25,7 +25,7 @@ def paths(out: Path, split: str, index: int) -> tuple[Path, Path]:
 
 
 def write(out: Path, split: str, indices: list[int], seed: int, size: tuple[int, int]) -> None:
-    for index in tqdm(indices, desc=f"synthcity {split}", unit="img"):
+    for index in progress(indices, len(indices), f"synthcity {split}"):
         image, label = render(seed, split, index, size)
         image_path, label_path = paths(out, split, index)
         image_path.parent.mkdir(parents=True, exist_ok=True)
