@@ -1,7 +1,8 @@
 """Pictures and charts of the app, drawn with numpy/PIL (fast, per click) and plotly.
 
 Heat maps use colourblind-safe perceptual colormaps (viridis, cividis, magma); classes use the
-checkpoint's palette (Cityscapes for our models). Nothing here runs the model.
+checkpoint's palette (Cityscapes for our models). Nothing here runs the model: `render` draws the
+result a session holds.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
+from ann.analysis.explore import class_shares
+
 # the attention pictures live in the library: the report figures (ann.analysis.figures) draw them too
 from ann.analysis.panels import LEVEL_COLOURS, anchor_label, blend, colorize, lut
 from ann.analysis.panels import level_panels as level_panels
 from ann.models.sampling import AnchorGeometry
+from app.session import Session, require
 
 WRONG = np.array([213, 94, 0], np.uint8)  # vermillion
 CHANGED = np.array([253, 231, 37], np.uint8)  # viridis yellow
@@ -184,3 +188,13 @@ def clicked_pixel(index, image_hw) -> tuple[int, int]:
     """A click on the clickable picture (its own pixel index) -> the image pixel (x, y) under it."""
     k = click_scale(image_hw)
     return int(index[0]) // k, int(index[1]) // k
+
+
+def render(session: Session | None, opacity: float, outline: bool, hidden: list[str]):
+    """The overlay and legend of the current result, without running the model."""
+    session = require(session)
+    meta, result = session.explorer.meta, session.result
+    hidden_ids = {meta.classes.index(name) for name in hidden or [] if name in meta.classes}
+    picture = overlay(result.image, result.labels, meta.palette, opacity, outline, hidden_ids)
+    shares = class_shares(result.labels, len(meta.classes))
+    return picture, legend_html(meta.classes, meta.palette, shares, hidden_ids)

@@ -179,7 +179,7 @@ def test_time_fits_recover_the_cost_shape_and_never_bend_down():
 
 @pytest.fixture
 def session(tiny_store, tmp_path):
-    from app.segment import segment
+    from app.tabs.segment import segment
     from tests.conftest_app import TINY_NAME, street_image
 
     image = np.asarray(Image.open(street_image(tmp_path / "street.png")))

@@ -17,6 +17,7 @@ from ann.inference import preprocess
 from ann.models.network import ANN
 from app.errors import UserError
 from app.session import MODEL_QUEUE, Session, current, require, returns_freed_memory
+from app.tab import Components, Context, Tab
 from app.tabs import colorize, display_size, mark_point, overlay, resize
 
 METHODS = ("Grad-CAM", "Integrated Gradients")
@@ -169,9 +170,9 @@ def show_image(session: Session | None, layer: str | None = None):
     return session.image, gr.update(choices=[MAJORITY, *classes], value=classes[most]), layer
 
 
-def explain_tab(state: gr.State, store) -> tuple[list, list]:
-    """Builds the tab's UI in the caller's `with gr.Tab(...)` and registers its listeners; the
-    inputs and outputs of `show_image`, for the caller to refresh when the tab is opened."""
+def build(ctx: Context) -> Components:
+    """The tab's UI and its listeners (named endpoints, for clients without a browser session)."""
+    state = ctx.state
     gr.Markdown(
         "What drives a prediction: the **target** is the sum of one class logit over the pixels "
         "predicted as that class, or over a clicked region. **Grad-CAM** weighs a stage's (or "
@@ -213,4 +214,12 @@ def explain_tab(state: gr.State, store) -> tuple[list, list]:
     )
     image.select(pick_point, None, [x, y, mode], api_visibility="private")
     load.click(show_image, [state, layer], [image, name, layer], api_name="explain_image")
-    return [state, layer], [image, name, layer]
+    return {"image": image, "name": name, "layer": layer}
+
+
+def opened(ctx: Context, tab: Components) -> tuple:
+    """Opening the tab shows the session's segmented image: no extra button press."""
+    return show_image, [ctx.state, tab["layer"]], [tab["image"], tab["name"], tab["layer"]]
+
+
+TAB = Tab("Explain", "explain", build, opened=opened)
