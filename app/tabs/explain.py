@@ -16,9 +16,9 @@ from ann.data.labels import CITYSCAPES_CLASSES
 from ann.inference import preprocess
 from ann.models.network import ANN
 from app.errors import UserError
+from app.plots import display_size, mark_point, over_grey, resize, unit_colors
 from app.session import MODEL_QUEUE, Session, current, require, returns_freed_memory
 from app.tab import Components, Context, Tab
-from app.tabs import colorize, display_size, mark_point, overlay, resize
 
 METHODS = ("Grad-CAM", "Integrated Gradients")
 MODES = ("pixels predicted as the class", "clicked region")
@@ -136,12 +136,12 @@ def explain(
         if METHODS[0] in methods:
             progress(0.1, desc=f"Grad-CAM on {layer}")
             cam = grad_cam(target, explorer.model, layer, inputs, size)
-            cam_image = overlay(base, colorize(cam, "magma"))
+            cam_image = over_grey(base, unit_colors(cam, "magma"))
             notes.append(f"Grad-CAM on {layer} (ReLU, scaled to its maximum; magma: bright = more).")
         if METHODS[1] in methods:
             heat, total, delta = integrated_gradients(target, inputs, int(steps), progress)
             unit = heat / heat.max() if float(heat.max()) > 0 else heat
-            ig_image = overlay(base, resize(colorize(unit, "magma"), size, nearest=False))
+            ig_image = over_grey(base, resize(unit_colors(unit, "magma"), size, nearest=False))
             notes.append(
                 f"Integrated Gradients, {int(steps)} steps: |attribution| summed over RGB. "
                 f"Completeness: attributions sum to {total:.4g}, error {delta:.3g}."

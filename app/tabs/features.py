@@ -11,9 +11,9 @@ import torch
 
 from ann.analysis import features
 from app.errors import UserError
+from app.plots import display_size, mark_point, resize, unit_colors
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session, require, returns_freed_memory
 from app.tab import Components, Context, Tab
-from app.tabs import colorize, display_size, mark_point, resize
 
 IMAGENET = "EfficientNet-Lite0 with ImageNet weights (before segmentation training)"
 NO_COMPARISON = "none"
@@ -90,7 +90,7 @@ def stage_features(
     size = display_size(session.image.shape[:2])
     galleries = {"": [], "A": [], "B": []}
     for label, name in units:
-        rgb = resize(colorize(units[label, name], cmap), size)
+        rgb = resize(unit_colors(units[label, name], cmap), size)
         text = caption(label, name, groups[label][name], None if shared else ranges[label, name])
         galleries[label].append((rgb, text))
     if shared and ranges:
@@ -135,7 +135,7 @@ def cosine(
         else:
             align = (session.explorer.model if label != "B" else store.model(compare)).config.align_corners
         for name, (similarity, cell) in features.cosine_maps(found, point, (H, W), align).items():
-            rgb = mark_point(resize(colorize((similarity + 1) / 2, cmap), size), marker)
+            rgb = mark_point(resize(unit_colors((similarity + 1) / 2, cmap), size), marker)
             prefix = f"{label}: " if label else ""
             galleries[label].append((rgb, f"{prefix}{name} · cell (row, col) {cell}"))
     status = (
