@@ -7,7 +7,7 @@ summary, and `attention`, `anchor`, `set_sampling`, `reset_sampling`, `export` a
 take it (`class_context` too, for one image). An empty handle means the calling client's latest
 result (gradio_client keeps one session per Client); an MCP call has no session, so tools pass the
 handle. Results live in `app.session.RESULTS`, the least recently used dropped beyond its memory
-budget. Every function calls the handler the browser calls (app/segment.py, attention.py,
+budget. Every function calls the handler the browser calls (app/models.py, app/tabs/segment.py, attention.py,
 sampling.py, export.py; app/tabs/class_context.py and nb_compare.py); pictures come back as PNG
 files, summaries as JSON objects.
 """
@@ -22,14 +22,15 @@ from PIL import Image
 
 from ann.analysis.explore import attention_entropy, class_shares
 from ann.models.sampling import describe
-from app import attention as attention_views
-from app import export as export_files
-from app import plots, sampling, segment
+from app import models, plots
 from app.errors import UserError
 from app.files import fresh_folder
 from app.session import RESULTS, ModelStore, Results, Session
+from app.tabs import attention as attention_views
 from app.tabs import class_context as context_tab
+from app.tabs import export as export_files
 from app.tabs import nb_compare as nb_tab
+from app.tabs import sampling, segment
 
 TOP_ANCHORS = 5  # strongest anchors listed in /attention's summary; /export has all weights
 
@@ -79,7 +80,7 @@ class Api:
             summary: handle (for the other endpoints), checkpoint, size, class shares, IoU, text
         """
         session, text = self.new_result(image, label_map, checkpoint, request)
-        overlay = segment.render(session, opacity, outline, hidden)[0]
+        overlay = plots.render(session, opacity, outline, hidden)[0]
         return self.picture(session, "overlay", overlay), {**segment_summary(session), "text": text}
 
     def attention(
@@ -233,7 +234,7 @@ class Api:
         name = checkpoint or self.default
         if name not in self.store.names():
             raise UserError(f"unknown checkpoint {name!r}; available: {', '.join(self.store.names())}")
-        return segment.model_card(self.store, name, self.max_side)
+        return models.model_card(self.store, name, self.max_side)
 
     def upload_checkpoint(self, file: FileData) -> tuple[str, str]:
         """Add a checkpoint file to the app: ours (.safetensors) or the authors' .pth, converted.
@@ -244,8 +245,8 @@ class Api:
             checkpoint: its name, for /segment's `checkpoint`
             card: its model card (markdown)
         """
-        name = segment.add_checkpoint(self.store, file["path"])
-        return name, segment.model_card(self.store, name, self.max_side)
+        name = models.add_checkpoint(self.store, file["path"])
+        return name, models.model_card(self.store, name, self.max_side)
 
     def class_context(
         self,

@@ -26,11 +26,14 @@ import gradio as gr
 import numpy as np
 
 from ann.checkpoint import file_sha256
-from app import attention, sampling
 from app.errors import UserError
 from app.files import fresh_folder
 from app.images import examples
+from app.models import choose_model
 from app.session import ModelStore, Session
+from app.tab import Components, Context
+from app.tabs import attention, sampling
+from app.tabs.segment import segment, segment_views
 
 KEPT_IMAGES = 64  # uploaded images kept for links; older ones are dropped (their links say so)
 KEPT_BYTES = 512 << 20
@@ -131,8 +134,6 @@ def link(session: Session | None) -> str:
 def restore(params: dict, store: ModelStore, max_side: int | None = None) -> Session | None:
     """The view a link describes: its image segmented by its checkpoint, its sampling applied, its
     pixel's attention computed. None when the link names no image (a plain visit)."""
-    from app.segment import segment
-
     if not ({"example", "image"} & set(params)):
         return None
     checkpoint = params.get("checkpoint") or store.default()
@@ -189,12 +190,13 @@ def share_row() -> dict:
     return {"link": box, "copy": copy}
 
 
-def wire(demo: gr.Blocks, store: ModelStore, max_side: int | None, state, tabs, share, models, seg, att, smp):
+def wire(demo: gr.Blocks, ctx: Context, tabs: gr.Tabs, share: Components, shared: dict[str, Components]):
     """Every change of the view rewrites the address (the summaries change with each: a new image,
     model, pixel, block or sampling); opening a link restores its view."""
+    seg, att, smp = shared["segment"], shared["attention"], shared["sampling"]
     summaries = [seg["summary"], att["summary"], smp["summary"]]
     private = {"api_visibility": "private", "queue": False}
-    gr.on([summary.change for summary in summaries], link, state, share["link"], **private)
+    gr.on([summary.change for summary in summaries], link, ctx.state, share["link"], **private)
     share["link"].change(None, share["link"], None, js=REPLACE_URL, **private)
     share["copy"].click(None, None, None, js=COPY_URL, **private)
     views = [
@@ -202,28 +204,34 @@ def wire(demo: gr.Blocks, store: ModelStore, max_side: int | None, state, tabs, 
     ]
     pixel = [att[k] for k in ("panels", "chart", "summary", "anchor", "x", "y")]
     controls = [smp[k] for k in ("preset", "sizes", "method", "seed")]
-    outputs = [state, tabs, share["link"], *models.values(), *views, att["image"], att["block"], *pixel,
-               *controls]  # fmt: skip
+    outputs = [ctx.state, tabs, share["link"], *ctx.models.values(), *views, att["image"], att["block"],
+               *pixel, *controls]  # fmt: skip
 
     def opened(session: Session | None, request: gr.Request):
         params = dict(request.query_params) if request is not None else {}
-        restored = restore(params, store, max_side)
+        restored = restore(params, ctx.store, ctx.max_side)
         if restored is None:
             return {component: gr.skip() for component in outputs}
-        return {state: restored, **page(restored, store, max_side, tabs, share, models, seg, att, smp)}
+        return {ctx.state: restored, tabs: tab_of(restored), share["link"]: link(restored),
+                **page(restored, ctx, shared)}  # fmt: skip
 
-    demo.load(opened, state, outputs, api_visibility="private", concurrency_id="model", concurrency_limit=1)
+    demo.load(
+        opened, ctx.state, outputs, api_visibility="private", concurrency_id="model", concurrency_limit=1
+    )
 
 
-def page(session: Session, store: ModelStore, max_side, tabs, share, models, seg, att, smp) -> dict:
+def tab_of(session: Session):
+    return gr.Tabs(selected="attention" if "x" in session.selection else "segment")
+
+
+def page(session: Session, ctx: Context, shared: dict[str, Components]) -> dict:
     """{component: value} of a restored view: model, Segment tab, Attention tab, Sampling controls."""
-    from app.segment import choose_model, segment_views
-
-    _, card, classes, blocks, size = choose_model(session, session.checkpoint, store=store, max_side=max_side)
+    seg, att, smp, models = shared["segment"], shared["attention"], shared["sampling"], ctx.models
+    _, card, classes, blocks, size = choose_model(session, session.checkpoint, store=ctx.store,
+                                                  max_side=ctx.max_side)  # fmt: skip
     selection = session.selection
     out = {models["checkpoint"]: gr.update(value=session.checkpoint), models["card"]: card,
-           models["size"]: size, seg["hidden"]: classes, share["link"]: link(session),
-           tabs: gr.Tabs(selected="attention" if "x" in selection else "segment")}  # fmt: skip
+           models["size"]: size, seg["hidden"]: classes}  # fmt: skip
     if "upload" in models:
         out[models["upload"]] = gr.skip()
     names = ("overlay", "legend", "confidence", "entropy", "errors", "iou", "summary")

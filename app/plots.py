@@ -1,22 +1,30 @@
-"""Pictures and charts of the app, drawn with numpy/PIL (fast, per click) and plotly.
+"""Pictures and charts of the app (every tab's), drawn with numpy/PIL (fast, per click) and plotly.
 
 Heat maps use colourblind-safe perceptual colormaps (viridis, cividis, magma); classes use the
-checkpoint's palette (Cityscapes for our models). Nothing here runs the model.
+checkpoint's palette (Cityscapes for our models). Nothing here runs the model: `render` draws the
+result a session holds.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+import torch
+from matplotlib import colormaps
 from PIL import Image, ImageDraw
+
+from ann.analysis.explore import class_shares
 
 # the attention pictures live in the library: the report figures (ann.analysis.figures) draw them too
 from ann.analysis.panels import LEVEL_COLOURS, anchor_label, blend, colorize, lut
 from ann.analysis.panels import level_panels as level_panels
 from ann.models.sampling import AnchorGeometry
+from app.session import Session, require
 
 WRONG = np.array([213, 94, 0], np.uint8)  # vermillion
 CHANGED = np.array([253, 231, 37], np.uint8)  # viridis yellow
+COLORMAPS = ("viridis", "cividis", "magma")  # perceptually uniform and colourblind-safe
+DISPLAY_SIDE = 320  # longer side of gallery images, pixels
 
 
 def heatmap(values: np.ndarray, cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None):
@@ -184,3 +192,66 @@ def clicked_pixel(index, image_hw) -> tuple[int, int]:
     """A click on the clickable picture (its own pixel index) -> the image pixel (x, y) under it."""
     k = click_scale(image_hw)
     return int(index[0]) // k, int(index[1]) // k
+
+
+# ---- the analysis tabs' galleries: maps arrive from ann.analysis.features scaled to [0, 1] ----
+
+
+def as_numpy(values) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().float().cpu().numpy()
+    return np.asarray(values, dtype=np.float32)
+
+
+def unit_colors(unit, cmap: str = "viridis") -> np.ndarray:
+    """(H, W) in [0, 1] -> uint8 (H, W, 3) with a colormap; (3, H, W) in [0, 1] -> uint8 RGB."""
+    if cmap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {cmap!r}; valid: {', '.join(COLORMAPS)}")
+    values = np.clip(as_numpy(unit), 0, 1)
+    if values.ndim == 3:
+        return (values.transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    return (colormaps[cmap](values)[..., :3] * 255).round().astype(np.uint8)
+
+
+def display_size(image_hw: tuple[int, int], side: int = DISPLAY_SIDE) -> tuple[int, int]:
+    """(H, W) with the image's aspect ratio and the longer side `side`."""
+    H, W = image_hw
+    scale = side / max(H, W)
+    return max(1, round(H * scale)), max(1, round(W * scale))
+
+
+def resize(rgb: np.ndarray, size_hw: tuple[int, int], nearest: bool = True) -> np.ndarray:
+    """Feature cells stay visible as blocks (nearest); images resize smoothly."""
+    method = Image.NEAREST if nearest else Image.BILINEAR
+    return np.asarray(Image.fromarray(rgb).resize((size_hw[1], size_hw[0]), method))
+
+
+def over_grey(image: np.ndarray, heat_rgb: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """A heat map blended over a (greyed) image of the same size."""
+    grey = image.astype(np.float32).mean(axis=2, keepdims=True)
+    mixed = (1 - alpha) * grey + alpha * heat_rgb.astype(np.float32)
+    return mixed.clip(0, 255).astype(np.uint8)
+
+
+def mark_point(rgb: np.ndarray, point_hw: tuple[float, float], radius: int = 4) -> np.ndarray:
+    """A white cross with a black border at (row, col), visible on any colormap."""
+    out = rgb.copy()
+    H, W = out.shape[:2]
+    y, x = round(point_hw[0]), round(point_hw[1])
+    for colour, width in (((0, 0, 0), 1), ((255, 255, 255), 0)):
+        for d in range(-radius - width, radius + width + 1):
+            for t in range(-width, width + 1):
+                for yy, xx in ((y + d, x + t), (y + t, x + d)):
+                    if 0 <= yy < H and 0 <= xx < W:
+                        out[yy, xx] = colour
+    return out
+
+
+def render(session: Session | None, opacity: float, outline: bool, hidden: list[str]):
+    """The overlay and legend of the current result, without running the model."""
+    session = require(session)
+    meta, result = session.explorer.meta, session.result
+    hidden_ids = {meta.classes.index(name) for name in hidden or [] if name in meta.classes}
+    picture = overlay(result.image, result.labels, meta.palette, opacity, outline, hidden_ids)
+    shares = class_shares(result.labels, len(meta.classes))
+    return picture, legend_html(meta.classes, meta.palette, shares, hidden_ids)

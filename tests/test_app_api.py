@@ -360,7 +360,7 @@ def test_typed_anchor_that_is_not_a_number(client, files):
 
 
 def test_model_card_reads_the_trainers_provenance_in_words(tmp_path):
-    from app.segment import model_card
+    from app.models import model_card
     from app.session import ModelStore
 
     model = build_network(variant("apnb", backbone="resnet18", head_channels=32, key_channels=16,
@@ -397,7 +397,7 @@ def test_a_click_on_the_enlarged_picture_names_the_image_pixel_under_it():
 
 @pytest.fixture
 def session(tiny_store, tmp_path):
-    from app.segment import segment as run_segment
+    from app.tabs.segment import segment as run_segment
 
     image = np.asarray(Image.open(street_image(tmp_path / "street.png")))
     return run_segment(None, image, None, TINY_NAME, *VIEW, store=tiny_store, max_side=96)[0]
@@ -406,8 +406,8 @@ def session(tiny_store, tmp_path):
 def test_the_segment_tabs_views_and_the_weights_chart(session):
     """What the browser shows beyond the API's outputs: the clickable picture enlarged (each pixel
     of the 64x48 image an 8x8 block), the maps at image size; the chart's 110 bars by level."""
-    from app.attention import attention
-    from app.segment import segment_views
+    from app.tabs.attention import attention
+    from app.tabs.segment import segment_views
 
     _, _, confidence, entropy, errors, table, _, clickable = segment_views(session, *VIEW)
     assert clickable.shape == (8 * 48, 8 * 64, 3) and confidence.shape == entropy.shape == (48, 64, 3)
@@ -418,7 +418,7 @@ def test_the_segment_tabs_views_and_the_weights_chart(session):
 
 
 def test_attention_summary_names_the_cell_the_uniform_entropy_and_the_strongest_anchor(session):
-    from app.attention import attention
+    from app.tabs.attention import attention
 
     _, _, _, summary, menu = attention(session, 40, 10, "apnb")
     weights, _ = session.explorer.attention_at(40, 10, "apnb")
@@ -435,7 +435,7 @@ def test_attention_summary_names_the_cell_the_uniform_entropy_and_the_strongest_
 
 
 def test_attention_block_is_a_key_or_label_first_recorded_when_empty_and_refused_when_absent(session):
-    from app.attention import BLOCK_LABELS, block_choice, block_update
+    from app.tabs.attention import BLOCK_LABELS, block_choice, block_update
     from tests.conftest_app import tiny_config
 
     assert block_choice(session, "") == block_choice(session, None) == "afnb"  # recorded order
@@ -448,7 +448,7 @@ def test_attention_block_is_a_key_or_label_first_recorded_when_empty_and_refused
 
 def test_refresh_shows_the_last_pixel_through_the_chosen_block(session):
     """Switching the block radio redraws the same pixel in the other block, not the old one."""
-    from app.attention import attention, refresh
+    from app.tabs.attention import attention, refresh
 
     attention(session, 40, 10, "apnb")
     summary = refresh(session, "afnb")[3]
@@ -456,7 +456,7 @@ def test_refresh_shows_the_last_pixel_through_the_chosen_block(session):
 
 
 def test_anchor_view_outlines_that_anchor_and_reports_its_map(session):
-    from app.attention import anchor
+    from app.tabs.attention import anchor
 
     _, picture, summary = anchor(session, 109, "apnb")  # 8x8 level, row 7, col 7
     amap = session.explorer.anchor_map(109, "apnb")
@@ -473,7 +473,7 @@ def test_a_click_in_a_level_panel_picks_the_anchor_whose_bin_holds_it(session):
     (x 390 * 9/400 = 8.78, y 34 * 7/300 = 0.79): column bin 7 (7..9), row bin 0 (0..1)."""
     from types import SimpleNamespace
 
-    from app.attention import attention, pick_anchor
+    from app.tabs.attention import attention, pick_anchor
 
     attention(session, 40, 10, "apnb")
     picked, _, _, summary = pick_anchor(session, "apnb", SimpleNamespace(index=[794, 398]))
@@ -486,7 +486,7 @@ def test_a_click_in_a_level_panel_picks_the_anchor_whose_bin_holds_it(session):
 def test_a_click_on_the_enlarged_image_shows_the_pixel_under_it(session):
     from types import SimpleNamespace
 
-    from app.attention import pick_pixel
+    from app.tabs.attention import pick_pixel
 
     # the 48x64 image is shown 8x enlarged (512 px wide): click (203, 87) is pixel (25, 10)
     x, y, _, _, _, summary, _ = pick_pixel(session, "apnb", SimpleNamespace(index=[203, 87]))
@@ -496,13 +496,15 @@ def test_a_click_on_the_enlarged_image_shows_the_pixel_under_it(session):
 def test_cleared_views_match_the_outputs_they_are_wired_to():
     """The refreshers run after every new image or model (browser only): a count that does not
     match its outputs makes gradio drop the whole update."""
-    from app.layout import anchor_view_cleared, refreshers
+    from app.layout import refreshers
+    from app.tabs.attention import anchor_view_cleared
 
     att = {k: k for k in ("panels", "chart", "summary", "anchor", "anchor_map", "anchor_summary", "x", "y")}
     smp = {k: k for k in ("changed", "area", "summary", "preset", "sizes", "method")}
     feat = {k: k for k in ("image", "first", "second", "status")}
     nb = {k: k for k in ("cosine", "changed", "table", "summary")}
-    (fn, _, outputs), (trained, _, trained_outputs) = refreshers("state", att, smp, feat, nb)
+    shared = {"attention": att, "sampling": smp, "features": feat, "nb": nb}
+    (fn, _, outputs), (trained, _, trained_outputs) = refreshers("state", shared)
     assert len(fn(None)) == len(outputs) == 19
     assert len(trained(None)) == len(trained_outputs) == 4
     fn, _, outputs = anchor_view_cleared(att)
@@ -513,7 +515,7 @@ def test_cleared_views_match_the_outputs_they_are_wired_to():
 
 
 def test_sizes_are_parsed_capped_at_64_and_single_level_methods_keep_the_largest():
-    from app.sampling import parse_sizes, suggest_sizes
+    from app.tabs.sampling import parse_sizes, suggest_sizes
 
     assert parse_sizes("(1, 3,6,8)") == (1, 3, 6, 8) and parse_sizes("64") == (64,)
     with pytest.raises(gr.Error, match=r"pyramid size 65 is larger than this app allows \(64\)"):
@@ -531,7 +533,7 @@ def test_sizes_are_parsed_capped_at_64_and_single_level_methods_keep_the_largest
 )  # fmt: skip
 def test_sampling_must_fit_the_feature_map(method, sizes, fits):
     from ann.models.sampling import SamplingConfig
-    from app.sampling import check_fits
+    from app.tabs.sampling import check_fits
 
     config = SamplingConfig(method, sizes)
     if fits:
@@ -544,13 +546,13 @@ def test_sampling_must_fit_the_feature_map(method, sizes, fits):
 def test_random_sampling_square_boundary():
     """n x n = H x W: every position is drawn once, which random sampling can do."""
     from ann.models.sampling import SamplingConfig
-    from app.sampling import check_fits
+    from app.tabs.sampling import check_fits
 
     check_fits(SamplingConfig("random", (6,)), (6, 6))
 
 
 def test_set_sampling_uses_the_seed(session):
-    from app.sampling import set_sampling
+    from app.tabs.sampling import set_sampling
 
     summary = set_sampling(session, "random", "4", 3, *VIEW)[5]
     assert session.explorer.sampling["context"].seed == 3 and "random (4,) (S = 16, seed 3)" in summary
@@ -563,7 +565,7 @@ def test_sampling_change_reports_changed_pixels_and_area_per_class(session, monk
     import dataclasses
 
     from app.plots import CHANGED
-    from app.sampling import set_sampling
+    from app.tabs.sampling import set_sampling
 
     labels = session.result.labels.copy()
     labels[:, :16] = 10
@@ -585,8 +587,8 @@ def test_sampling_change_reports_changed_pixels_and_area_per_class(session, monk
 def test_controls_show_a_training_sampling_that_is_no_preset(tmp_path):
     from ann.analysis.explore import Explorer
     from ann.models.sampling import SamplingConfig
-    from app.sampling import trained_controls
     from app.session import Session
+    from app.tabs.sampling import trained_controls
 
     torch.manual_seed(0)
     sampling = SamplingConfig("pyramid_max", (1, 2, 4))
@@ -602,8 +604,8 @@ def test_controls_leave_the_method_menu_for_an_identity_training_sampling():
     only Table 7's methods, so it is left as it is rather than set to a value it cannot show."""
     from ann.analysis.explore import Explorer
     from ann.models.sampling import SamplingConfig
-    from app.sampling import trained_controls
     from app.session import Session
+    from app.tabs.sampling import trained_controls
 
     torch.manual_seed(0)
     model = build_network(variant("apnb", backbone="resnet18", num_classes=19, head_channels=16,
@@ -619,7 +621,7 @@ def test_iou_accuracy_and_miou_in_percent_over_valid_pixels(tiny_store, tmp_path
     """All pixels are predicted wall (3). Truth: rows 0-9 ignored (255), rows 10-29 wall, rows
     30-47 road (0). Valid 38 x 64 = 2432 px: wall IoU 1280 / 2432 = 52.6%, road 0%, mean 26.3%;
     pixel accuracy 52.6%. A second image without a label map is not scored against this truth."""
-    from app.segment import segment as run_segment
+    from app.tabs.segment import segment as run_segment
 
     label = np.full((48, 64), 3, np.uint8)
     label[:10], label[30:] = 255, 0
@@ -642,7 +644,7 @@ def test_confidence_and_entropy_maps_use_fixed_ranges(session):
     import dataclasses
 
     from app.plots import lut
-    from app.segment import segment_views
+    from app.tabs.segment import segment_views
 
     result = session.result
     session.explorer.result = dataclasses.replace(
@@ -655,7 +657,7 @@ def test_confidence_and_entropy_maps_use_fixed_ranges(session):
 
 def test_overlay_blends_by_opacity_and_leaves_hidden_classes_out(session):
     from ann.data.labels import CITYSCAPES_PALETTE
-    from app.segment import render
+    from app.plots import render
 
     image = session.image.astype(np.float32)
     picture, legend = render(session, 0.25, False, [])
@@ -667,7 +669,8 @@ def test_overlay_blends_by_opacity_and_leaves_hidden_classes_out(session):
 
 
 def test_a_model_switch_segments_the_same_image_again_with_no_classes_hidden(tiny_store, session, tmp_path):
-    from app.segment import choose_model, resegment
+    from app.models import choose_model
+    from app.tabs.segment import resegment
 
     name = tiny_store.add_file(tiny_store.path(TINY_NAME))  # the same file as "(uploaded)"
     _, _, hidden, _, size = choose_model(session, name, store=tiny_store)
@@ -679,7 +682,7 @@ def test_a_model_switch_segments_the_same_image_again_with_no_classes_hidden(tin
 
 
 def test_a_refused_upload_names_the_file_not_the_servers_folder(tiny_store, tmp_path):
-    from app.segment import upload_checkpoint
+    from app.models import upload_checkpoint
 
     folder = tmp_path / "gradio-upload-cache"
     folder.mkdir()
@@ -690,7 +693,7 @@ def test_a_refused_upload_names_the_file_not_the_servers_folder(tiny_store, tmp_
 
 
 def test_a_checkpoints_own_card_comes_before_a_run_folders_card(tmp_path):
-    from app.segment import model_card
+    from app.models import model_card
     from app.session import ModelStore
 
     (tmp_path / "m.md").write_text("own card")
@@ -704,7 +707,7 @@ def test_a_checkpoints_own_card_comes_before_a_run_folders_card(tmp_path):
 
 
 def test_card_images_over_the_size_limit_stay_links(tmp_path):
-    from app.segment import inline_images
+    from app.models import inline_images
 
     Image.new("RGB", (4, 3)).save(tmp_path / "curve.png")
     size = (tmp_path / "curve.png").stat().st_size
@@ -718,9 +721,9 @@ def test_card_images_over_the_size_limit_stay_links(tmp_path):
 def test_export_holds_the_views_on_screen_and_the_selection(session):
     """panels.png and anchor.png are the pictures the Attention tab shows; settings.json and
     attention.npz record the click as (x, y) and no layout of the page."""
-    from app.attention import anchor, attention
-    from app.export import export
-    from app.segment import segment_views
+    from app.tabs.attention import anchor, attention
+    from app.tabs.export import export
+    from app.tabs.segment import segment_views
 
     _, panels, _, _, _ = attention(session, 40, 10, "apnb")
     _, anchor_picture, _ = anchor(session, 109, "apnb")

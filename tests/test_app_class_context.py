@@ -80,7 +80,7 @@ def test_a_second_view_is_kept_and_other_data_is_computed(attentive_store, fresh
 def session(attentive_store, tmp_path):
     """The street image segmented with a label map: road on the top half, car below, 255 on the
     left quarter."""
-    from app.segment import segment
+    from app.tabs.segment import segment
 
     label = np.zeros((48, 64), np.uint8)
     label[24:], label[:, :16] = 13, 255

@@ -108,7 +108,7 @@ def test_a_refused_input_is_one_log_line_and_a_fault_a_traceback(app_url, photo,
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
-    import app.segment
+    import app.plots
 
     client = Client(app_url, verbose=False)
     client.predict(handle_file(str(photo)), api_name="/segment")
@@ -123,7 +123,7 @@ def test_a_refused_input_is_one_log_line_and_a_fault_a_traceback(app_url, photo,
     def fault(*args, **kwargs):
         raise RuntimeError("a real fault")
 
-    monkeypatch.setattr(app.segment, "render", fault)
+    monkeypatch.setattr(app.plots, "render", fault)
     with pytest.raises(AppError):
         client.predict(handle_file(str(photo)), api_name="/segment")
     err = capfd.readouterr().err

@@ -24,10 +24,10 @@ SVG = "{http://www.w3.org/2000/svg}"
 def exported(tiny_store, tmp_path_factory):
     """(session, files by name): the street image, pixel (40, 10) clicked on APNB, the class context
     of the image shown, then exported."""
-    from app.attention import attention
-    from app.export import export
-    from app.segment import segment
     from app.tabs import class_context
+    from app.tabs.attention import attention
+    from app.tabs.export import export
+    from app.tabs.segment import segment
 
     image = str(street_image(tmp_path_factory.mktemp("images") / "street.png"))
     session = segment(None, image, None, TINY_NAME, 0.5, False, [], store=tiny_store, max_side=96)[0]
@@ -103,8 +103,8 @@ def test_the_context_svg_labels_every_class_and_the_html_holds_the_matrix(export
 
 
 def test_no_context_shown_no_context_files(tiny_store, tmp_path):
-    from app.export import export
-    from app.segment import segment
+    from app.tabs.export import export
+    from app.tabs.segment import segment
 
     session = segment(None, str(street_image(tmp_path / "s.png")), None, TINY_NAME, 0.5, False, [],
                       store=tiny_store, max_side=96)[0]  # fmt: skip
@@ -113,7 +113,8 @@ def test_no_context_shown_no_context_files(tiny_store, tmp_path):
 
 
 def test_exports_past_the_kept_number_are_removed(exported, monkeypatch):
-    from app import export, files
+    from app import files
+    from app.tabs import export
 
     session = exported[0]
     monkeypatch.setattr(export, "KEPT_EXPORTS", 2)

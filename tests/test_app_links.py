@@ -46,9 +46,9 @@ def test_an_example_link_restores_the_model_image_and_the_pixels_attention(tiny_
 
 
 def test_an_uploaded_image_and_a_sampling_go_through_the_link(tiny_store, tmp_path, monkeypatch):
-    from app.attention import attention
-    from app.sampling import set_sampling
-    from app.segment import segment
+    from app.tabs.attention import attention
+    from app.tabs.sampling import set_sampling
+    from app.tabs.segment import segment
 
     monkeypatch.setattr(links, "KEPT", links.KeptImages())
     upload = street_image(tmp_path / "street.png")

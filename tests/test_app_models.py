@@ -117,7 +117,8 @@ def test_the_app_starts_on_the_full_ann_at_its_training_scale(two_scales, tmp_pa
 def test_switching_the_model_reads_the_image_again_at_its_scale(tmp_path):
     """96 px for the SynthCity model, 32 for the one trained on 32x32 crops, and 96 again: read
     from the file again, not enlarged from the 32 px copy. With --max-side: one size for both."""
-    from app.segment import choose_model, resegment, segment
+    from app.models import choose_model
+    from app.tabs.segment import resegment, segment
 
     tiny(tmp_path / "full-96.safetensors", SYNTHCITY_96)
     tiny(tmp_path / "mine-32.safetensors", FOLDER_32, seed=1)
@@ -138,7 +139,7 @@ def test_switching_the_model_reads_the_image_again_at_its_scale(tmp_path):
 
 def test_the_card_says_how_the_model_was_trained(tmp_path):
     """The trainer's provenance in the card's words (ann/training/card.py's "trained on" row)."""
-    from app.segment import model_card
+    from app.models import model_card
 
     torch.manual_seed(0)
     model = build_network(tiny_config()).eval()

@@ -25,7 +25,7 @@ TIMES = ("head_time_ms", "timed_on")  # measured: they differ between two runs
 @pytest.fixture
 def session(attentive_store, tmp_path):
     """The street image (a 7x9 feature map) segmented with a label map: road above, car below."""
-    from app.segment import segment
+    from app.tabs.segment import segment
 
     label = np.zeros((48, 64), np.uint8)
     label[24:] = 13

@@ -7,10 +7,10 @@ import torch
 
 from ann.checkpoint import CheckpointMeta, save
 from ann.models import build_network, variant
-from app.layout import EXAMPLES, examples
-from app.segment import segment
+from app.images import EXAMPLES, examples
 from app.session import ModelStore
 from app.tabs.explain import MAJORITY, show_image
+from app.tabs.segment import segment
 
 CLASSES = ["background", "crack", "rust"]
 
@@ -56,7 +56,7 @@ def test_own_ground_truth_is_still_scored(store, tmp_path):
 
 
 def test_a_trainer_run_folder_shows_its_model_card(tmp_path):
-    from app.segment import model_card
+    from app.models import model_card
 
     torch.manual_seed(0)
     model = build_network(variant("full", backbone="resnet18", num_classes=3, head_channels=32,

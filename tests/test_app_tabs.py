@@ -179,7 +179,7 @@ def test_time_fits_recover_the_cost_shape_and_never_bend_down():
 
 @pytest.fixture
 def session(tiny_store, tmp_path):
-    from app.segment import segment
+    from app.tabs.segment import segment
     from tests.conftest_app import TINY_NAME, street_image
 
     image = np.asarray(Image.open(street_image(tmp_path / "street.png")))
@@ -187,7 +187,9 @@ def session(tiny_store, tmp_path):
 
 
 def test_tab_image_helpers_keep_rows_columns_and_blend_over_grey():
-    from app.tabs import colorize, mark_point, overlay
+    from app.plots import mark_point
+    from app.plots import over_grey as overlay
+    from app.plots import unit_colors as colorize
 
     pca = np.zeros((3, 2, 4), np.float32)
     pca[0, 1, 3], pca[2, 0, 1] = 1.0, 0.5  # (3, H, W) components are the R, G, B of each cell

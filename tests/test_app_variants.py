@@ -8,10 +8,11 @@ import torch
 
 from ann.checkpoint import CheckpointMeta, save
 from ann.models import build_network, variant
-from app.sampling import set_sampling, trained_controls
-from app.segment import model_card, segment
+from app.models import model_card
 from app.session import ModelStore
 from app.tabs.explain import explain, show_image
+from app.tabs.sampling import set_sampling, trained_controls
+from app.tabs.segment import segment
 
 VIEW = (0.5, False, [])
 

@@ -60,8 +60,8 @@ def panel_arrays(figure) -> list[np.ndarray]:
 def test_stage_grid_draws_the_features_tabs_maps(tiny_store, tmp_path, imagenet, monkeypatch):
     """The app's Stage features tab with the ImageNet backbone as model B, on the same image and
     model: the figure's two rows are its reduced, normalised maps of Stage1..Stage5."""
-    from app.segment import segment
     from app.tabs import features as tab
+    from app.tabs.segment import segment
     from tests.conftest_app import TINY_NAME, street_image
 
     image = np.asarray(Image.open(street_image(tmp_path / "street.png")))

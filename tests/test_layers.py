@@ -94,3 +94,50 @@ def test_a_module_that_imports_argparse_is_imported_by_no_library_module():
     }
     offenders = {module: sorted(found & parsers) for module, found in library.items() if found & parsers}
     assert offenders == {}
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of `graph` (module -> the modules it imports), or [] when there is none."""
+    done, path = set(), []
+
+    def visit(module: str) -> list[str]:
+        if module in path:
+            return path[path.index(module) :] + [module]
+        if module in done:
+            return []
+        path.append(module)
+        for imported in sorted(graph[module]):
+            found = visit(imported)
+            if found:
+                return found
+        path.pop()
+        done.add(module)
+        return []
+
+    for module in sorted(graph):
+        found = visit(module)
+        if found:
+            return found
+    return []
+
+
+def test_the_app_modules_import_one_another_without_a_cycle():
+    """Counting the imports inside functions too: a cycle hidden in a function is still a cycle."""
+    modules = sources("app")
+    graph = {m: {n for n in found if n in modules and n != m} for m, found in modules.items()}
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the check finds one
+    assert cycle(graph) == []
+
+
+def test_every_app_tab_is_a_module_of_app_tabs_with_one_interface():
+    """docs/architecture.md: a tab is a module in app/tabs/ that defines TAB (app/tab.py's Tab)."""
+    tabs = sorted(p for p in (ROOT / "app" / "tabs").glob("*.py") if p.name != "__init__.py")
+    defines = {
+        p.stem: any(
+            isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "TAB" for t in node.targets)
+            for node in ast.parse(p.read_text()).body
+        )
+        for p in tabs
+    }
+    assert defines == dict.fromkeys(defines, True)
+    assert {f"app.tabs.{name}" for name in defines} <= sources("app")["app.layout"]

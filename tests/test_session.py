@@ -30,7 +30,7 @@ def test_card_images_are_inlined_only_from_the_checkpoint_folder(tmp_path):
 
     from PIL import Image
 
-    from app.segment import inline_images
+    from app.models import inline_images
 
     folder = tmp_path / "checkpoints"
     folder.mkdir()
@@ -74,7 +74,7 @@ def test_the_card_of_a_converted_checkpoint_names_the_pth_it_came_from(tmp_path)
 
     from ann.checkpoint import CheckpointMeta, save
     from ann.models import build_network, variant
-    from app.segment import model_card
+    from app.models import model_card
 
     torch.manual_seed(0)
     config = variant("apnb", backbone="resnet18", num_classes=19, head_channels=16, key_channels=8,

@@ -22,6 +22,7 @@ from ann.data.labels import CITYSCAPES_CLASSES
 from ann.models.sampling import describe
 from app.errors import UserError
 from app.session import MODEL_QUEUE, ModelStore, Session, require, returns_freed_memory
+from app.tab import Components, Context, Tab
 from app.tabs import SPLITS, Recent, counted, split_size, synthcity_split
 
 DATA = {"synthcity": "SynthCity images", "image": "the current image (Segment tab)"}
@@ -223,11 +224,10 @@ def show(
     return heatmap(result), table(result), summary_text(result, about)
 
 
-def class_context_tab(
-    state: gr.State, checkpoint: gr.Dropdown, store: ModelStore, max_side: int | None
-) -> dict:
-    """Builds the tab's UI in the caller's `with gr.Tab(...)` and registers its (private) listeners;
-    the API's /class_context (app/api.py) calls the same functions."""
+def build(ctx: Context) -> Components:
+    """The tab's UI and its (private) listeners; the API's /class_context (app/api.py) calls the
+    same functions."""
+    state, checkpoint, store, max_side = ctx.state, ctx.models["checkpoint"], ctx.store, ctx.max_side
     gr.Markdown(
         "**Where the attention lands, by class.** Row c: of all the attention that pixels of class c "
         "pay, the share that lands on anchors made of each class (an anchor's composition: the "
@@ -257,3 +257,6 @@ def class_context_tab(
     # another block of the same data comes from the kept results
     c["block"].input(run, inputs, outputs, api_visibility="private", **MODEL_QUEUE)
     return c
+
+
+TAB = Tab("Class context", "context", build)

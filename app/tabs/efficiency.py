@@ -19,6 +19,7 @@ from ann.analysis import efficiency as bench
 from ann.images import parse_size
 from app.errors import UserError
 from app.session import MODEL_QUEUE, returns_freed_memory
+from app.tab import Components, Context, Tab
 
 DEFAULT_SIZES = "16x16, 32x16, 32x32, 48x32, 64x32"  # width x height of the feature map
 MAX_POSITIONS = 96 * 96  # NB's N x N attention at larger N takes seconds and GBs on a CPU
@@ -165,8 +166,8 @@ def recorded(root: Path = ROOT):
     return figure, table, f"{len(rows)} recorded rows from {', '.join(sorted({r['source'] for r in rows}))}"
 
 
-def efficiency_tab() -> None:
-    """Builds the tab's UI in the caller's `with gr.Tab(...)` and registers its listeners."""
+def build(ctx: Context) -> Components:
+    """The tab's UI and its listeners (named endpoints); it reads no session."""
     gr.Markdown(
         "**NB vs APNB as the input grows.** NB compares every position with every other one "
         "(cost ∝ N²), APNB with S = 110 pooled anchors (cost ∝ N·S). The button measures the "
@@ -199,3 +200,7 @@ def efficiency_tab() -> None:
     recorded_plot = gr.Plot(label="recorded time vs N")
     recorded_table = gr.Dataframe(headers=COLUMNS, label="recorded rows", interactive=False)
     load.click(recorded, None, [recorded_plot, recorded_table, recorded_info], api_name="recorded_benchmarks")
+    return {"run": run, "load": load}
+
+
+TAB = Tab("Efficiency", "efficiency", build)

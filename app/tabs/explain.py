@@ -16,8 +16,9 @@ from ann.data.labels import CITYSCAPES_CLASSES
 from ann.inference import preprocess
 from ann.models.network import ANN
 from app.errors import UserError
+from app.plots import display_size, mark_point, over_grey, resize, unit_colors
 from app.session import MODEL_QUEUE, Session, current, require, returns_freed_memory
-from app.tabs import colorize, display_size, mark_point, overlay, resize
+from app.tab import Components, Context, Tab
 
 METHODS = ("Grad-CAM", "Integrated Gradients")
 MODES = ("pixels predicted as the class", "clicked region")
@@ -135,12 +136,12 @@ def explain(
         if METHODS[0] in methods:
             progress(0.1, desc=f"Grad-CAM on {layer}")
             cam = grad_cam(target, explorer.model, layer, inputs, size)
-            cam_image = overlay(base, colorize(cam, "magma"))
+            cam_image = over_grey(base, unit_colors(cam, "magma"))
             notes.append(f"Grad-CAM on {layer} (ReLU, scaled to its maximum; magma: bright = more).")
         if METHODS[1] in methods:
             heat, total, delta = integrated_gradients(target, inputs, int(steps), progress)
             unit = heat / heat.max() if float(heat.max()) > 0 else heat
-            ig_image = overlay(base, resize(colorize(unit, "magma"), size, nearest=False))
+            ig_image = over_grey(base, resize(unit_colors(unit, "magma"), size, nearest=False))
             notes.append(
                 f"Integrated Gradients, {int(steps)} steps: |attribution| summed over RGB. "
                 f"Completeness: attributions sum to {total:.4g}, error {delta:.3g}."
@@ -169,9 +170,9 @@ def show_image(session: Session | None, layer: str | None = None):
     return session.image, gr.update(choices=[MAJORITY, *classes], value=classes[most]), layer
 
 
-def explain_tab(state: gr.State, store) -> tuple[list, list]:
-    """Builds the tab's UI in the caller's `with gr.Tab(...)` and registers its listeners; the
-    inputs and outputs of `show_image`, for the caller to refresh when the tab is opened."""
+def build(ctx: Context) -> Components:
+    """The tab's UI and its listeners (named endpoints, for clients without a browser session)."""
+    state = ctx.state
     gr.Markdown(
         "What drives a prediction: the **target** is the sum of one class logit over the pixels "
         "predicted as that class, or over a clicked region. **Grad-CAM** weighs a stage's (or "
@@ -213,4 +214,12 @@ def explain_tab(state: gr.State, store) -> tuple[list, list]:
     )
     image.select(pick_point, None, [x, y, mode], api_visibility="private")
     load.click(show_image, [state, layer], [image, name, layer], api_name="explain_image")
-    return [state, layer], [image, name, layer]
+    return {"image": image, "name": name, "layer": layer}
+
+
+def opened(ctx: Context, tab: Components) -> tuple:
+    """Opening the tab shows the session's segmented image: no extra button press."""
+    return show_image, [ctx.state, tab["layer"]], [tab["image"], tab["name"], tab["layer"]]
+
+
+TAB = Tab("Explain", "explain", build, opened=opened)

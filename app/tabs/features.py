@@ -11,8 +11,9 @@ import torch
 
 from ann.analysis import features
 from app.errors import UserError
+from app.plots import display_size, mark_point, resize, unit_colors
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session, require, returns_freed_memory
-from app.tabs import colorize, display_size, mark_point, resize
+from app.tab import Components, Context, Tab
 
 IMAGENET = "EfficientNet-Lite0 with ImageNet weights (before segmentation training)"
 NO_COMPARISON = "none"
@@ -89,7 +90,7 @@ def stage_features(
     size = display_size(session.image.shape[:2])
     galleries = {"": [], "A": [], "B": []}
     for label, name in units:
-        rgb = resize(colorize(units[label, name], cmap), size)
+        rgb = resize(unit_colors(units[label, name], cmap), size)
         text = caption(label, name, groups[label][name], None if shared else ranges[label, name])
         galleries[label].append((rgb, text))
     if shared and ranges:
@@ -134,7 +135,7 @@ def cosine(
         else:
             align = (session.explorer.model if label != "B" else store.model(compare)).config.align_corners
         for name, (similarity, cell) in features.cosine_maps(found, point, (H, W), align).items():
-            rgb = mark_point(resize(colorize((similarity + 1) / 2, cmap), size), marker)
+            rgb = mark_point(resize(unit_colors((similarity + 1) / 2, cmap), size), marker)
             prefix = f"{label}: " if label else ""
             galleries[label].append((rgb, f"{prefix}{name} · cell (row, col) {cell}"))
     status = (
@@ -167,9 +168,9 @@ def with_store(handler, store: ModelStore):
     return bound
 
 
-def features_tab(state: gr.State, store: ModelStore) -> dict:
-    """Builds the tab's UI in the caller's `with gr.Tab(...)` and registers its listeners; its
-    views that show one image (for the caller to refresh when the image or model changes)."""
+def build(ctx: Context) -> Components:
+    """The tab's UI and its listeners (named endpoints, for clients without a browser session)."""
+    state, store = ctx.state, ctx.store
     gr.Markdown(
         "Feature maps of the segmented image: **Stage1-Stage5** of the backbone and the outputs of "
         "the **AFNB** (fusion) and **APNB** (context) blocks. Each map is reduced to one image; with "
@@ -222,3 +223,10 @@ def features_tab(state: gr.State, store: ModelStore) -> dict:
         run_cosine, inputs, outputs, api_visibility="private", **MODEL_QUEUE
     )
     return {"image": image, "first": first, "second": second, "status": status}
+
+
+def new_image(tab: Components):
+    return cleared, [tab[k] for k in ("image", "first", "second", "status")]
+
+
+TAB = Tab("Stage features", "features", build, new_image=new_image)

@@ -22,9 +22,10 @@ from ann.data.labels import CITYSCAPES_CLASSES
 from ann.models.sampling import TABLE7, SamplingConfig, describe
 from app import plots
 from app.errors import UserError
-from app.sampling import TABLE7_METHODS, check_fits, parse_sizes
 from app.session import MODEL_QUEUE, ModelStore, Session, require, returns_freed_memory
+from app.tab import Components, Context, Tab
 from app.tabs import SPLITS, Recent, counted, split_size, synthcity_split
+from app.tabs.sampling import TABLE7_METHODS, check_fits, parse_sizes
 
 REPEATS = 3  # head runs timed per side (median)
 TRAINED = ""  # the method menu's "trained sampling"
@@ -233,9 +234,10 @@ def split_views(
     return split_chart(result), split_table(result), split_text(result, about)
 
 
-def nb_compare_tab(state: gr.State, checkpoint: gr.Dropdown, store: ModelStore, max_side: int | None) -> dict:
-    """Builds the tab's UI in the caller's `with gr.Tab(...)` and registers its (private) listeners;
-    the API's /nb_compare and /nb_compare_split (app/api.py) call the same functions."""
+def build(ctx: Context) -> Components:
+    """The tab's UI and its (private) listeners; the API's /nb_compare and /nb_compare_split
+    (app/api.py) call the same functions."""
+    state, checkpoint, store, max_side = ctx.state, ctx.models["checkpoint"], ctx.store, ctx.max_side
     gr.Markdown(
         "**APNB against NB on the same weights.** The trained blocks run with their sampled anchors and "
         "with every position an anchor (NB, Eq. 1-4; FNB for AFNB) on the current image's cached "
@@ -278,3 +280,10 @@ def nb_compare_tab(state: gr.State, checkpoint: gr.Dropdown, store: ModelStore, 
         **MODEL_QUEUE,
     )
     return c
+
+
+def new_image(tab: Components):
+    return lambda session: cleared(), [tab[k] for k in ("cosine", "changed", "table", "summary")]
+
+
+TAB = Tab("APNB vs NB", "nb", build, new_image=new_image)

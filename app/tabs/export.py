@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 from PIL import Image
 
@@ -17,15 +18,15 @@ from ann.analysis import attention_plots
 from ann.analysis.context_plots import plot_matrix
 from ann.analysis.panels import level_pictures
 from app import plots
-from app.attention import block_choice
 from app.files import KEPT_EXPORTS, fresh_folder
 from app.session import Session, require
+from app.tab import Components, Context, Tab
+from app.tabs.attention import block_choice
+from app.tabs.segment import view
 
 
 def export(session: Session | None, opacity: float, outline: bool, hidden: list[str]) -> list[str]:
     """Files of the current view, written to a fresh temporary folder."""
-    from app.segment import render
-
     session = require(session)
     folder = fresh_folder("export", keep=KEPT_EXPORTS)
     result = session.result
@@ -35,7 +36,7 @@ def export(session: Session | None, opacity: float, outline: bool, hidden: list[
         Image.fromarray(array).save(folder / name, format="PNG")  # lossless
         files.append(str(folder / name))
 
-    save_png("overlay.png", render(session, opacity, outline, hidden)[0])
+    save_png("overlay.png", plots.render(session, opacity, outline, hidden)[0])
     save_png("labels.png", result.labels.astype(np.uint8))  # class ids; 255 would be ignore
     save_png("confidence.png", plots.heatmap(result.confidence, "cividis", 0.0, 1.0))
     selection = session.selection
@@ -117,3 +118,19 @@ def settings(session: Session, opacity: float, outline: bool, hidden: list[str])
         "selection": selection,
         "view": {"opacity": opacity, "outline": outline, "hidden_classes": list(hidden or [])},
     }
+
+
+def build(ctx: Context) -> Components:
+    return {
+        "button": gr.Button("Export current view", elem_id="export-button"),
+        "files": gr.File(label="files", file_count="multiple", elem_id="export-files"),
+    }
+
+
+def wire(ctx: Context, shared: dict[str, Components]) -> None:
+    """The view on screen: the Segment tab's display controls decide the overlay."""
+    tab = shared["export"]
+    tab["button"].click(export, [ctx.state, *view(shared["segment"])], tab["files"], api_visibility="private")
+
+
+TAB = Tab("Export", "export", build, wire)

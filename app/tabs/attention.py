@@ -1,4 +1,4 @@
-"""Attention handlers: a pixel's weights over the S anchors, and the reverse view of one anchor.
+"""Attention tab: a pixel's weights over the S anchors, and the reverse view of one anchor.
 
 Everything shown comes from the attention recorded in the forward pass that produced the current
 segmentation (Explorer.result); no model work happens here, so a click costs only drawing.
@@ -13,6 +13,7 @@ from ann.analysis.explore import anchor_at, attention_entropy
 from app import plots
 from app.errors import UserError
 from app.session import Session, require
+from app.tab import CLICK, Components, Context, Tab
 
 BLOCK_LABELS = {
     "apnb": "APNB (context: Stage5 features over their own pyramid anchors)",
@@ -85,11 +86,10 @@ def refresh(session: Session | None, block: str | None = None):
     return attention(session, selection["x"], selection["y"], block or selection["block"])
 
 
-def cleared():
+def cleared(session: Session | None = None):
     """Empty views of the last image: after a new image or model they describe something else.
-    (attention panels, chart, summary, anchor menu, anchor map, anchor summary, x, y; the
-    sampling tab's changed-pixels picture, area chart and summary)"""
-    return None, None, "", gr.update(choices=[], value=None), None, "", None, None, None, None, ""
+    (panels, chart, summary, anchor menu, anchor map, anchor summary, x, y)"""
+    return None, None, "", gr.update(choices=[], value=None), None, "", None, None
 
 
 def pick_pixel(session: Session | None, block: str, event: gr.SelectData):
@@ -139,3 +139,86 @@ def pick_anchor(session: Session | None, block: str, event: gr.SelectData):
             index = anchor_at(geometry, panel["level"], fx, fy)
             return gr.update(value=index), *anchor(session, index, block)
     raise UserError("Click inside one of the level panels.")
+
+
+def build(ctx: Context) -> Components:
+    c = {}
+    gr.Markdown(
+        "Click a pixel: its attention over the S anchors of the block, drawn back on the image, "
+        "one panel per pyramid level (exact adaptive-pooling bins; colours normalised per level). "
+        "Click a cell of a panel, or pick an anchor below, for the reverse view."
+    )
+    with gr.Row():
+        c["image"] = gr.Image(
+            label="click a pixel",
+            interactive=False,
+            format="jpeg",
+            elem_id="attention-image",
+            buttons=[],  # gradio's corner buttons would cover pixels of the image that must be clickable
+        )
+        with gr.Column():
+            choices = block_choices(ctx.store.model(ctx.checkpoint).config)
+            c["block"] = gr.Radio(
+                choices,
+                value=choices[0][1] if choices else None,
+                label="block",
+                elem_id="attention-block",
+            )
+            with gr.Row():
+                c["x"] = gr.Number(label="x (pixels, to the right)", precision=0, elem_id="attention-x")
+                c["y"] = gr.Number(label="y (pixels, down)", precision=0, elem_id="attention-y")
+            c["button"] = gr.Button("Show attention at (x, y)", elem_id="attention-button")
+            c["summary"] = gr.Markdown(elem_id="attention-summary")
+    c["panels"] = gr.Image(
+        label="attention per pyramid level (click a cell)",
+        interactive=False,
+        format="jpeg",
+        elem_id="attention-panels",
+    )
+    c["chart"] = gr.Plot(label="sorted weights", elem_id="attention-chart")
+    with gr.Row():
+        c["anchor"] = gr.Dropdown(
+            [], label="anchor (sorted by weight)", elem_id="anchor-choice", scale=3, allow_custom_value=True
+        )
+        c["anchor_button"] = gr.Button("Show who attends to it", elem_id="anchor-button", scale=1)
+    c["anchor_summary"] = gr.Markdown(elem_id="anchor-summary")
+    c["anchor_map"] = gr.Image(
+        label="pixels attending to the anchor", interactive=False, format="jpeg", elem_id="anchor-map"
+    )
+    return c
+
+
+def wire(ctx: Context, shared: dict[str, Components]) -> None:
+    att, state = shared["attention"], ctx.state
+    outputs = attention_outputs(state, att)
+    pixel_inputs = [state, att["x"], att["y"], att["block"]]
+    att["button"].click(attention, pixel_inputs, outputs, api_visibility="private", **CLICK)
+    pixel_outputs = [att["x"], att["y"], *outputs]
+    att["image"].select(pick_pixel, [state, att["block"]], pixel_outputs, api_visibility="private", **CLICK)
+    att["block"].input(refresh, [state, att["block"]], outputs, api_visibility="private", **CLICK).then(
+        *anchor_view_cleared(att), api_visibility="private"
+    )  # the same pixel, the other block
+    anchor_inputs = [state, att["anchor"], att["block"]]
+    anchor_outputs = [state, att["anchor_map"], att["anchor_summary"]]
+    att["anchor_button"].click(anchor, anchor_inputs, anchor_outputs, api_visibility="private", **CLICK)
+    # picking from the list shows it at once; a typed number waits for the button (not both)
+    att["anchor"].select(anchor, anchor_inputs, anchor_outputs, api_visibility="private", **CLICK)
+    picked = [att["anchor"], *anchor_outputs]
+    att["panels"].select(pick_anchor, [state, att["block"]], picked, api_visibility="private", **CLICK)
+
+
+def anchor_view_cleared(att: Components) -> tuple:
+    """(fn, inputs, outputs) emptying the reverse (anchor) view, once its anchors have changed."""
+    return (lambda: (None, ""), None, [att["anchor_map"], att["anchor_summary"]])
+
+
+def attention_outputs(state, att: Components) -> list:
+    return [state, att["panels"], att["chart"], att["summary"], att["anchor"]]
+
+
+def new_image(att: Components):
+    views = ["panels", "chart", "summary", "anchor", "anchor_map", "anchor_summary", "x", "y"]
+    return cleared, [att[k] for k in views]
+
+
+TAB = Tab("Attention", "attention", build, wire, new_image=new_image)

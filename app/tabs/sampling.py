@@ -1,4 +1,4 @@
-"""Sampling handler: switch the pyramid sizes / sampling method of AFNB and APNB on the loaded
+"""Sampling tab: switch the pyramid sizes / sampling method of AFNB and APNB on the loaded
 model (paper Sec. 3.2, Table 7) and see what changes. Only the head is recomputed: the backbone
 stages of the image are cached in the session's Explorer."""
 
@@ -12,7 +12,11 @@ from ann.analysis.explore import class_shares
 from ann.models.sampling import METHODS, SamplingConfig, describe, misfit
 from app import plots
 from app.errors import UserError
-from app.session import Session, require, returns_freed_memory
+from app.models import trained_sampling
+from app.session import MODEL_QUEUE, Session, require, returns_freed_memory
+from app.tab import Components, Context, Tab
+from app.tabs import attention
+from app.tabs.segment import view
 
 PRESETS = ("1,2,3,6", "1,3,6,8", "1,4,8,12")
 # the six methods of Table 7, the paper's choice first; "identity" (every position, NB/FNB) is left
@@ -40,14 +44,6 @@ def suggest_sizes(method: str, sizes: str) -> str:
     if method.startswith("pyramid_") or not numbers or not all(n.strip().isdigit() for n in numbers):
         return sizes  # left for Apply to refuse, with the reason (a pre-fill is no user mistake to log)
     return str(max(int(n) for n in numbers))
-
-
-def trained_sampling(model) -> str:
-    """Per attention block: AFNB/APNB pool the config's anchors, NB/FNB attend to every position."""
-    kinds, trained = model.block_kinds(), model.training_sampling()
-    if not kinds:
-        return "none (no attention block)"
-    return "; ".join(f"{kind.upper()} {describe(trained[name])}" for name, kind in kinds.items())
 
 
 def switchable(session: Session) -> bool:
@@ -105,8 +101,6 @@ def reset_sampling(session: Session | None, opacity, outline, hidden):
 
 @returns_freed_memory
 def apply(session: Session, config: SamplingConfig | None, opacity, outline, hidden):
-    from app.segment import render
-
     explorer = session.explorer
     before = explorer.result
     start = time.perf_counter()
@@ -123,7 +117,7 @@ def apply(session: Session, config: SamplingConfig | None, opacity, outline, hid
     chart = plots.area_chart(
         classes, palette, class_shares(before.labels, len(classes)), class_shares(after.labels, len(classes))
     )
-    picture, legend = render(session, opacity, outline, hidden)
+    picture, legend = plots.render(session, opacity, outline, hidden)
     clickable = plots.clickable(picture)
     return session, picture, legend, changed, chart, summary(session, before, after, elapsed), clickable
 
@@ -146,3 +140,71 @@ def summary(session: Session, before, after, elapsed: float) -> str:
     else:
         lines.append("\nSame as the training configuration.")
     return "\n".join(lines)
+
+
+def build(ctx: Context) -> Components:
+    c = {}
+    gr.Markdown(
+        "Switch how AFNB and APNB sample their anchors (Table 7) on the loaded weights. Only the head "
+        "is recomputed; the backbone features of the image are cached."
+    )
+    with gr.Row():
+        c["preset"] = gr.Radio(
+            list(PRESETS), value="1,3,6,8", label="pyramid sizes preset", elem_id="sampling-preset"
+        )
+        c["sizes"] = gr.Textbox(
+            "1,3,6,8", label="sizes (one n for random/max/average)", elem_id="sampling-sizes"
+        )
+        c["method"] = gr.Dropdown(
+            list(TABLE7_METHODS), value="pyramid_average", label="method", elem_id="sampling-method"
+        )
+        c["seed"] = gr.Number(0, label="seed (random methods)", precision=0, elem_id="sampling-seed")
+    with gr.Row():
+        c["apply"] = gr.Button("Apply sampling", variant="primary", elem_id="sampling-apply")
+        c["reset"] = gr.Button("Back to training sampling", elem_id="sampling-reset")
+    c["summary"] = gr.Markdown(elem_id="sampling-summary")
+    with gr.Row():
+        c["changed"] = gr.Image(
+            label="pixels whose class changed from the previous sampling (yellow)",
+            interactive=False,
+            format="jpeg",
+            elem_id="sampling-changed",
+        )
+        c["area"] = gr.Plot(label="per-class area change", elem_id="sampling-area")
+    return c
+
+
+def wire(ctx: Context, shared: dict[str, Components]) -> None:
+    """Apply or reset: the Segment tab's overlay, then the Attention tab's last click again."""
+    smp, seg, att, state = shared["sampling"], shared["segment"], shared["attention"], ctx.state
+    private = {"api_visibility": "private", "queue": False}
+    smp["preset"].input(lambda preset: preset, smp["preset"], smp["sizes"], **private)
+    # single-level methods take one n: pre-fill it
+    smp["method"].input(suggest_sizes, [smp["method"], smp["sizes"]], smp["sizes"], **private)
+    views = [smp["changed"], smp["area"], smp["summary"]]
+    outputs = [state, seg["overlay"], seg["legend"], *views, att["image"]]
+    # the last click again, over the new anchors
+    refresh = (attention.refresh, state, attention.attention_outputs(state, att))
+    cleared = attention.anchor_view_cleared(att)  # the anchor picked before may not exist any more
+    smp["apply"].click(
+        set_sampling,
+        [state, smp["method"], smp["sizes"], smp["seed"], *view(seg)],
+        outputs,
+        api_visibility="private",
+        **MODEL_QUEUE,
+    ).success(*refresh, api_visibility="private").then(*cleared, **private)
+    smp["reset"].click(
+        reset_sampling, [state, *view(seg)], outputs, api_visibility="private", **MODEL_QUEUE
+    ).success(*refresh, api_visibility="private").then(*cleared, **private)
+
+
+def new_image(smp: Components):
+    """The changed-pixels picture, area chart and summary compared the previous image's samplings."""
+    return lambda session: (None, None, ""), [smp["changed"], smp["area"], smp["summary"]]
+
+
+def new_model(smp: Components):
+    return trained_controls, [smp[k] for k in ("preset", "sizes", "method", "summary")]
+
+
+TAB = Tab("Sampling", "sampling", build, wire, new_image=new_image, new_model=new_model)
