@@ -139,3 +139,29 @@ def test_5_stage_features(page):
         page.wait_for_timeout(250)
     assert thumbnails.evaluate_all(loaded) >= 7  # Stage1..5, AFNB, APNB
     shot(page, "5-features", top="#tabs")
+
+
+def test_6_class_context_over_twenty_test_images(page):
+    show_tab(page, "context")
+    page.locator("#context-button").click()
+    summary = bh.wait_for_text(page, "#context-summary", "20 SynthCity test images", TIMEOUT_S)
+    assert "512x256 px" in summary  # the model's training scale
+    page.locator("#context-heatmap .hm image").first.wait_for(state="attached")  # plotly's heat map
+    table = bh.wait_for_text(page, "#context-table", "sidewalk", TIMEOUT_S)
+    assert "effective anchors" in table
+    shot(page, "6-class-context", top="#tabs")
+
+
+def test_7_apnb_against_nb_on_the_same_weights(page):
+    show_tab(page, "nb")
+    page.locator("#nb-button").click()
+    summary = bh.wait_for_text(page, "#nb-summary", "Class changed at", TIMEOUT_S)
+    share = float(re.search(r"Class changed at \*?\*?\d+\*?\*? of \d+ pixels \(([\d.]+)%\)", summary)[1])
+    assert share < 5, summary  # the trained pyramid stays close to NB: 0.77 % over 100 test images
+    maps = page.locator("#nb-cosine .thumbnail-item img")
+    loaded = "images => images.filter(i => i.complete && i.naturalWidth > 0).length"
+    deadline = time.monotonic() + TIMEOUT_S
+    while maps.evaluate_all(loaded) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    assert maps.evaluate_all(loaded) == 2  # one cosine map per block
+    shot(page, "7-apnb-vs-nb", top="#tabs")
