@@ -6,6 +6,7 @@ combination of options raise ValueError before any model or data is read.
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,3 +108,18 @@ def check_inference_args(args: argparse.Namespace) -> None:
     if not args.sampling and (args.sizes or args.seed is not None):
         flag = "--sizes" if args.sizes else "--seed"
         raise ValueError(f"{flag} needs --sampling (e.g. --sampling pyramid_average --sizes 1,2,3,6)")
+
+
+def refused(error: Exception) -> int:
+    """A command's one-line error for bad input (a checkpoint, dataset or image it cannot use);
+    the exit status 2."""
+    from ann.data.datasets import plain_message
+
+    print(f"error: {plain_message(error)}", file=sys.stderr)
+    return 2
+
+
+def unwritable(error: OSError) -> int:
+    """A command's one-line error for an output it could not write; the exit status 2."""
+    print(f"error: could not write {error.filename}: {error.strerror}", file=sys.stderr)
+    return 2

@@ -23,7 +23,7 @@ import numpy as np
 
 from ann.analysis.context import LABEL_SOURCES, ContextResult, attention_blocks, class_context
 from ann.analysis.inputs import NoLabelledSplit, labelled_split, progress
-from ann.cli.args import check_output, numbers, whole_number
+from ann.cli.args import check_output, numbers, refused, unwritable, whole_number
 from ann.training.config import DATASETS
 from ann.training.data import trained_scale
 
@@ -158,18 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary, results, palette = run(args)
     except (ValueError, OSError) as error:  # CheckpointError, DatasetError, ImageError
-        from ann.data.datasets import plain_message
-
-        print(f"error: {plain_message(error)}", file=sys.stderr)
-        return 2
+        return refused(error)
     for result in results.values():
         print(format_table(result), end="\n\n")
     print(f"{next(iter(results.values())).images} images in {summary['seconds']:.1f} s")
     try:
         write(args, summary, results, palette)
     except OSError as error:
-        print(f"error: could not write {error.filename}: {error.strerror}", file=sys.stderr)
-        return 2
+        return unwritable(error)
     return 0
 
 

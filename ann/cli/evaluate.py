@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ann.cli.args import add_inference_args, check_output, load_for_inference, numbers, whole_number
+from ann.cli.args import (
+    add_inference_args,
+    check_output,
+    load_for_inference,
+    numbers,
+    refused,
+    unwritable,
+    whole_number,
+)
 from ann.evaluation import PredictionWriter, evaluate
 from ann.training.config import DATASETS
 from ann.training.data import check_classes, data_config, eval_loader, open_split
@@ -127,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run(args)
     except (ValueError, OSError) as error:  # CheckpointError, DatasetError, ConfigError
-        from ann.data.datasets import plain_message
-
-        print(f"error: {plain_message(error)}", file=sys.stderr)
-        return 2
+        return refused(error)
     print(format_table(summary))
     try:
         for path in (args.json, args.plot):
@@ -141,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot:
             plot_confusion(summary, args.plot, f"{args.checkpoint.name} on {args.split}")
     except OSError as error:  # e.g. the disk filled up during the evaluation
-        print(f"error: could not write {error.filename}: {error.strerror}", file=sys.stderr)
-        return 2
+        return unwritable(error)
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ann.analysis.features import REDUCTIONS
 from ann.analysis.figures import BLOCKS, KINDS, report_figure
-from ann.cli.args import check_output, numbers
+from ann.cli.args import check_output, numbers, refused
 from ann.training.data import trained_scale
 
 
@@ -94,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         options = {"kind": args.kind, "points": args.points, "block": args.block, "reduction": args.reduction}
         _, views = report_figure(model, images, args.out, **options, title=args.checkpoint.name)
     except (ValueError, OSError) as error:  # CheckpointError, ImageError, DatasetError
-        from ann.data.datasets import plain_message
-
-        print(f"error: {plain_message(error)}", file=sys.stderr)
-        return 2
+        return refused(error)
     for view in views:
         x, y = view.point
         print(f"{view.name}: {view.block.upper()} at (x={x:g}, y={y:g}) = feature cell {view.cell}")

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ann.analysis.inputs import labelled_split, progress
-from ann.cli.args import check_output, numbers, whole_number
+from ann.cli.args import check_output, numbers, refused, unwritable, whole_number
 from ann.training.config import DATASETS
 from ann.training.data import trained_scale
 
@@ -184,17 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary, comparison, image = run(args)
     except (ValueError, OSError) as error:  # CheckpointError, DatasetError, ImageError
-        from ann.data.datasets import plain_message
-
-        print(f"error: {plain_message(error)}", file=sys.stderr)
-        return 2
+        return refused(error)
     print(format_image(summary) if args.image else format_split(summary))
     print(f"done in {summary['seconds']:.1f} s")
     try:
         write(args, summary, comparison, image)
     except OSError as error:
-        print(f"error: could not write {error.filename}: {error.strerror}", file=sys.stderr)
-        return 2
+        return unwritable(error)
     return 0
 
 
