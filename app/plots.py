@@ -7,6 +7,7 @@ result a session holds.
 
 from __future__ import annotations
 
+import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 import torch
@@ -255,3 +256,9 @@ def render(session: Session | None, opacity: float, outline: bool, hidden: list[
     picture = overlay(result.image, result.labels, meta.palette, opacity, outline, hidden_ids)
     shares = class_shares(result.labels, len(meta.classes))
     return picture, legend_html(meta.classes, meta.palette, shares, hidden_ids)
+
+
+def shown_image(label: str, elem_id: str, **options) -> gr.Image:
+    """A picture the app draws (not an input): read-only and sent as JPEG, because PNG encoding
+    costs up to 250 ms per image on 2 cores (docs/app.md)."""
+    return gr.Image(label=label, interactive=False, format="jpeg", elem_id=elem_id, **options)

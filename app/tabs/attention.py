@@ -169,12 +169,7 @@ def build(ctx: Context) -> Components:
                 c["y"] = gr.Number(label="y (pixels, down)", precision=0, elem_id="attention-y")
             c["button"] = gr.Button("Show attention at (x, y)", elem_id="attention-button")
             c["summary"] = gr.Markdown(elem_id="attention-summary")
-    c["panels"] = gr.Image(
-        label="attention per pyramid level (click a cell)",
-        interactive=False,
-        format="jpeg",
-        elem_id="attention-panels",
-    )
+    c["panels"] = plots.shown_image("attention per pyramid level (click a cell)", "attention-panels")
     c["chart"] = gr.Plot(label="sorted weights", elem_id="attention-chart")
     with gr.Row():
         c["anchor"] = gr.Dropdown(
@@ -182,9 +177,7 @@ def build(ctx: Context) -> Components:
         )
         c["anchor_button"] = gr.Button("Show who attends to it", elem_id="anchor-button", scale=1)
     c["anchor_summary"] = gr.Markdown(elem_id="anchor-summary")
-    c["anchor_map"] = gr.Image(
-        label="pixels attending to the anchor", interactive=False, format="jpeg", elem_id="anchor-map"
-    )
+    c["anchor_map"] = plots.shown_image("pixels attending to the anchor", "anchor-map")
     return c
 
 

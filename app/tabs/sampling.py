@@ -164,11 +164,8 @@ def build(ctx: Context) -> Components:
         c["reset"] = gr.Button("Back to training sampling", elem_id="sampling-reset")
     c["summary"] = gr.Markdown(elem_id="sampling-summary")
     with gr.Row():
-        c["changed"] = gr.Image(
-            label="pixels whose class changed from the previous sampling (yellow)",
-            interactive=False,
-            format="jpeg",
-            elem_id="sampling-changed",
+        c["changed"] = plots.shown_image(
+            "pixels whose class changed from the previous sampling (yellow)", "sampling-changed"
         )
         c["area"] = gr.Plot(label="per-class area change", elem_id="sampling-area")
     return c

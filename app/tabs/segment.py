@@ -170,7 +170,7 @@ def build(ctx: Context) -> Components:
                     rows, [c["image"], c["label"]], example_labels=labels, label="examples"
                 )
         with gr.Column(scale=2):
-            c["overlay"] = gr.Image(label="segmentation", interactive=False, format="jpeg", elem_id="overlay")
+            c["overlay"] = plots.shown_image("segmentation", "overlay")
             with gr.Row():
                 c["opacity"] = gr.Slider(0, 1, value=0.55, step=0.05, label="opacity", elem_id="opacity")
                 c["outline"] = gr.Checkbox(False, label="outline mode", elem_id="outline")
@@ -179,21 +179,9 @@ def build(ctx: Context) -> Components:
             c["hidden"] = gr.CheckboxGroup(list(classes), label="hide classes", elem_id="hidden-classes")
     c["summary"] = gr.Markdown(elem_id="segment-summary")
     with gr.Row():
-        c["confidence"] = gr.Image(
-            label="confidence (max softmax, cividis 0..1)",
-            interactive=False,
-            format="jpeg",
-            elem_id="confidence-map",
-        )
-        c["entropy"] = gr.Image(
-            label="entropy (magma, 0..log K nats)", interactive=False, format="jpeg", elem_id="entropy-map"
-        )
-        c["errors"] = gr.Image(
-            label="errors vs ground truth (vermillion; black = ignore)",
-            interactive=False,
-            format="jpeg",
-            elem_id="error-map",
-        )
+        c["confidence"] = plots.shown_image("confidence (max softmax, cividis 0..1)", "confidence-map")
+        c["entropy"] = plots.shown_image("entropy (magma, 0..log K nats)", "entropy-map")
+        c["errors"] = plots.shown_image("errors vs ground truth (vermillion; black = ignore)", "error-map")
     c["iou"] = gr.Dataframe(
         headers=["class", "IoU %"],
         label="per-class IoU (needs a ground-truth label map)",
