@@ -9,5 +9,6 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 # pyproject's default selection, the same as a plain `python -m pytest`: everything but the slow
-# marker (browser tests included)
-python -m pytest -q "$@"
+# marker (browser tests included), on two worker processes (pytest-xdist, one file a unit; see
+# tests/conftest.py). ANN_TEST_WORKERS=0 runs it in one process, as a plain `python -m pytest` does.
+python -m pytest -q -n "${ANN_TEST_WORKERS:-2}" "$@"

@@ -42,6 +42,27 @@ def nothing_written_to_the_real_cache():
     assert cache_listing() == before, f"the test wrote into {REAL_CACHE}; tests write to temp dirs only"
 
 
+# scripts/test.sh runs the suite on two worker processes (pytest-xdist): the tests run on one
+# thread each, so a single process leaves one of the two cores idle. A test file is the unit of
+# work (its module fixtures, an app server or a converted model, are built once), except that the
+# files whose fixtures hold the largest temporary files share a worker, one after the other: two of
+# them at once would double the run's peak disk use (0.9 GB for the converted R101 alone).
+LARGE_TEMPORARY_FILES = {"tests/test_convert.py", "tests/test_gpu_scripts.py"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") not in ("load", "loadfile"):
+        return None  # the user asked for another distribution: theirs
+    from xdist.scheduler import LoadFileScheduling
+
+    class ByFile(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return "large temporary files" if file in LARGE_TEMPORARY_FILES else file
+
+    return ByFile(config, log)
+
+
 # The CPU is shared by several people and the test tensors are tiny: one thread is fastest.
 torch.set_num_threads(1)
 
