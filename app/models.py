@@ -125,7 +125,7 @@ def model_card(store: ModelStore, name: str, max_side: int | None = None) -> str
         lines.append(f"- trained on: {trained_on(provenance)}")
     side, reason = processing_size(meta, max_side)
     lines.append(f"- processed here at a longer side of {side} px ({reason})")
-    for key in ("dataset", "iterations", "note", "source", "git_commit"):
+    for key in ("dataset", "iterations", "protocol", "backbone_from", "note", "source", "git_commit"):
         if key in provenance:
             lines.append(f"- {key}: {provenance[key]}")
     if provenance.get("reproduce"):

@@ -49,6 +49,13 @@ def cache(tmp_path_factory):
     return checkpoint, folder / "cache"
 
 
+def info_rows(path) -> dict[str, str]:
+    from ann.checkpoint import read_meta
+    from ann.cli.info import provenance_rows
+
+    return dict(provenance_rows(read_meta(path).provenance))
+
+
 def head_config(*overrides):
     return load_config("ann-r18-synthcity-cpu", [*SMALL, *overrides])
 
@@ -96,8 +103,9 @@ def test_head_trains_on_the_cache_and_joins_the_frozen_backbone(cache, tmp_path)
     config = head_config("model.fusion=none", "model.context=apnb")
     metrics = train_head(config, folder, tmp_path / "apnb", log=lambda line: None)
     assert metrics["iterations"] == 6 and [it for it, _ in metrics["val_curve"]] == [3, 6]
-    assert 0 <= metrics["test"]["miou"] <= 100 and len(metrics["test"]["iou"]) == 19
-    assert json.loads((tmp_path / "apnb" / "metrics.json").read_text())["test"] == metrics["test"]
+    test = metrics["test_metrics"]
+    assert 0 <= test["miou"] <= 1 and len(test["per_class_iou"]) == 19
+    assert json.loads((tmp_path / "apnb" / "metrics.json").read_text())["test_metrics"] == test
     trained, source = ann.load(tmp_path / "apnb" / "model.safetensors"), ann.load(checkpoint)
     assert (trained.config.fusion, trained.config.context) == ("none", "apnb")
     for (name, a), b in zip(
@@ -105,6 +113,15 @@ def test_head_trains_on_the_cache_and_joins_the_frozen_backbone(cache, tmp_path)
     ):
         assert torch.equal(a, b), name  # the backbone is the cache's, untouched
     assert not (tmp_path / "apnb" / "state.pt").exists()
+    shown = info_rows(tmp_path / "apnb" / "model.safetensors")  # what ann.info prints of it
+    assert (
+        "head-only training on a frozen backbone" in shown["protocol"]
+        and "tiny.safetensors" in shown["protocol"]
+    )
+    assert "6 iterations of batch 2" in shown["trained"] and "the first 6 train scenes" in shown["trained"]
+    assert shown["mIoU"].startswith(
+        f"val {100 * metrics['metrics']['miou']:.1f}, test {100 * test['miou']:.1f}"
+    )
 
 
 def test_a_resumed_head_run_ends_where_an_uninterrupted_one_does(cache, tmp_path):
@@ -122,7 +139,7 @@ def test_a_resumed_head_run_ends_where_an_uninterrupted_one_does(cache, tmp_path
     with pytest.raises(HeadTrainingError, match="--resume continues it"):
         train_head(config, folder, tmp_path / "cut", log=lambda line: None)
     resumed = train_head(config, folder, tmp_path / "cut", resume=True, log=lambda line: None)
-    assert resumed["test"] == whole["test"] and resumed["val_curve"] == whole["val_curve"]
+    assert resumed["test_metrics"] == whole["test_metrics"] and resumed["val_curve"] == whole["val_curve"]
     a, b = (load_file(str(tmp_path / run / "model.safetensors")) for run in ("whole", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 

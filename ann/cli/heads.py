@@ -70,7 +70,8 @@ def train(args: argparse.Namespace, command: str) -> int:
         config, args.features, args.out, args.resume, command, log=lambda line: print(line, flush=True)
     )
     print(
-        f"test mIoU {metrics['test']['miou']:.2f} ({metrics['scenes']['test']} cached test scenes): "
+        f"test mIoU {100 * metrics['test_metrics']['miou']:.2f} "
+        f"({metrics['data']['test_limit']} cached test scenes): "
         f"{args.out / 'metrics.json'}"
     )
     return 0

@@ -64,7 +64,8 @@ def provenance_rows(provenance: dict) -> list[tuple[str, str]]:
         f"{p['iterations']} iterations of batch {p.get('batch_size')} on {data_text(data)}, "
         f"seed {p.get('seed')}, {p.get('wall_time_s', 0) / 60:.1f} min on {p.get('device')}"
     )
-    return [
+    rows = [("protocol", f"{p['protocol']}, backbone of {p.get('backbone_from')}")] if "protocol" in p else []
+    return rows + [
         ("trained", trained),
         ("software", f"torch {p.get('torch')}, commit {p.get('git_commit')}"),
         ("mIoU", f"val {metric(p.get('metrics', {}))}, test {metric(p.get('test_metrics', {}))}" + subset(p)),

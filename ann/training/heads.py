@@ -65,7 +65,7 @@ def train_head(
             log(f"heads {run.iteration}/{config.train.iterations}  loss {losses['total'].item():.4f}")
         if run.iteration % config.train.val_every == 0 or run.iteration == config.train.iterations:
             run.curve.append((run.iteration, measure(net, val)["miou"]))
-            log(f"iteration {run.iteration}: val mIoU {run.curve[-1][1]:.2f}")
+            log(f"iteration {run.iteration}: val mIoU {100 * run.curve[-1][1]:.2f}")
         if run.iteration % config.train.checkpoint_every == 0:
             save_state(run, out, time.perf_counter() - started)
             started = time.perf_counter()
@@ -178,43 +178,41 @@ def step(run: HeadRun, criterion, stages, labels) -> dict:
 
 @torch.no_grad()
 def measure(net: ANN, split: CachedSplit, batch: int = 8) -> dict:
-    """mIoU and per-class IoU of the head on a cached split (whole images, the training scale)."""
+    """The trainer's summary (ConfusionMatrix.summary: fractions) of the head on a cached split."""
     net.eval()
     matrix = ConfusionMatrix(net.config.num_classes)
     for start in range(0, len(split), batch):
         stages, labels = split.batch(torch.arange(start, min(start + batch, len(split))))
         logits = net.upsample(net.head(stages, with_aux=False).logits, labels.shape[-2:])
         matrix.update(logits.argmax(1), labels)
-    iou = matrix.iou()
-    return {
-        "miou": 100 * matrix.miou(),
-        "iou": [None if v != v else round(100 * float(v), 2) for v in iou.tolist()],
-    }
+    return matrix.summary(net.meta.classes)
 
 
 def finish(config: RunConfig, run: HeadRun, cache: Path, info: dict, out: Path, command: str) -> dict:
-    """Test on the cached test split; write the checkpoint (cache's backbone + this head) and metrics.json."""
+    """Test on the cached test split; write the checkpoint (the cache's backbone + this head) and
+    metrics.json (the same provenance)."""
     test = measure(run.net, open_cached(cache, "test"))
-    meta = run.net.meta
-    metrics = {
+    meta, counts, (height, width) = run.net.meta, info["counts"], info["size_hw"]
+    city = meta.provenance.get("data", {}).get("synthcity_seed", 0)
+    provenance = {
         "protocol": "head-only training on a frozen backbone's cached features (docs/cpu-training.md)",
-        "config": config.name, "model": {"fusion": config.model.fusion, "context": config.model.context,
-                                         "sampling": config.model.sampling.method,
-                                         "sizes": list(config.model.sampling.sizes)},
         "backbone_from": info["checkpoint"], "backbone_sha256": info["sha256"],
-        "scenes": info["counts"], "size_hw": info["size_hw"],
-        "iterations": run.iteration, "batch_size": config.train.batch_size, "seed": config.train.seed,
-        "val_curve": run.curve, "test": test, "classes": list(meta.classes),
-        "wall_time_s": round(run.wall_time, 1), "device": device_name(torch.device("cpu")),
-        "torch": torch.__version__, "git_commit": git_commit(), "command": command,
+        "command": command, "reproduce": command, "git_commit": git_commit(), "config": config.name,
+        "data": {"dataset": "synthcity", "synthcity_seed": city,
+                 "synthcity_size": [height, width], "synthcity_train_images": counts["train"],
+                 "crop_size": [height, width], "progressive": [], "val_limit": counts["val"],
+                 "test_limit": counts["test"]},
+        "images_seen": run.iteration * config.train.batch_size, "iterations": run.iteration,
+        "batch_size": config.train.batch_size, "seed": config.train.seed,
+        "metrics": measure(run.net, open_cached(cache, "val")), "test_metrics": test,
+        "val_curve": run.curve, "wall_time_s": round(run.wall_time, 1),
+        "device": device_name(torch.device("cpu")), "world_size": 1, "torch": torch.__version__,
     }  # fmt: skip
-    provenance = {**metrics, "data": {"dataset": "synthcity", "synthcity_size": info["size_hw"]},
-                  "test_metrics": {"miou": test["miou"]}}  # fmt: skip
     save(
         run.net,
         out / MODEL,
         CheckpointMeta(run.net.config, meta.classes, meta.palette, meta.normalization, provenance),
     )
-    (out / METRICS).write_text(json.dumps(metrics, indent=1))
+    (out / METRICS).write_text(json.dumps(provenance, indent=1))
     (out / STATE).unlink(missing_ok=True)  # finished: nothing to resume
-    return metrics
+    return provenance
