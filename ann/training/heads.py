@@ -54,7 +54,7 @@ def train_head(
     train, val = open_cached(cache, "train"), open_cached(cache, "val")
     run = start(config, net, out, resume)
     criterion = build_criterion(config.loss)
-    started = time.perf_counter()
+    started = logged = time.perf_counter()
     while run.iteration < config.train.iterations:
         stages, labels = train.batch(
             batch_indices(run.iteration, config.train.batch_size, len(train), config.train.seed)
@@ -62,7 +62,10 @@ def train_head(
         losses = step(run, criterion, stages, labels)
         run.iteration += 1
         if run.iteration % config.train.log_every == 0:
-            log(f"heads {run.iteration}/{config.train.iterations}  loss {losses['total'].item():.4f}")
+            rate = config.train.log_every * config.train.batch_size / (time.perf_counter() - logged)
+            loss = losses["total"].item()
+            log(f"heads {run.iteration}/{config.train.iterations}  loss {loss:.4f}  {rate:.1f} img/s")
+            logged = time.perf_counter()
         if run.iteration % config.train.val_every == 0 or run.iteration == config.train.iterations:
             run.curve.append((run.iteration, measure(net, val)["miou"]))
             log(f"iteration {run.iteration}: val mIoU {100 * run.curve[-1][1]:.2f}")
