@@ -62,6 +62,13 @@ def check_output(path: Path | None, flag: str) -> None:
         raise ValueError(f"{flag} {path}: cannot be written, {existing} is not a writable folder")
 
 
+def check_size(size: tuple | None) -> None:
+    """--size of the analysis commands: two numbers H,W, each at least 32 (the 1/16 map of a smaller
+    image has no room for the pyramid)."""
+    if size is not None and (len(size) != 2 or min(size) < 32):
+        raise ValueError(f"--size takes two numbers H,W of at least 32, got {','.join(map(str, size))}")
+
+
 def add_inference_args(p: argparse.ArgumentParser) -> None:
     """The options evaluate and predict share: inference mode, Table 7 switch, device."""
     p.add_argument("--mode", default="whole", choices=("whole", "slide", "msflip"))

@@ -23,7 +23,7 @@ import numpy as np
 
 from ann.analysis.context import LABEL_SOURCES, ContextResult, attention_blocks, class_context
 from ann.analysis.inputs import NoLabelledSplit, labelled_split, progress
-from ann.cli.args import check_output, numbers, refused, unwritable, whole_number
+from ann.cli.args import check_output, check_size, numbers, refused, unwritable, whole_number
 from ann.training.config import DATASETS
 from ann.training.data import trained_scale
 
@@ -55,8 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse what would be ignored or could not be written, before the model is read."""
-    if args.size is not None and (len(args.size) != 2 or min(args.size) < 32):
-        raise ValueError(f"--size takes two numbers H,W of at least 32, got {','.join(map(str, args.size))}")
+    check_size(args.size)
     images_only = args.data != "synthcity" and args.labels == "prediction"
     if args.dataset and (args.data == "synthcity" or images_only):
         raise ValueError("--dataset names the layout of a labelled dataset folder; it has no effect here")

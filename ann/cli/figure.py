@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ann.analysis.features import REDUCTIONS
 from ann.analysis.figures import BLOCKS, KINDS, report_figure
-from ann.cli.args import check_output, numbers, refused
+from ann.cli.args import check_output, check_size, numbers, refused
 from ann.training.data import trained_scale
 
 
@@ -51,8 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse what would be ignored or could not be read or written, before the model is read."""
-    if args.size is not None and (len(args.size) != 2 or min(args.size) < 32):
-        raise ValueError(f"--size takes two numbers H,W of at least 32, got {','.join(map(str, args.size))}")
+    check_size(args.size)
     if bool(args.data) != bool(args.indices):
         raise ValueError("--data and --indices go together: --data synthcity --indices 4,11")
     if not args.images and not args.data:

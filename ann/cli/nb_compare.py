@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ann.analysis.inputs import labelled_split, progress
-from ann.cli.args import check_output, numbers, refused, unwritable, whole_number
+from ann.cli.args import check_output, check_size, numbers, refused, unwritable, whole_number
 from ann.training.config import DATASETS
 from ann.training.data import trained_scale
 
@@ -57,8 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse what would be ignored or could not be written, before the model is read."""
-    if args.size is not None and (len(args.size) != 2 or min(args.size) < 32):
-        raise ValueError(f"--size takes two numbers H,W of at least 32, got {','.join(map(str, args.size))}")
+    check_size(args.size)
     if args.image:
         given = [
             f"--{name}" for name in ("data", "dataset", "split", "limit") if getattr(args, name) is not None

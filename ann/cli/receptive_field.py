@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ann.analysis.inputs import labelled_split, progress
-from ann.cli.args import check_output, numbers, refused, unwritable, whole_number
+from ann.cli.args import check_output, check_size, numbers, refused, unwritable, whole_number
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,8 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    if args.size is not None and (len(args.size) != 2 or min(args.size) < 32):
-        raise ValueError(f"--size takes two numbers H,W of at least 32, got {','.join(map(str, args.size))}")
+    check_size(args.size)
     if args.point is not None and len(args.point) != 2:
         raise ValueError(f"--point takes two numbers Y,X, got {','.join(map(str, args.point))}")
     for flag in ("json", "plot"):
