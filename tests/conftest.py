@@ -14,8 +14,24 @@ import torch
 # tmp_path stays pytest's (PYTEST_DEBUG_TEMPROOT): a failed test's folder is kept to look at.
 REAL_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ann"
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
-SCRATCH = tempfile.mkdtemp(prefix="ann-test-")
-atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
+# pytest-xdist's workers inherit the controller's TMPDIR, its scratch folder: theirs go beside it,
+# not inside, or Chromium's socket ($TMPDIR/.org.chromium.Chromium.XXXXXX/SingletonSocket) passes
+# the 107 bytes a Unix socket path may have under a TMPDIR of 30 characters, and the browser
+# tests fail at launch. The run's first process (pytest, or xdist's controller) ends last and
+# removes every folder of the run: a worker may end before its atexit handlers run.
+TEMP_ROOT = os.environ.setdefault("ANN_TEST_TEMP_ROOT", tempfile.gettempdir())
+RUN = os.environ.setdefault("ANN_TEST_RUN", f"ann-test-{os.getpid()}-")
+SCRATCH = tempfile.mkdtemp(prefix=RUN, dir=TEMP_ROOT)
+
+
+def remove_scratch() -> None:
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    if RUN == f"ann-test-{os.getpid()}-":
+        for folder in Path(TEMP_ROOT).glob(f"{RUN}*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+atexit.register(remove_scratch)
 tempfile.tempdir = SCRATCH
 os.environ.update(
     TMPDIR=SCRATCH,

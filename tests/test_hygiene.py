@@ -55,6 +55,8 @@ def test_module_folders_go_when_it_passes_and_temp_files_at_exit(pytester, tmp_p
     pytester.makepyfile(test_a=module.format(name="passing", passes=True))
     pytester.makepyfile(test_b=module.format(name="failing", passes=False))
     monkeypatch.setenv("TMPDIR", str(tmp_path / "temp"))
+    for inherited in ("ANN_TEST_TEMP_ROOT", "ANN_TEST_RUN"):  # a run of its own, in that TMPDIR
+        monkeypatch.delenv(inherited, raising=False)
     (tmp_path / "temp").mkdir()
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--basetemp", str(tmp_path / "base"))
     result.assert_outcomes(passed=1, failed=1)
