@@ -46,17 +46,12 @@ def fields(args: argparse.Namespace) -> dict:
     models = {path.name: load(path) for path in args.checkpoints}  # every file read before any scene
     first = next(iter(models.values()))
     size = trained_scale(first.meta, args.size)
-    result = {}
-    for name, model in models.items():
-        pairs, total = labelled_split(
-            "synthcity", first.meta, args.checkpoints[0], args.split, args.limit, size
-        )
-        if args.point and not (0 <= args.point[0] < size[0] and 0 <= args.point[1] < size[1]):
-            raise ValueError(
-                f"--point {args.point[0]},{args.point[1]} is outside the {size[1]}x{size[0]} image"
-            )
-        images = (image for image, _ in progress(pairs, total, name))
-        result[name] = effective_receptive_field(model, images, tuple(args.point) if args.point else None)
+    if args.point and not (0 <= args.point[0] < size[0] and 0 <= args.point[1] < size[1]):
+        raise ValueError(f"--point {args.point[0]},{args.point[1]} is outside the {size[1]}x{size[0]} image")
+    pairs, total = labelled_split("synthcity", first.meta, args.checkpoints[0], args.split, args.limit, size)
+    images = [image for image, _ in progress(pairs, total, "scenes")]  # rendered once, for every model
+    point = tuple(args.point) if args.point else None
+    result = {name: effective_receptive_field(model, images, point) for name, model in models.items()}
     return result
 
 
