@@ -2,7 +2,8 @@
 
     python scripts/install_checkpoint.py runs/ann-r18-synthcity-cpu ann-r18-os16-synthcity-512x256
 
-writes checkpoints/NAME.safetensors (the run's fp16 export), NAME.md (its card) and NAME_curve.png.
+writes checkpoints/NAME.safetensors (the run's fp16 export), NAME.md (its card), NAME.json (the
+card's facts: provenance and metrics) and NAME_curve.png.
 """
 
 import argparse
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run by path from anywhere
+from ann.checkpoint import CheckpointError  # noqa: E402
 from ann.training.export import MODEL_FILE, install  # noqa: E402
 
 
@@ -23,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: {args.run} has no {', '.join(missing)}: not a finished run", file=sys.stderr)
         return 2
-    print("installed", install(args.run, args.into / f"{args.name.removesuffix('.safetensors')}.safetensors"))
+    try:
+        print("installed", install(args.run, args.into / f"{args.name.removesuffix('.safetensors')}.safetensors"))
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,7 +1,12 @@
 """scripts/install_checkpoint.py: a finished run into checkpoints/ under the name of what it is."""
 
 import importlib.util
+import json
 from pathlib import Path
+
+from ann import build_network
+from ann.checkpoint import CheckpointMeta, save
+from tests.conftest_app import tiny_config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "install_checkpoint.py"
 spec = importlib.util.spec_from_file_location("install_checkpoint", SCRIPT)
@@ -9,9 +14,16 @@ install_checkpoint = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(install_checkpoint)
 
 
-def finished_run(folder: Path, card: bool = True) -> Path:
+PROVENANCE = {"device": "cpu (test), 2 threads", "test_metrics": {"miou": 0.5}}
+
+
+def finished_run(folder: Path, card: bool = True, weights: bool = True) -> Path:
     folder.mkdir()
-    (folder / "model.safetensors").write_bytes(b"weights")
+    if weights:
+        model = build_network(tiny_config())
+        save(model, folder / "model.safetensors", CheckpointMeta(model.config, provenance=PROVENANCE))
+    else:
+        (folder / "model.safetensors").write_bytes(b"not safetensors")
     (folder / "training_curve.png").write_bytes(b"png")
     if card:
         (folder / "model_card.md").write_text("# run\n\n![training curve](training_curve.png)\n")
@@ -24,12 +36,15 @@ def test_the_model_card_and_curve_are_installed_under_the_new_name(tmp_path):
     assert install_checkpoint.main([str(run), "ann-r18-os16-synthcity-512x256", "--into", str(into)]) == 0
     name = "ann-r18-os16-synthcity-512x256"
     assert sorted(p.name for p in into.iterdir()) == [
+        f"{name}.json",
         f"{name}.md",
         f"{name}.safetensors",
         f"{name}_curve.png",
     ]
-    assert (into / f"{name}.safetensors").read_bytes() == b"weights"
+    assert (into / f"{name}.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
     assert f"![training curve]({name}_curve.png)" in (into / f"{name}.md").read_text()
+    facts = json.loads((into / f"{name}.json").read_text())
+    assert facts == {"checkpoint": f"{name}.safetensors", "card": f"{name}.md", **PROVENANCE}
 
 
 def test_a_run_without_its_card_installs_nothing(tmp_path, capsys):
@@ -37,4 +52,12 @@ def test_a_run_without_its_card_installs_nothing(tmp_path, capsys):
     into = tmp_path / "checkpoints"
     assert install_checkpoint.main([str(run), "x", "--into", str(into)]) == 2
     assert "no model_card.md" in capsys.readouterr().err
+    assert not into.exists()
+
+
+def test_a_run_with_unreadable_weights_installs_nothing(tmp_path, capsys):
+    run = finished_run(tmp_path / "run", weights=False)
+    into = tmp_path / "checkpoints"
+    assert install_checkpoint.main([str(run), "x", "--into", str(into)]) == 2
+    assert "not a readable safetensors file" in capsys.readouterr().err
     assert not into.exists()

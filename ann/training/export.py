@@ -1,6 +1,7 @@
 """The end of a run: the final model in the library's safetensors format with its provenance, the
 training-curve PNG and the model card."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ann.checkpoint import CheckpointMeta, save
+from ann.checkpoint import CheckpointMeta, read_meta, save
 from ann.timing import cpu_name
 from ann.training.card import model_card, write_card
 from ann.training.data import Split, normalization
@@ -111,14 +112,21 @@ def export(run, val_split: Split, command: str, reproduce: str = "") -> Path:
 
 
 def install(run: Path, target: Path) -> Path:
-    """A finished run folder -> `target` (NAME.safetensors) with its card NAME.md and curve
-    NAME_curve.png beside it: what the app, `ann.info` and checkpoints/README.md expect."""
+    """A finished run folder -> `target` (NAME.safetensors) with its card NAME.md, the card's facts
+    as NAME.json and its curve NAME_curve.png beside it: what the app, `ann.info` and
+    checkpoints/README.md expect."""
+    # Read first: a run without its card or with unreadable weights installs nothing.
+    card = (run / "model_card.md").read_text()
+    provenance = read_meta(run / MODEL_FILE).provenance
     target.parent.mkdir(parents=True, exist_ok=True)
     name = target.name.removesuffix(".safetensors")
-    card = (run / "model_card.md").read_text()  # first: a run without its card installs nothing
     if (run / "training_curve.png").exists():
         shutil.copyfile(run / "training_curve.png", target.parent / f"{name}_curve.png")
         card = card.replace("(training_curve.png)", f"({name}_curve.png)")
     shutil.copyfile(run / MODEL_FILE, target)
     (target.parent / f"{name}.md").write_text(card)
+    # The card's facts for programs (a re-run set against its card, a results table) without
+    # opening the weights: the provenance they carry, test metrics included.
+    facts = {"checkpoint": target.name, "card": f"{name}.md", **provenance}
+    (target.parent / f"{name}.json").write_text(json.dumps(facts, indent=1) + "\n")
     return target
