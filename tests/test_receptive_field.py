@@ -44,6 +44,7 @@ def test_a_5x5_window_has_its_mass_in_the_window_and_evenly():
     assert window.sum() == pytest.approx(1.0) and np.allclose(window, 1 / 25)
     # rings: the centre holds 1/25, the 3x3 square 9/25, the 5x5 square all
     assert [field.radius(share) for share in (0.04, 0.3, 0.36, 0.5, 0.95)] == [0, 1, 1, 2, 2]
+    assert field.reach() == 2 and field.summary()["reach"] == 2  # the 5x5 window exactly
 
 
 def test_a_global_term_spreads_the_mass_over_the_whole_image_from_any_point():
@@ -51,6 +52,7 @@ def test_a_global_term_spreads_the_mass_over_the_whole_image_from_any_point():
     assert local.radius(0.95) == 2
     corner = wide.mass[20:, 25:]  # far from the point, in a 24x32 image: the global term alone, evenly
     assert wide.radius(0.95) > 20 and corner.min() > 0 and np.allclose(corner, corner[0, 0])
+    assert local.reach() == 2 and wide.reach() == 31 - 5  # the farthest column from x=5
 
 
 def test_ring_mass_counts_squares_around_the_point():
@@ -88,7 +90,8 @@ def test_cli_prints_a_row_per_checkpoint_and_writes_json_and_plot(checkpoints, t
     saved = json.loads(out_json.read_text())
     assert saved["fcn.safetensors"]["images"] == 2 and saved["fcn.safetensors"]["size_hw"] == [64, 128]
     assert saved["tiny.safetensors"]["point_yx"] == [32, 64]
-    assert 0 <= saved["fcn.safetensors"]["radius_50"] <= saved["fcn.safetensors"]["radius_95"] <= 64
+    fcn = saved["fcn.safetensors"]
+    assert 0 <= fcn["radius_50"] <= fcn["radius_95"] <= fcn["reach"] <= 64
     assert out_png.read_bytes()[:4] == b"\x89PNG"
 
 

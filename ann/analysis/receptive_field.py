@@ -5,7 +5,7 @@ compared with a plain dilated FCN (issue: does the FCN already see the whole ima
 For a pixel p (default the image centre) the field of one image is |d logit_c(p) / d input|, summed
 over the RGB channels, c the class the model predicts at p. Fields are averaged over images and
 normalised to sum 1. `radius(share)` is the half-side of the smallest square around p that holds
-that share of the mass, in input pixels. A dilated ResNet's theoretical receptive field covers a
+that share of the mass, in input pixels; `reach()` the one that holds all of it. A dilated ResNet's theoretical receptive field covers a
 512x256 image, yet its effective one is far smaller; a non-local block lets any pixel move p.
 """
 
@@ -38,10 +38,16 @@ class ReceptiveField:
         """Half-side of the smallest square around the point holding `share` of the mass."""
         return int(np.searchsorted(np.cumsum(self.ring_mass()), share - 1e-12))
 
+    def reach(self) -> int:
+        """Half-side of the smallest square around the point holding all of the non-zero mass: a
+        convolutional network's theoretical field (clipped by the image), any distance for a
+        global block. Exact zeros: outside its field a conv net's gradient is exactly 0."""
+        return int(np.flatnonzero(self.ring_mass() > 0).max())
+
     def summary(self) -> dict:
         height, width = self.mass.shape
         return {"images": self.images, "size_hw": [height, width], "point_yx": list(self.point),
-                **{f"radius_{round(100 * s)}": self.radius(s) for s in SHARES}}  # fmt: skip
+                **{f"radius_{round(100 * s)}": self.radius(s) for s in SHARES}, "reach": self.reach()}  # fmt: skip
 
 
 def gradient_field(
@@ -82,9 +88,10 @@ def plot_fields(fields: dict[str, ReceptiveField], path: Path, share: float = 0.
 
     plt = pyplot()
     height, width = next(iter(fields.values())).mass.shape
-    fig, axes = plt.subplots(
-        len(fields), 1, figsize=(7, 0.5 + 3.6 * len(fields) * height / width), squeeze=False
-    )
+    # a row per field: the image at about 5 in wide plus its two title lines, so titles never
+    # run into the image above
+    row = 0.6 + 5.0 * height / width
+    fig, axes = plt.subplots(len(fields), 1, figsize=(7, row * len(fields)), squeeze=False)
     low = min(float(f.mass[f.mass > 0].min()) for f in fields.values())
     high = max(float(f.mass.max()) for f in fields.values())
     for ax, (name, field) in zip(axes[:, 0], fields.items(), strict=True):

@@ -5,8 +5,8 @@
 
 For each checkpoint: how far from a pixel (default the image centre) the input still moves its
 prediction, as the half-side in pixels of the square around it that holds 50, 90 and 95 % of the
-gradient mass, averaged over the first --limit scenes at --size (default: the first checkpoint's
-training scale). All checkpoints see the same scenes at the same size, so their rows compare.
+gradient mass, and its reach (the square holding all of it), averaged over the first --limit
+scenes at --size (default: the first checkpoint's training scale). All checkpoints see the same scenes at the same size, so their rows compare.
 """
 
 import argparse
@@ -64,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         return refused(error)
     summaries = {name: field.summary() for name, field in result.items()}
     print(
-        f"{'checkpoint':<44} {'images':>6} {'size':>9} {'r50':>5} {'r90':>5} {'r95':>5}  px around the point"
+        f"{'checkpoint':<44} {'images':>6} {'size':>9} {'r50':>5} {'r90':>5} {'r95':>5} {'reach':>5}"
+        "  px around the point"
     )
     for name, s in summaries.items():
-        size, radii = f"{s['size_hw'][1]}x{s['size_hw'][0]}", (s["radius_50"], s["radius_90"], s["radius_95"])
+        size, radii = f"{s['size_hw'][1]}x{s['size_hw'][0]}", (s["radius_50"], s["radius_90"], s["radius_95"], s["reach"])
         print(f"{name:<44} {s['images']:>6} {size:>9} " + " ".join(f"{r:>5}" for r in radii))
     try:
         if args.json:
