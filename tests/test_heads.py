@@ -101,8 +101,11 @@ def test_another_checkpoint_cannot_add_to_a_cache(cache, tmp_path):
 def test_head_trains_on_the_cache_and_joins_the_frozen_backbone(cache, tmp_path):
     checkpoint, folder = cache
     config = head_config("model.fusion=none", "model.context=apnb")
-    metrics = train_head(config, folder, tmp_path / "apnb", log=lambda line: None)
+    metrics = train_head(
+        config, folder, tmp_path / "apnb", command="ran", log=lambda line: None, reproduce="again"
+    )
     assert metrics["iterations"] == 6 and [it for it, _ in metrics["val_curve"]] == [3, 6]
+    assert (metrics["command"], metrics["reproduce"]) == ("ran", "again")
     test = metrics["test_metrics"]
     assert 0 <= test["miou"] <= 1 and len(test["per_class_iou"]) == 19
     assert json.loads((tmp_path / "apnb" / "metrics.json").read_text())["test_metrics"] == test
@@ -164,3 +167,12 @@ def test_cli_refuses_a_network_the_cache_cannot_feed_in_one_line(cache, tmp_path
         == 2
     )
     assert "no feature cache here" in capsys.readouterr().err
+
+
+def test_the_command_to_reproduce_a_head_drops_resume_and_the_interpreter_path():
+    args = cli.parse_args(["train", "ann-r18-synthcity-cpu", "--features", "runs/f", "--out", "runs/h x",
+                           "--set", "model.context=nb", "--resume"])  # fmt: skip
+    assert cli.reproduce(args) == (
+        "python -m ann.heads train ann-r18-synthcity-cpu --features runs/f --out 'runs/h x'"
+        " --set model.context=nb"
+    )

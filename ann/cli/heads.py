@@ -61,14 +61,22 @@ def cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def reproduce(args: argparse.Namespace) -> str:
+    """The command that recomputes this head from its cache, however many times it was resumed."""
+    sets = [["--set", o] for o in args.overrides]
+    return shlex.join(["python", "-m", "ann.heads", "train", args.config, "--features", str(args.features),
+                       "--out", str(args.out), *sum(sets, [])])  # fmt: skip
+
+
 def train(args: argparse.Namespace, command: str) -> int:
     from ann.training.config import load_config
     from ann.training.heads import train_head
 
     config = load_config(args.config, args.overrides)
     metrics = train_head(
-        config, args.features, args.out, args.resume, command, log=lambda line: print(line, flush=True)
-    )
+        config, args.features, args.out, args.resume, command, log=lambda line: print(line, flush=True),
+        reproduce=reproduce(args),
+    )  # fmt: skip
     print(
         f"test mIoU {100 * metrics['test_metrics']['miou']:.2f} "
         f"({metrics['data']['test_limit']} cached test scenes): "

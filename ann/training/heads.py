@@ -46,7 +46,13 @@ class HeadRun:
 
 
 def train_head(
-    config: RunConfig, cache: Path, out: Path, resume: bool = False, command: str = "", log=print
+    config: RunConfig,
+    cache: Path,
+    out: Path,
+    resume: bool = False,
+    command: str = "",
+    log=print,
+    reproduce: str = "",
 ) -> dict:
     """Train config's head on the cached features; write the checkpoint and metrics.json into out."""
     info = read_info(cache)
@@ -73,7 +79,7 @@ def train_head(
             save_state(run, out, time.perf_counter() - started)
             started = time.perf_counter()
     run.wall_time += time.perf_counter() - started
-    return finish(config, run, cache, info, out, command)
+    return finish(config, run, cache, info, out, (command, reproduce or command))
 
 
 def head_network(config: RunConfig, cache: Path, info: dict) -> ANN:
@@ -191,7 +197,9 @@ def measure(net: ANN, split: CachedSplit, batch: int = 8) -> dict:
     return matrix.summary(net.meta.classes)
 
 
-def finish(config: RunConfig, run: HeadRun, cache: Path, info: dict, out: Path, command: str) -> dict:
+def finish(
+    config: RunConfig, run: HeadRun, cache: Path, info: dict, out: Path, commands: tuple[str, str]
+) -> dict:
     """Test on the cached test split; write the checkpoint (the cache's backbone + this head) and
     metrics.json (the same provenance)."""
     test = measure(run.net, open_cached(cache, "test"))
@@ -200,7 +208,7 @@ def finish(config: RunConfig, run: HeadRun, cache: Path, info: dict, out: Path, 
     provenance = {
         "protocol": "head-only training on a frozen backbone's cached features (docs/cpu-training.md)",
         "backbone_from": info["checkpoint"], "backbone_sha256": info["sha256"],
-        "command": command, "reproduce": command, "git_commit": git_commit(), "config": config.name,
+        "command": commands[0], "reproduce": commands[1], "git_commit": git_commit(), "config": config.name,
         "data": {"dataset": "synthcity", "synthcity_seed": city,
                  "synthcity_size": [height, width], "synthcity_train_images": counts["train"],
                  "crop_size": [height, width], "progressive": [], "val_limit": counts["val"],
