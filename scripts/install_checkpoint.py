@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.run} has no {', '.join(missing)}: not a finished run", file=sys.stderr)
         return 2
     try:
-        print("installed", install(args.run, args.into / f"{args.name.removesuffix('.safetensors')}.safetensors"))
+        name = args.name.removesuffix(".safetensors")
+        print("installed", install(args.run, args.into / f"{name}.safetensors"))
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

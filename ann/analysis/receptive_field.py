@@ -5,8 +5,9 @@ compared with a plain dilated FCN (issue: does the FCN already see the whole ima
 For a pixel p (default the image centre) the field of one image is |d logit_c(p) / d input|, summed
 over the RGB channels, c the class the model predicts at p. Fields are averaged over images and
 normalised to sum 1. `radius(share)` is the half-side of the smallest square around p that holds
-that share of the mass, in input pixels; `reach()` the one that holds all of it. A dilated ResNet's theoretical receptive field covers a
-512x256 image, yet its effective one is far smaller; a non-local block lets any pixel move p.
+that share of the mass, in input pixels; `reach()` the one that holds all of it. A dilated
+ResNet-18's theoretical field nearly covers a 512x256 image, yet its effective one is far smaller;
+a non-local block lets any pixel move p.
 """
 
 from collections.abc import Iterable
@@ -46,8 +47,9 @@ class ReceptiveField:
 
     def summary(self) -> dict:
         height, width = self.mass.shape
+        radii = {f"radius_{round(100 * s)}": self.radius(s) for s in SHARES}
         return {"images": self.images, "size_hw": [height, width], "point_yx": list(self.point),
-                **{f"radius_{round(100 * s)}": self.radius(s) for s in SHARES}, "reach": self.reach()}  # fmt: skip
+                **radii, "reach": self.reach()}  # fmt: skip
 
 
 def gradient_field(

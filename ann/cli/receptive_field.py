@@ -6,7 +6,8 @@
 For each checkpoint: how far from a pixel (default the image centre) the input still moves its
 prediction, as the half-side in pixels of the square around it that holds 50, 90 and 95 % of the
 gradient mass, and its reach (the square holding all of it), averaged over the first --limit
-scenes at --size (default: the first checkpoint's training scale). All checkpoints see the same scenes at the same size, so their rows compare.
+scenes at --size (default: the first checkpoint's training scale). All checkpoints see the same
+scenes at the same size, so their rows compare.
 """
 
 import argparse
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         "  px around the point"
     )
     for name, s in summaries.items():
-        size, radii = f"{s['size_hw'][1]}x{s['size_hw'][0]}", (s["radius_50"], s["radius_90"], s["radius_95"], s["reach"])
+        size = f"{s['size_hw'][1]}x{s['size_hw'][0]}"
+        radii = (s["radius_50"], s["radius_90"], s["radius_95"], s["reach"])
         print(f"{name:<44} {s['images']:>6} {size:>9} " + " ".join(f"{r:>5}" for r in radii))
     try:
         if args.json:
