@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from ann import build_network
 from ann.checkpoint import CheckpointMeta, save
 from tests.conftest_app import tiny_config
@@ -47,17 +49,13 @@ def test_the_model_card_and_curve_are_installed_under_the_new_name(tmp_path):
     assert facts == {"checkpoint": f"{name}.safetensors", "card": f"{name}.md", **PROVENANCE}
 
 
-def test_a_run_without_its_card_installs_nothing(tmp_path, capsys):
-    run = finished_run(tmp_path / "run", card=False)
+@pytest.mark.parametrize(
+    ("broken", "says"),
+    [({"card": False}, "no model_card.md"), ({"weights": False}, "not a readable safetensors file")],
+)
+def test_a_run_without_its_card_or_with_unreadable_weights_installs_nothing(tmp_path, capsys, broken, says):
+    run = finished_run(tmp_path / "run", **broken)
     into = tmp_path / "checkpoints"
     assert install_checkpoint.main([str(run), "x", "--into", str(into)]) == 2
-    assert "no model_card.md" in capsys.readouterr().err
-    assert not into.exists()
-
-
-def test_a_run_with_unreadable_weights_installs_nothing(tmp_path, capsys):
-    run = finished_run(tmp_path / "run", weights=False)
-    into = tmp_path / "checkpoints"
-    assert install_checkpoint.main([str(run), "x", "--into", str(into)]) == 2
-    assert "not a readable safetensors file" in capsys.readouterr().err
+    assert says in capsys.readouterr().err
     assert not into.exists()
