@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from ann.analysis.efficiency import count_gmacs  # noqa: E402
 from ann.checkpoint import read_meta  # noqa: E402
+from ann.cli.args import set_flags  # noqa: E402
 from ann.losses import SegmentationLoss  # noqa: E402
 from ann.models.network import build_network  # noqa: E402
 from ann.training.config import RunConfig, load_config  # noqa: E402
@@ -95,7 +96,7 @@ def run(name: str, minutes: float, out: Path) -> dict:
     # the trainer's loop runs at about 85 % of the bare step (loader, logging, checkpoints)
     iterations = max(10, round(minutes * 60 * rate * 0.85 / 8))
     folder = out / name
-    sets = sum((["--set", o] for o in overrides + COMMON + [f"train.iterations={iterations}"]), [])
+    sets = set_flags(overrides + COMMON + [f"train.iterations={iterations}"])
     command = [sys.executable, "-m", "ann.train", config_name, "--out", str(folder), *sets]
     if (folder / "model.safetensors").exists():
         pass  # done before: read its results

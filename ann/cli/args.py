@@ -130,3 +130,8 @@ def unwritable(error: OSError) -> int:
     """A command's one-line error for an output it could not write; the exit status 2."""
     print(f"error: could not write {error.filename}: {error.strerror}", file=sys.stderr)
     return 2
+
+
+def set_flags(overrides: list[str]) -> list[str]:
+    """KEY=VALUE overrides as the command-line words that give them: --set K=V --set ..."""
+    return [word for override in overrides for word in ("--set", override)]

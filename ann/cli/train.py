@@ -15,6 +15,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+from ann.cli.args import set_flags
 from ann.training.config import ConfigError, config_path, list_configs, load_config
 
 
@@ -46,8 +47,8 @@ def reproduce(args: argparse.Namespace, overrides: list[str]) -> str:
     from ann.training.loop import RESUMABLE_CHANGES
 
     how = set(RESUMABLE_CHANGES) - {"data.root"}  # where the data is stays in the command
-    sets = [["--set", o] for o in overrides if o.partition("=")[0].strip() not in how]
-    return shlex.join([*launcher(), args.config, "--out", str(args.out), *sum(sets, [])])
+    kept = [o for o in overrides if o.partition("=")[0].strip() not in how]
+    return shlex.join([*launcher(), args.config, "--out", str(args.out), *set_flags(kept)])
 
 
 def launcher() -> list[str]:
