@@ -121,13 +121,14 @@ class ModelStore:
 
     def default(self) -> str:
         """The full ANN (AFNB + APNB) of the checkpoint folder, told by each file's metadata, not its
-        name (ties: the first by name); else its first readable checkpoint; else the first listed,
-        or the untrained network when there is none."""
+        name, on the paper's backbone (a dilated ResNet) before others (ties: the first by name);
+        else its first readable checkpoint; else the first listed, or the untrained network."""
         folder = sorted(name for name, path in self._paths.items() if path.parent == self.checkpoint_dir)
         configs = {name: config_of(self._paths[name]) for name in folder}
         readable = [name for name, config in configs.items() if config is not None]
         full = [name for name in readable if (configs[name].fusion, configs[name].context) == FULL_ANN]
-        return (full or readable or self.names())[0]
+        on_resnet = [name for name in full if configs[name].backbone.startswith("resnet")]
+        return (on_resnet or full or readable or self.names())[0]
 
     def add_file(self, path: str | Path, uploaded: bool = True) -> str:
         """Register a checkpoint file (ours, or an authors' .pth via ann.conversion); its name."""

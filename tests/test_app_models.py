@@ -16,9 +16,9 @@ SYNTHCITY_96 = {"dataset": "synthcity", "synthcity_size": [48, 96], "crop_size":
 FOLDER_32 = {"dataset": "folder", "root": "mine", "crop_size": [32, 32]}
 
 
-def header_only(path, name: str) -> None:
+def header_only(path, name: str, backbone: str = "resnet18") -> None:
     """A file with a Table 6 variant's metadata and no weights: the menu reads headers only."""
-    config = variant(name, backbone="resnet18", num_classes=19)
+    config = variant(name, backbone=backbone, num_classes=19)
     write_safetensors({"unused": torch.zeros(1)}, path, CheckpointMeta(config).to_metadata())
 
 
@@ -32,8 +32,10 @@ def tiny(path, data: dict | None = None, seed: int = 0):
 
 def test_the_default_is_the_full_ann_by_its_metadata_not_its_name(tmp_path):
     """A baseline named like the full ANN, and two full ANNs under other names: the first of
-    those by name. Without a full ANN, the first file that can be read; then the first file;
-    an empty folder: the untrained network."""
+    those by name, after a full ANN on another backbone than the paper's ResNet. Without a full
+    ANN, the first file that can be read; then the first file; an empty folder: the untrained
+    network."""
+    header_only(tmp_path / "ann-effl0.safetensors", "full", backbone="efficientnet_lite0")
     header_only(tmp_path / "ann-r18-synthcity.safetensors", "baseline")
     header_only(tmp_path / "fcn.safetensors", "full")
     header_only(tmp_path / "m.safetensors", "full")
@@ -43,6 +45,8 @@ def test_the_default_is_the_full_ann_by_its_metadata_not_its_name(tmp_path):
     (tmp_path / "fcn.safetensors").unlink()
     assert ModelStore(tmp_path).default() == "m.safetensors"
     (tmp_path / "m.safetensors").unlink()
+    assert ModelStore(tmp_path).default() == "ann-effl0.safetensors"  # the only full ANN left
+    (tmp_path / "ann-effl0.safetensors").unlink()
     assert ModelStore(tmp_path).default() == "ann-r18-synthcity.safetensors"  # readable, first by name
     for path in tmp_path.glob("[ab]*.safetensors"):
         path.unlink()
