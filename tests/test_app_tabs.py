@@ -7,6 +7,7 @@ import pytest
 from matplotlib import colormaps
 from PIL import Image
 
+from ann.analysis.features import STAGES
 from ann.data.labels import CITYSCAPES_CLASSES
 from app.tabs import efficiency
 from app.tabs.explain import MAJORITY
@@ -58,6 +59,16 @@ def test_pca_gallery_and_the_imagenet_backbone_side_by_side(app_client):
     assert [item["caption"].split(" · ")[0] for item in second] == [f"B: stage{i}" for i in range(1, 6)]
     assert "16 ch" in second[0]["caption"] and "model B: EfficientNet-Lite0" in status
     assert read(second[4]).shape == (240, 320, 3)
+    ckas = [float(part.split()[1]) for part in status.split("many images): ")[1].split(" · ")]
+    assert len(ckas) == 5 and all(0 <= value < 0.99 for value in ckas)  # two different networks
+
+
+def test_a_model_beside_itself_has_the_same_features_at_every_stage(app_client):
+    client, _ = app_client
+    _, second, status = client.predict(MEAN, True, "viridis", TINY_NAME, api_name="/stage_features")
+    assert len(second) == 7 and f"model B: {TINY_NAME}" in status
+    ckas = status.split("many images): ")[1]
+    assert ckas == " · ".join(f"{name} 1.00" for name in [*STAGES, "afnb", "apnb"])
 
 
 def test_cosine_maps_peak_at_the_clicked_feature(app_client):

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ann.analysis import features
+from ann.analysis.similarity import stage_alignment
 from app.errors import UserError
 from app.plots import display_size, mark_point, resize, unit_colors
 from app.session import MODEL_QUEUE, STATE_TTL_S, ModelStore, Session, require, returns_freed_memory
@@ -70,6 +71,16 @@ def caption(label: str, name: str, feature: torch.Tensor, value_range: tuple[flo
     return f"{prefix}{name} · {C} ch · {h}x{w}{scale}"
 
 
+def alignment_line(groups: dict[str, dict[str, torch.Tensor]]) -> str:
+    """Linear CKA of A's and B's maps at the same places of this image: Fig. 7 in numbers."""
+    rows = stage_alignment([(groups["A"], groups["B"])])
+    values = " · ".join(f"{name} {row['cka']:.2f}" for name, row in rows.items())
+    return (
+        f"Linear CKA of A and B at the same places of this image (1: the same features up to rotation "
+        f"and scale; python -m ann.stage_similarity over many images): {values}"
+    )
+
+
 @returns_freed_memory  # large, image-sized buffers: see app.session
 def stage_features(
     session: Session | None,
@@ -100,7 +111,7 @@ def stage_features(
         scope = "each map scaled to its own range (below: the gallery cuts long captions)"
     status = f"{reduction}; {scope}, from 1st-99th percentiles. Model A: {session.checkpoint}"
     if "B" in groups:
-        status += f"; model B: {compare}"
+        status += f"; model B: {compare}.\n\n{alignment_line(groups)}"
     if not shared:
         listed = (
             f"{label} {name} [{low:.3g}, {high:.3g}]".strip() for (label, name), (low, high) in ranges.items()
