@@ -109,3 +109,22 @@ def test_cli_refuses_in_one_line(checkpoints, capsys, flags, says):
     status = cli.main([str(checkpoints / "fcn.safetensors"), "--limit", "1", "--size", "64,128", *flags])
     err = capsys.readouterr().err
     assert status == 2 and says in err and err.count("\n") == 1
+
+
+def test_initial_is_the_backbone_the_run_began_from(tmp_path):
+    """The trainer seeds, then builds the network (ann.training.loop.build_run): `--other initial`
+    rebuilds exactly that backbone from the seed in the checkpoint's provenance."""
+    from ann.checkpoint import CheckpointMeta, load, save
+    from ann.models import build_network
+    from ann.training.build import seed_everything
+
+    seed_everything(3)
+    began = build_network(tiny_config()).eval()
+    save(began, tmp_path / "run.safetensors", CheckpointMeta(began.config, provenance={"seed": 3}))
+    backbone, _ = cli.other_network("initial", load(tmp_path / "run.safetensors"))
+    for name, value in began.backbone.state_dict().items():
+        torch.testing.assert_close(backbone.state_dict()[name], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="records no training seed"):
+        cli.initial_seed({})
+    with pytest.raises(ValueError, match="started from r101.pth"):
+        cli.initial_seed({"seed": 0, "backbone_weights": "r101.pth"})

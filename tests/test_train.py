@@ -47,6 +47,7 @@ def test_smoke_run_learns_and_exports(run_dir):
     provenance = model.meta.provenance
     assert provenance["iterations"] == 20 and provenance["seed"] == 0 and provenance["command"] == "test"
     assert {"git_commit", "data", "metrics", "wall_time_s", "device", "torch"} <= set(provenance)
+    assert provenance["backbone_weights"] == ""  # from scratch: the seed alone gives the initial weights
     assert set(provenance["metrics"]["per_class_iou"]) == set(model.meta.classes)
     assert provenance["test_metrics"]["miou"] >= 0 and provenance["data"]["test_split"] == "test"
     assert model.config == smoke().model

@@ -1,13 +1,15 @@
 """How far training moved a checkpoint's backbone, stage by stage (ann.analysis.similarity).
 
-    python -m ann.stage_similarity model.safetensors [--other imagenet|untrained|B.safetensors]
+    python -m ann.stage_similarity model.safetensors [--other imagenet|initial|untrained|B.safetensors]
         [--split test] [--limit 20] [--size H,W] [--json out.json]
 
 Linear CKA between the checkpoint's Stage1..Stage5 features and those of another network at the
 same positions of the first --limit SynthCity scenes (at --size, default the checkpoint's
 training scale). --other: `imagenet` (default), EfficientNet-Lite0 with its ImageNet weights at
 the checkpoint's output stride (the paper's Fig. 7: the backbone before segmentation training);
-`untrained`, the checkpoint's backbone freshly initialised (seed 1234, not a trainer's seed, so
+`initial`, the checkpoint's backbone as its training began (rebuilt with the seed its provenance
+records, as the trainer builds it; ImageNet weights where it started from them: how far training
+moved it); `untrained`, the checkpoint's backbone freshly initialised (seed 1234, not a trainer's seed, so
 not the run's own starting point: what CKA says of unrelated features); or another checkpoint
 (e.g. the baseline beside the full ANN).
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 from ann.analysis.inputs import labelled_split, progress
 from ann.cli.args import check_output, check_size, numbers, refused, unwritable, whole_number
 
-OTHERS = ("imagenet", "untrained")
+OTHERS = ("imagenet", "initial", "untrained")
 UNTRAINED_SEED = 1234
 
 
@@ -56,13 +58,27 @@ def other_network(other: str, model):
     config = model.config
     if other == "imagenet":
         return imagenet_backbone(config.output_stride)
-    if other == "untrained":
-        torch.manual_seed(UNTRAINED_SEED)
-        return build_backbone(
-            config.backbone, config.output_stride, config.stem
-        ).eval(), model.meta.normalization
+    if other in ("initial", "untrained"):
+        seed = UNTRAINED_SEED if other == "untrained" else initial_seed(model.meta.provenance)
+        torch.manual_seed(seed)  # the trainer seeds, then builds the backbone first (build_network)
+        pretrained = config.pretrained and other == "initial"
+        backbone = build_backbone(config.backbone, config.output_stride, config.stem, pretrained)
+        return backbone.eval(), model.meta.normalization
     found = load(other)
     return found.backbone.eval(), found.meta.normalization
+
+
+def initial_seed(provenance: dict) -> int:
+    """The seed a trained checkpoint's run began from; its initial weights follow from it unless
+    they came from a file (train.backbone_weights), which the checkpoint does not hold."""
+    if "seed" not in provenance:
+        raise ValueError("--other initial needs a trained checkpoint: this one records no training seed")
+    if provenance.get("backbone_weights"):
+        raise ValueError(
+            f"--other initial: this run's backbone started from {provenance['backbone_weights']}, "
+            "which the checkpoint does not hold"
+        )
+    return int(provenance["seed"])
 
 
 def stage_pairs(model, other, images):

@@ -78,6 +78,7 @@ def provenance(run, command: str, reproduce: str = "") -> dict:
         "test_metrics": run.test_summary or {},
         "best_miou": None if run.best_miou != run.best_miou else run.best_miou,
         "seed": config.train.seed,
+        "backbone_weights": config.train.backbone_weights,  # "" = seeded init or the package's ImageNet
         "wall_time_s": round(run.wall_time, 1),
         "device": device_name(run.processes.device),
         "world_size": run.processes.world,
