@@ -1,7 +1,7 @@
 """Shared fixtures for app tests: a tiny checkpoint in a temporary folder and the real app
 (app.layout.build_demo) launched on a free loopback port, driven with gradio_client.
 
-Import the fixtures into a test module: `from tests.conftest_app import app_client, tiny_store`.
+Use them in a test module with `pytest_plugins = ("tests.conftest_app",)`, then name them as arguments.
 """
 
 import socket
@@ -108,6 +108,16 @@ def save_tiny_and_fcn(folder, tiny) -> None:
     save(tiny, folder / "tiny.safetensors", CheckpointMeta(tiny.config))
     fcn = build_network(variant("baseline", backbone="resnet18", head_channels=16)).eval()
     save(fcn, folder / "fcn.safetensors", CheckpointMeta(fcn.config))
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    """A folder with tiny.safetensors (a seed-0 tiny full ANN) and fcn.safetensors: the analysis
+    command lines' inputs (save_tiny_and_fcn)."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    save_tiny_and_fcn(folder, build_network(tiny_config()).eval())
+    return folder
 
 
 @pytest.fixture(scope="module")

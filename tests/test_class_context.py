@@ -21,7 +21,9 @@ from ann.cli.class_context import main
 from ann.data.labels import CITYSCAPES_CLASSES
 from ann.models import build_network, variant
 from ann.models.sampling import AnchorGeometry, Sampler, SamplingConfig
-from tests.conftest_app import attentive_model, save_tiny_and_fcn, tiny_config
+from tests.conftest_app import attentive_model
+
+pytest_plugins = ("tests.conftest_app",)  # tiny_checkpoints
 
 H, W = 32, 48  # image; feature map 4 x 6 at output stride 8
 
@@ -236,19 +238,10 @@ def test_plots_are_written(model, scene, tmp_path):
 # ---- command line -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("checkpoints")
-    torch.manual_seed(0)
-    tiny = build_network(tiny_config()).eval()
-    save_tiny_and_fcn(folder, tiny)
-    return folder
-
-
-def test_cli_on_synthcity_writes_json_rows_summing_to_one_and_pngs(checkpoints, tmp_path, capsys):
+def test_cli_on_synthcity_writes_json_rows_summing_to_one_and_pngs(tiny_checkpoints, tmp_path, capsys):
     out = tmp_path / "out"
     outputs = ["--json", str(out / "c.json"), "--plot", str(out / "m.png"), "--figure", str(out / "f.png")]
-    argv = [str(checkpoints / "tiny.safetensors"), "--limit", "3", "--size", "64,128", *outputs]
+    argv = [str(tiny_checkpoints / "tiny.safetensors"), "--limit", "3", "--size", "64,128", *outputs]
     assert main(argv) == 0
     printed = capsys.readouterr()
     assert "APNB: 3 images, uniform attention = 110 effective anchors" in printed.out
@@ -267,12 +260,12 @@ def test_cli_on_synthcity_writes_json_rows_summing_to_one_and_pngs(checkpoints, 
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_cli_refuses_a_model_without_attention(checkpoints, capsys):
-    assert main([str(checkpoints / "fcn.safetensors"), "--limit", "1", "--size", "64,128"]) == 2
+def test_cli_refuses_a_model_without_attention(tiny_checkpoints, capsys):
+    assert main([str(tiny_checkpoints / "fcn.safetensors"), "--limit", "1", "--size", "64,128"]) == 2
     assert "no attention block (fusion none, context none)" in capsys.readouterr().err
 
 
-def test_cli_errors_name_the_problem(checkpoints, tmp_path, capsys):
+def test_cli_errors_name_the_problem(tiny_checkpoints, tmp_path, capsys):
     assert main([str(tmp_path / "missing.safetensors")]) == 2
     assert "no such checkpoint file" in capsys.readouterr().err
     photos = tmp_path / "photos"
@@ -280,7 +273,7 @@ def test_cli_errors_name_the_problem(checkpoints, tmp_path, capsys):
     from PIL import Image
 
     Image.fromarray(np.zeros((40, 60, 3), dtype=np.uint8)).save(photos / "a.png")
-    tiny = str(checkpoints / "tiny.safetensors")
+    tiny = str(tiny_checkpoints / "tiny.safetensors")
     assert main([tiny, "--data", str(photos), "--size", "64,128"]) == 2
     assert "for images without labels use --labels prediction" in capsys.readouterr().err
     assert main([tiny, "--data", str(photos), "--labels", "prediction", "--size", "64,128"]) == 0

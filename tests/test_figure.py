@@ -13,9 +13,9 @@ from ann.cli.figure import main
 from ann.models import build_network, variant
 from ann.models.backbones import EFFICIENTNET_NORMALIZATION as IMAGENET_NORMALIZATION
 from ann.models.efficientnet import efficientnet_lite0
-from tests.conftest_app import attentive_model, save_tiny_and_fcn
+from tests.conftest_app import attentive_model
 
-pytest_plugins = ("tests.conftest_app",)  # tiny_store
+pytest_plugins = ("tests.conftest_app",)  # tiny_store, tiny_checkpoints
 H, W = 48, 64
 
 
@@ -39,13 +39,8 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    from tests.conftest_app import tiny_config
-
-    folder = tmp_path_factory.mktemp("checkpoints")
-    torch.manual_seed(0)
-    tiny = build_network(tiny_config()).eval()
-    save_tiny_and_fcn(folder, tiny)
+def checkpoints(tiny_checkpoints):
+    folder = tiny_checkpoints
     for i in range(2):
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (H, W, 3), dtype=np.uint8)).save(
             folder / f"street{i}.png"

@@ -6,12 +6,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
 
 from ann.analysis.receptive_field import ReceptiveField, effective_receptive_field
 from ann.cli import receptive_field as cli
-from tests.conftest_app import save_tiny_and_fcn, tiny_config
+
+pytest_plugins = ("tests.conftest_app",)  # tiny_checkpoints
 
 IDENTITY = {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "scale": 1.0, "channel_order": "RGB"}
 
@@ -64,19 +64,9 @@ def test_ring_mass_counts_squares_around_the_point():
     )
 
 
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    from ann.models import build_network
-
-    folder = tmp_path_factory.mktemp("fields")
-    torch.manual_seed(0)
-    save_tiny_and_fcn(folder, build_network(tiny_config()).eval())
-    return folder
-
-
-def test_cli_prints_a_row_per_checkpoint_and_writes_json_and_plot(checkpoints, tmp_path, capsys):
+def test_cli_prints_a_row_per_checkpoint_and_writes_json_and_plot(tiny_checkpoints, tmp_path, capsys):
     out_json, out_png = tmp_path / "erf.json", tmp_path / "erf.png"
-    paths = [str(checkpoints / "tiny.safetensors"), str(checkpoints / "fcn.safetensors")]
+    paths = [str(tiny_checkpoints / "tiny.safetensors"), str(tiny_checkpoints / "fcn.safetensors")]
     status = cli.main(
         [*paths, "--limit", "2", "--size", "64,128", "--json", str(out_json), "--plot", str(out_png)]
     )
@@ -103,7 +93,7 @@ def test_cli_prints_a_row_per_checkpoint_and_writes_json_and_plot(checkpoints, t
         (["--point", "1,2,3"], "--point takes two numbers"),
     ],
 )
-def test_cli_refuses_bad_points_and_sizes_in_one_line(checkpoints, capsys, flags, says):
-    status = cli.main([str(checkpoints / "fcn.safetensors"), "--limit", "1", "--size", "64,128", *flags])
+def test_cli_refuses_bad_points_and_sizes_in_one_line(tiny_checkpoints, capsys, flags, says):
+    status = cli.main([str(tiny_checkpoints / "fcn.safetensors"), "--limit", "1", "--size", "64,128", *flags])
     err = capsys.readouterr().err
     assert status == 2 and says in err and err.count("\n") == 1

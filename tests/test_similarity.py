@@ -8,7 +8,9 @@ import torch
 
 from ann.analysis.similarity import Alignment, linear_cka, paired_positions, stage_alignment
 from ann.cli import stage_similarity as cli
-from tests.conftest_app import save_tiny_and_fcn, tiny_config
+from tests.conftest_app import tiny_config
+
+pytest_plugins = ("tests.conftest_app",)  # tiny_checkpoints
 
 
 def kernel_cka(x, y):
@@ -72,18 +74,10 @@ def test_stage_alignment_compares_the_maps_both_have():
         stage_alignment([({"a": torch.zeros(1, 1, 2, 2)}, {"b": torch.zeros(1, 1, 2, 2)})])
 
 
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    from ann.models import build_network
-
-    folder = tmp_path_factory.mktemp("similarity")
-    torch.manual_seed(0)
-    save_tiny_and_fcn(folder, build_network(tiny_config()).eval())
-    return folder
-
-
-def test_cli_a_checkpoint_against_itself_is_one_and_against_untrained_less(checkpoints, tmp_path, capsys):
-    tiny = str(checkpoints / "tiny.safetensors")
+def test_cli_a_checkpoint_against_itself_is_one_and_against_untrained_less(
+    tiny_checkpoints, tmp_path, capsys
+):
+    tiny = str(tiny_checkpoints / "tiny.safetensors")
     same, fresh = tmp_path / "same.json", tmp_path / "fresh.json"
     common = ["--limit", "2", "--size", "64,128"]
     assert cli.main([tiny, "--other", tiny, *common, "--json", str(same)]) == 0
@@ -105,8 +99,8 @@ def test_cli_a_checkpoint_against_itself_is_one_and_against_untrained_less(check
         (["--size", "64"], "--size takes two numbers"),
     ],
 )
-def test_cli_refuses_in_one_line(checkpoints, capsys, flags, says):
-    status = cli.main([str(checkpoints / "fcn.safetensors"), "--limit", "1", "--size", "64,128", *flags])
+def test_cli_refuses_in_one_line(tiny_checkpoints, capsys, flags, says):
+    status = cli.main([str(tiny_checkpoints / "fcn.safetensors"), "--limit", "1", "--size", "64,128", *flags])
     err = capsys.readouterr().err
     assert status == 2 and says in err and err.count("\n") == 1
 
