@@ -59,3 +59,18 @@ def test_a_run_without_its_card_or_with_unreadable_weights_installs_nothing(tmp_
     assert install_checkpoint.main([str(run), "x", "--into", str(into)]) == 2
     assert says in capsys.readouterr().err
     assert not into.exists()
+
+
+def test_over_the_size_budget_nothing_is_copied_and_a_replaced_file_does_not_count(tmp_path, capsys):
+    run = finished_run(tmp_path / "run")
+    into = tmp_path / "checkpoints"
+    into.mkdir()
+    size_mb = (run / "model.safetensors").stat().st_size / 1e6
+    (into / "other.safetensors").write_bytes(b"x" * int(size_mb * 1e6))
+    budget = f"{1.5 * size_mb:.6f}"  # room for one of the two, not both
+    assert install_checkpoint.main([str(run), "new", "--into", str(into), "--budget-mb", budget]) == 2
+    assert "over its" in capsys.readouterr().err and sorted(p.name for p in into.iterdir()) == [
+        "other.safetensors"
+    ]
+    assert install_checkpoint.main([str(run), "other", "--into", str(into), "--budget-mb", budget]) == 0
+    assert (into / "other.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
