@@ -58,6 +58,8 @@ def test_pca_gallery_and_the_imagenet_backbone_side_by_side(app_client):
     assert [item["caption"][:5] for item in first] == ["A: st"] * 5 + ["A: af", "A: ap"]
     assert [item["caption"].split(" · ")[0] for item in second] == [f"B: stage{i}" for i in range(1, 6)]
     assert "16 ch" in second[0]["caption"] and "model B: EfficientNet-Lite0" in status
+    size = lambda item: item["caption"].split(" · ")[2]  # noqa: E731 - "hxw"
+    assert size(second[4]) == size(second[2])  # dilated to model A's output stride, 8: Stage3's size
     assert read(second[4]).shape == (240, 320, 3)
     ckas = [float(part.split()[1]) for part in status.split("many images): ")[1].split(" · ")]
     assert len(ckas) == 5 and all(0 <= value < 0.99 for value in ckas)  # two different networks

@@ -61,8 +61,7 @@ def test_stage_grid_draws_the_features_tabs_maps(tiny_store, tmp_path, imagenet,
 
     image = np.asarray(Image.open(street_image(tmp_path / "street.png")))
     session = segment(None, image, None, TINY_NAME, 0.5, False, [], store=tiny_store, max_side=96)[0]
-    monkeypatch.setitem(tab._imagenet, "backbone", imagenet[0])
-    monkeypatch.setitem(tab._imagenet, "normalization", imagenet[1])
+    monkeypatch.setitem(tab._imagenet, session.explorer.model.config.output_stride, imagenet)
     seen = []
     gallery = features.reduced_gallery
     monkeypatch.setattr(
@@ -199,3 +198,32 @@ def test_cli_refusals(checkpoints, tmp_path, capsys):
     assert main([tiny, "--data", "synthcity", *out]) == 2
     assert "--data and --indices go together" in capsys.readouterr().err
     assert not (tmp_path / "f.png").exists()
+
+
+def test_the_tab_dilates_the_imagenet_backbone_to_model_as_output_stride(tmp_path, monkeypatch):
+    """Model A at output stride 16: model B, the ImageNet backbone, is asked for at stride 16 too,
+    so that both models' Stage4/Stage5 maps cover the image alike."""
+    from ann.checkpoint import CheckpointMeta, save
+    from app.session import ModelStore
+    from app.tabs import features as tab
+    from app.tabs.segment import segment
+    from tests.conftest_app import street_image
+
+    config = variant("full", backbone="resnet18", output_stride=16, head_channels=64, key_channels=32)
+    (tmp_path / "folder").mkdir()
+    save(build_network(config).eval(), tmp_path / "folder" / "os16.safetensors", CheckpointMeta(config))
+    store = ModelStore(tmp_path / "folder")
+    image = np.asarray(Image.open(street_image(tmp_path / "street.png")))
+    session = segment(None, image, None, "os16.safetensors", 0.5, False, [], store=store, max_side=96)[0]
+    asked = []
+
+    def random_lite0(output_stride=8):  # the ImageNet one's shapes, no file read
+        asked.append(output_stride)
+        return efficientnet_lite0(output_stride).eval(), dict(IMAGENET_NORMALIZATION)
+
+    monkeypatch.setattr(features, "imagenet_backbone", random_lite0)
+    monkeypatch.setattr(tab, "_imagenet", {})
+    groups, _ = tab.feature_groups(session, tab.IMAGENET, None, store)
+    assert asked == [16]
+    stage3, stage5 = (groups["B"][name].shape[-1] for name in ("stage3", "stage5"))
+    assert stage5 == -(-stage3 // 2)  # 1/16 of the image against Stage3's 1/8

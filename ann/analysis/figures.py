@@ -118,13 +118,14 @@ def report_figure(
     """Compute the asked pictures of every (name, image) and write them to `path` as one figure.
 
     `points`: one (x, y) for every image, or one per image; None: each image's centre. `imagenet`:
-    (backbone, normalization), default ann.analysis.features.imagenet_backbone() (loaded only for stages).
+    (backbone, normalization), default ann.analysis.features.imagenet_backbone() at the model's output
+    stride (loaded only for stages).
     """
     check_request(model, len(images), kind, points, block, Path(path))
     explorer = Explorer(model)
     stages, views = [], []
     if kind in ("stages", "both"):
-        imagenet = imagenet or features.imagenet_backbone()
+        imagenet = imagenet or features.imagenet_backbone(model.config.output_stride)
         stages = [stage_comparison(explorer, name, image, imagenet, reduction) for name, image in images]
     if kind in ("attention", "both"):
         chosen = points or [None]

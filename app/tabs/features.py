@@ -23,27 +23,31 @@ REDUCTION_LABELS = {
     "max over channels": "max",
     "PCA to RGB (3 principal components)": "pca",
 }
-_imagenet = {}  # the ImageNet backbone, loaded once on first use
+_imagenet = {}  # output stride -> the ImageNet backbone (and its normalisation), loaded on first use
 
 
-def imagenet_features(image: np.ndarray) -> dict[str, torch.Tensor]:
-    if not _imagenet:
-        _imagenet["backbone"], _imagenet["normalization"] = features.imagenet_backbone()
-    return features.imagenet_features(image, _imagenet["backbone"], _imagenet["normalization"])
+def imagenet_features(image: np.ndarray, output_stride: int) -> dict[str, torch.Tensor]:
+    """At model A's output stride, so that both models' Stage4/Stage5 maps have the same size."""
+    if output_stride not in _imagenet:
+        _imagenet[output_stride] = features.imagenet_backbone(output_stride)
+    return features.imagenet_features(image, *_imagenet[output_stride])
 
 
 def image_key(image: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape)
 
 
-def comparison_features(store: ModelStore, name: str, image: np.ndarray, cache: dict | None):
-    """Features of the second model on the same image; reused while model and image stay the same."""
-    key = (name, image_key(image))
+def comparison_features(
+    store: ModelStore, name: str, image: np.ndarray, cache: dict | None, output_stride: int = 8
+):
+    """Features of the second model on the same image (the ImageNet backbone at `output_stride`);
+    reused while model and image stay the same."""
+    key = (name, image_key(image), output_stride)
     if cache and cache.get("key") == key:
         return cache["features"], cache
     try:
         if name == IMAGENET:
-            found = imagenet_features(image)
+            found = imagenet_features(image, output_stride)
         else:
             explorer = store.get(name)
             result = explorer.run(image)
@@ -60,7 +64,8 @@ def feature_groups(session: Session, compare: str, cache: dict | None, store: Mo
     own = features.named_features(explorer.stages, explorer.result.head, explorer.model.config)
     if not compare or compare == NO_COMPARISON:
         return {"": own}, cache
-    other, cache = comparison_features(store, compare, session.image, cache)
+    stride = explorer.model.config.output_stride
+    other, cache = comparison_features(store, compare, session.image, cache, stride)
     return {"A": own, "B": other}, cache
 
 
