@@ -6,7 +6,14 @@ import json
 import pytest
 import torch
 
-from ann.analysis.similarity import Alignment, linear_cka, paired_positions, stage_alignment
+from ann.analysis.similarity import (
+    Alignment,
+    comparison_backbone,
+    initial_seed,
+    linear_cka,
+    paired_positions,
+    stage_alignment,
+)
 from ann.cli import stage_similarity as cli
 from tests.conftest_app import tiny_config
 
@@ -115,10 +122,10 @@ def test_initial_is_the_backbone_the_run_began_from(tmp_path):
     seed_everything(3)
     began = build_network(tiny_config()).eval()
     save(began, tmp_path / "run.safetensors", CheckpointMeta(began.config, provenance={"seed": 3}))
-    backbone, _ = cli.other_network("initial", load(tmp_path / "run.safetensors"))
+    backbone, _ = comparison_backbone(load(tmp_path / "run.safetensors"), "initial")
     for name, value in began.backbone.state_dict().items():
         torch.testing.assert_close(backbone.state_dict()[name], value, rtol=0, atol=0)
     with pytest.raises(ValueError, match="records no training seed"):
-        cli.initial_seed({})
+        initial_seed({})
     with pytest.raises(ValueError, match="started from r101.pth"):
-        cli.initial_seed({"seed": 0, "backbone_weights": "r101.pth"})
+        initial_seed({"seed": 0, "backbone_weights": "r101.pth"})

@@ -14,9 +14,19 @@ another backbone), the larger is average-pooled to the smaller.
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from ann.analysis.features import backbone_stages, imagenet_backbone, named_features
+from ann.checkpoint import load
+from ann.inference import preprocess
+from ann.models.backbones import build_backbone
+from ann.models.network import ANN
+
+OTHERS = ("imagenet", "initial", "untrained")  # besides a checkpoint file
+UNTRAINED_SEED = 1234  # not a trainer's default seed: `untrained` is not any run's starting point
 
 
 class Alignment:
@@ -88,3 +98,41 @@ def stage_alignment(pairs: Iterable[tuple[dict[str, Tensor], dict[str, Tensor]]]
         name: {"cka": alignment.cka(), "positions": alignment.count, **shapes[name]}
         for name, alignment in found.items()
     }
+
+
+def comparison_backbone(model: ANN, other: str) -> tuple[nn.Module, dict]:
+    """(backbone, normalization) of what a checkpoint's backbone is compared with: `imagenet`
+    (EfficientNet-Lite0's ImageNet weights at the model's output stride), `initial` (the model's
+    backbone as its run began), `untrained` (a fresh initialisation), or a checkpoint file."""
+    config = model.config
+    if other == "imagenet":
+        return imagenet_backbone(config.output_stride)
+    if other in ("initial", "untrained"):
+        seed = UNTRAINED_SEED if other == "untrained" else initial_seed(model.meta.provenance)
+        torch.manual_seed(seed)  # the trainer seeds, then builds the backbone first (build_network)
+        pretrained = config.pretrained and other == "initial"
+        backbone = build_backbone(config.backbone, config.output_stride, config.stem, pretrained)
+        return backbone.eval(), model.meta.normalization
+    found = load(other)
+    return found.backbone.eval(), found.meta.normalization
+
+
+def initial_seed(provenance: dict) -> int:
+    """The seed a trained checkpoint's run began from; its initial weights follow from it unless
+    they came from a file (train.backbone_weights), which the checkpoint does not hold."""
+    if "seed" not in provenance:
+        raise ValueError("no initial backbone: this checkpoint records no training seed (not a trained one)")
+    if provenance.get("backbone_weights"):
+        raise ValueError(
+            f"no initial backbone: this run's started from {provenance['backbone_weights']}, which the "
+            "checkpoint does not hold: compare with that file"
+        )
+    return int(provenance["seed"])
+
+
+def stage_pairs(model: ANN, other: tuple[nn.Module, dict], images: Iterable[np.ndarray]):
+    """Per image: (the checkpoint's Stage1..5, the other network's), named as in the app."""
+    for image in images:
+        own = backbone_stages(model.backbone, preprocess(image, model.meta.normalization))
+        theirs = backbone_stages(other[0], preprocess(image, other[1]))
+        yield named_features(own), named_features(theirs)

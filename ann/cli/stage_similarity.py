@@ -20,10 +20,8 @@ import sys
 from pathlib import Path
 
 from ann.analysis.inputs import labelled_split, progress
+from ann.analysis.similarity import OTHERS
 from ann.cli.args import check_output, check_size, numbers, refused, unwritable, whole_number
-
-OTHERS = ("imagenet", "initial", "untrained")
-UNTRAINED_SEED = 1234
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,57 +45,12 @@ def check_args(args: argparse.Namespace) -> None:
     check_output(args.json, "--json")
 
 
-def other_network(other: str, model):
-    """(backbone, normalization) of the network the checkpoint is compared with."""
-    import torch
-
-    from ann.analysis.features import imagenet_backbone
-    from ann.checkpoint import load
-    from ann.models.backbones import build_backbone
-
-    config = model.config
-    if other == "imagenet":
-        return imagenet_backbone(config.output_stride)
-    if other in ("initial", "untrained"):
-        seed = UNTRAINED_SEED if other == "untrained" else initial_seed(model.meta.provenance)
-        torch.manual_seed(seed)  # the trainer seeds, then builds the backbone first (build_network)
-        pretrained = config.pretrained and other == "initial"
-        backbone = build_backbone(config.backbone, config.output_stride, config.stem, pretrained)
-        return backbone.eval(), model.meta.normalization
-    found = load(other)
-    return found.backbone.eval(), found.meta.normalization
-
-
-def initial_seed(provenance: dict) -> int:
-    """The seed a trained checkpoint's run began from; its initial weights follow from it unless
-    they came from a file (train.backbone_weights), which the checkpoint does not hold."""
-    if "seed" not in provenance:
-        raise ValueError("--other initial needs a trained checkpoint: this one records no training seed")
-    if provenance.get("backbone_weights"):
-        raise ValueError(
-            f"--other initial: this run's backbone started from {provenance['backbone_weights']}, "
-            "which the checkpoint does not hold"
-        )
-    return int(provenance["seed"])
-
-
-def stage_pairs(model, other, images):
-    """Per image: (the checkpoint's Stage1..5, the other network's), named as in the app."""
-    from ann.analysis.features import backbone_stages, named_features
-    from ann.inference import preprocess
-
-    for image in images:
-        own = backbone_stages(model.backbone, preprocess(image, model.meta.normalization))
-        theirs = backbone_stages(other[0], preprocess(image, other[1]))
-        yield named_features(own), named_features(theirs)
-
-
 def alignment(args: argparse.Namespace) -> dict:
-    from ann.analysis.similarity import stage_alignment
+    from ann.analysis.similarity import comparison_backbone, stage_alignment, stage_pairs
     from ann.checkpoint import load
 
     model = load(args.checkpoint).eval()
-    other = other_network(args.other, model)  # every network read before any scene
+    other = comparison_backbone(model, args.other)  # every network read before any scene
     pairs, total = labelled_split("synthcity", model.meta, args.checkpoint, args.split, args.limit, args.size)
     images = (image for image, _ in progress(pairs, total, "scenes"))
     return stage_alignment(stage_pairs(model, other, images))
