@@ -229,10 +229,11 @@ def test_cosine_queries_the_clicked_cell_and_marks_it(session, tiny_store):
 def test_second_model_features_are_cached_per_image(session, tiny_store):
     from app.tabs.features import comparison_features, image_key
 
-    stale = {"key": (TINY_NAME, "another image"), "features": {"stale": None}}
+    stale = {"key": (TINY_NAME, "another image", 8), "features": {"stale": None}}
     found, cache = comparison_features(tiny_store, TINY_NAME, session.image, stale)
-    assert "stage5" in found and cache["key"] == (TINY_NAME, image_key(session.image))
+    assert "stage5" in found and cache["key"] == (TINY_NAME, image_key(session.image), 8)
     assert comparison_features(tiny_store, TINY_NAME, session.image, cache)[0] is found  # reused
+    assert comparison_features(tiny_store, TINY_NAME, session.image, cache, 16)[0] is not found
 
 
 def test_class_names_and_numbers_and_the_reduced_attribution_size(session):
