@@ -27,7 +27,9 @@ from ann.cli.args import check_output, check_size, numbers, refused, unwritable,
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ann.stage_similarity", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--other", default="imagenet", help="imagenet (default), untrained, or a checkpoint file")
+    p.add_argument(
+        "--other", default="imagenet", help=f"{', '.join(OTHERS)} (default imagenet), or a checkpoint file"
+    )
     p.add_argument("--split", default="test", help="SynthCity split (default: test)")
     p.add_argument("--limit", type=whole_number(1), default=20, help="the first N scenes (default 20)")
     p.add_argument("--size", type=numbers, help="H,W (default: the checkpoint's training scale)")
