@@ -597,9 +597,28 @@ def test_the_bar_is_for_a_terminal_and_progress_false_silences_both(tmp_path, mo
     log = RunLog(tmp_path, 0, 4, progress=True)
     log.step()
     log.show(1, 1.0, 0.01, 3.0)
-    assert not log.bar.disable and "loss=1.0000" in log.bar.postfix
+    assert not log.bar.disable and "loss=1.0000" in log.bar.postfix and "ETA=" in log.bar.postfix
     log.close()
     assert "train 1/4" not in capsys.readouterr().err
+
+
+def test_the_eta_of_a_progressive_run_counts_its_larger_iterations_at_their_cost(tmp_path):
+    """7 small iterations took 7 s; the 3 left are 4x the pixels each: 12 s, not the 3 s that a
+    per-iteration average gives. A resumed run times only its own iterations."""
+    import time
+
+    from ann.training.logging import RunLog, work
+
+    costs = [(7, 1.0), (10, 4.0)]
+    assert work(costs, 0, 10) == 19 and work(costs, 5, 8) == 6 and work(costs, 8, 8) == 0
+    log = RunLog(tmp_path, 0, 10, progress=False, costs=costs)
+    log.since = time.perf_counter() - 7.0
+    assert log.eta(7) == pytest.approx(12.0, abs=0.1)
+    log.close()
+    log = RunLog(tmp_path, 7, 10, progress=False, costs=costs)
+    log.since = time.perf_counter() - 4.0  # one large iteration in 4 s: two left
+    assert log.eta(8) == pytest.approx(8.0, abs=0.1)
+    log.close()
 
 
 def test_curve_shows_the_validation_miou_in_percent(tmp_path, monkeypatch):

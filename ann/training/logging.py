@@ -38,8 +38,18 @@ def truncate_metrics(folder: Path, iteration: int) -> None:
 
 
 class RunLog:
-    def __init__(self, folder: Path, start: int, total: int, progress: bool) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        start: int,
+        total: int,
+        progress: bool,
+        costs: list[tuple[int, float]] | None = None,
+    ) -> None:
+        """`costs`: (end iteration, relative cost of one iteration) per stage, so that the ETA of a
+        progressive run counts its later, larger iterations at what they cost (one stage if None)."""
         self.folder, self.start, self.total = folder, start, total
+        self.costs = costs or [(total, 1.0)]
         truncate_metrics(folder, start)
         self.file = open(folder / METRICS_FILE, "a")
         self.tensorboard = None
@@ -54,24 +64,31 @@ class RunLog:
         # plain lines from show() instead
         terminal = sys.stderr is not None and sys.stderr.isatty()
         self.lines = progress and not terminal
+        # tqdm's own remaining time assumes every iteration costs the same: the bar shows ours
         self.bar = tqdm(
-            total=total, initial=start, desc="train", disable=not (progress and terminal), dynamic_ncols=True
-        )
+            total=total, initial=start, desc="train", disable=not (progress and terminal), dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]",
+        )  # fmt: skip
         self.since = time.perf_counter()
 
     def step(self) -> None:
         self.bar.update(1)
 
+    def eta(self, iteration: int) -> float:
+        """Seconds left: this session's time per unit of cost so far (a resumed run's ETA is its
+        own) times the cost of the iterations left."""
+        done = work(self.costs, self.start, iteration)
+        return (time.perf_counter() - self.since) / max(done, 1e-9) * work(self.costs, iteration, self.total)
+
     def show(self, iteration: int, loss: float, lr: float, images_per_s: float) -> None:
         """The figures of a log step: on the bar, or as one line when there is no terminal."""
+        eta = tqdm.format_interval(self.eta(iteration))
         if not self.lines:
-            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.1f}")
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.1f}", ETA=eta)
             return
-        done = iteration - self.start  # this session's iterations: a resumed run's ETA is its own
-        remaining = (time.perf_counter() - self.since) / max(done, 1) * (self.total - iteration)
         print(
             f"train {iteration}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  {images_per_s:.1f} img/s  "
-            f"ETA {tqdm.format_interval(remaining)}",
+            f"ETA {eta}",
             file=sys.stderr,
             flush=True,
         )
@@ -109,6 +126,15 @@ class RunLog:
         if self.tensorboard is not None:
             with contextlib.suppress(OSError):
                 self.tensorboard.close()
+
+
+def work(costs: list[tuple[int, float]], first: int, last: int) -> float:
+    """The summed cost of iterations first..last-1, each stage's iterations at its cost."""
+    total, begin = 0.0, 0
+    for end, cost in costs:
+        total += max(0, min(end, last) - max(begin, first)) * cost
+        begin = end
+    return total
 
 
 def write_error(path: Path, error: OSError) -> TrainingError:

@@ -241,11 +241,14 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict[str
 def train_to_end(run: Run, train_split: Split, val_split: Split) -> None:
     cfg, processes = run.config.train, run.processes
     cuda = processes.device.type == "cuda"
-    log = RunLog(run.out, run.iteration, cfg.iterations, cfg.progress) if processes.main else None
+    stages = resize_stages(run.config)
+    # an iteration costs about its crop's pixels (a 256x128 step is a quarter of a 512x256 one)
+    costs = [(end, math.prod(stage.data.crop_size)) for end, stage in stages]
+    log = RunLog(run.out, run.iteration, cfg.iterations, cfg.progress, costs) if processes.main else None
     meter = Meter()
     try:
         with StopRequest() as stop:
-            for end, stage in resize_stages(run.config):  # one stage unless data.progressive
+            for end, stage in stages:  # one stage unless data.progressive
                 if run.iteration >= end:
                     continue
                 split = train_split if stage is run.config else open_split(stage.data, stage.data.train_split)
