@@ -71,10 +71,10 @@ def common_size(a: Tensor, b: Tensor) -> tuple[int, int]:
     return tuple(min(s, t) for s, t in zip(a.shape[-2:], b.shape[-2:], strict=True))
 
 
-def paired_positions(a: Tensor, b: Tensor, size: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
+def paired_positions(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """(1, C, H, W) maps of one image -> (N, C) rows of the same N places, the larger map
-    average-pooled to the smaller one's size (`size`, when the caller has it)."""
-    size = size or common_size(a, b)
+    average-pooled to the smaller one's size."""
+    size = common_size(a, b)
     rows = [F.adaptive_avg_pool2d(m.detach().float(), size) if m.shape[-2:] != size else m for m in (a, b)]
     return tuple(m.reshape(m.shape[-3], -1).T for m in rows)
 
@@ -89,10 +89,9 @@ def stage_alignment(pairs: Iterable[tuple[dict[str, Tensor], dict[str, Tensor]]]
     shapes: dict[str, dict] = {}
     for a, b in pairs:
         for name in (name for name in a if name in b):
-            size = common_size(a[name], b[name])
-            x, y = paired_positions(a[name], b[name], size)
+            x, y = paired_positions(a[name], b[name])
             found.setdefault(name, Alignment()).add(x, y)
-            shapes[name] = {"channels": (x.shape[1], y.shape[1]), "size_hw": size}
+            shapes[name] = {"channels": (x.shape[1], y.shape[1]), "size_hw": common_size(a[name], b[name])}
     if not found:
         raise ValueError("the two networks share no named feature map to compare")
     return {
