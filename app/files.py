@@ -4,6 +4,7 @@ process exits, so that a day of use leaves nothing behind. Inside it a folder pe
 of uploads and outputs are cleaned by the Blocks' delete_cache (app/layout.py)."""
 
 import atexit
+import itertools
 import shutil
 import tempfile
 import threading
@@ -14,6 +15,8 @@ GRADIO_CACHE = (3600, 3600)  # every hour, gradio drops its copies older than an
 
 _guard = threading.Lock()
 _root: list[Path] = []  # the process's folder, made on first use
+# Folders made in one clock tick share an mtime, so their order is a count in their names.
+_made = itertools.count()
 
 
 def app_folder() -> Path:
@@ -29,10 +32,11 @@ def fresh_folder(kind: str, keep: int | None = None) -> Path:
     """A new, empty folder `kind-*` in the app's folder; with `keep`, only the `keep` newest folders
     of that kind stay (this one among them)."""
     parent = app_folder()
-    folder = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=parent))
+    with _guard:
+        folder = Path(tempfile.mkdtemp(prefix=f"{kind}-{next(_made):09d}-", dir=parent))
     if keep is not None:
         with _guard:
-            made = sorted(parent.glob(f"{kind}-*"), key=lambda path: path.stat().st_mtime_ns)
+            made = sorted(parent.glob(f"{kind}-*"))
             for old in made[: max(len(made) - keep, 0)]:
                 if old != folder:
                     shutil.rmtree(old, ignore_errors=True)

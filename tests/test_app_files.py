@@ -1,6 +1,7 @@
 """The app's files live in one folder per server process, removed at exit; exports keep the newest
 few (app/files.py)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,10 @@ from app import files
 
 
 def test_folders_of_one_kind_beyond_keep_are_removed_oldest_first():
-    made = [files.fresh_folder("keep-test", keep=3) for _ in range(5)]
+    made = []
+    for i in range(5):  # mtimes that say nothing of the order (one clock tick, a clock set back)
+        made.append(files.fresh_folder("keep-test", keep=3))
+        os.utime(made[-1], ns=(10**9 * (10 - i),) * 2)
     assert all(folder.parent == files.app_folder() for folder in made)
     assert [folder.is_dir() for folder in made] == [False, False, True, True, True]
     other = files.fresh_folder("other-kind", keep=1)  # another kind is left alone
