@@ -34,8 +34,7 @@ def fresh_folder(kind: str, keep: int | None = None) -> Path:
     parent = app_folder()
     with _guard:
         folder = Path(tempfile.mkdtemp(prefix=f"{kind}-{next(_made):09d}-", dir=parent))
-    if keep is not None:
-        with _guard:
+        if keep is not None:
             made = sorted(parent.glob(f"{kind}-*"))
             for old in made[: max(len(made) - keep, 0)]:
                 if old != folder:
