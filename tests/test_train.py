@@ -488,6 +488,21 @@ def test_reproduce_keeps_the_overrides_that_change_the_result():
     assert command == f"python -m ann.train smoke --out runs/x {want}"
 
 
+def test_reproduce_gives_an_out_folder_under_the_working_directory_relative(tmp_path, monkeypatch):
+    """A card's command must work on another checkout: /home/me/ann/runs/x would only work here."""
+    from argparse import Namespace
+
+    from ann.cli.train import reproduce
+
+    monkeypatch.chdir(tmp_path / "..")
+    inside = reproduce(Namespace(config="smoke", out=tmp_path / "runs" / "x"), [])
+    assert inside == f"python -m ann.train smoke --out {tmp_path.name}/runs/x"
+    elsewhere = tmp_path.parent.parent / "y"  # not under the working directory: kept as given
+    monkeypatch.chdir(tmp_path)
+    kept = reproduce(Namespace(config="smoke", out=elsewhere), [])
+    assert kept == f"python -m ann.train smoke --out {elsewhere}"
+
+
 def test_export_sums_the_sessions_and_names_the_data_it_was_trained_on(tmp_path):
     """The exported provenance: the wall time of earlier sessions plus this one up to the export,
     no NaN (strict JSON) when no validation scored, no folder for SynthCity (it reads none), the

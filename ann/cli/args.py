@@ -132,6 +132,15 @@ def unwritable(error: OSError) -> int:
     return 2
 
 
+def shown_path(path: Path) -> str:
+    """A path as a command to reproduce a run should give it: relative to the working directory
+    when it lies there (runs/NAME works on any checkout; /home/me/ann/runs/NAME only on this one)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def set_flags(overrides: list[str]) -> list[str]:
     """KEY=VALUE overrides as the command-line words that give them: --set K=V --set ..."""
     return [word for override in overrides for word in ("--set", override)]

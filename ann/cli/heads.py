@@ -16,7 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ann.cli.args import refused, set_flags, whole_number
+from ann.cli.args import refused, set_flags, shown_path, whole_number
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,7 +64,7 @@ def cache(args: argparse.Namespace) -> int:
 def reproduce(args: argparse.Namespace) -> str:
     """The command that recomputes this head from its cache, however many times it was resumed."""
     return shlex.join(["python", "-m", "ann.heads", "train", args.config, "--features", str(args.features),
-                       "--out", str(args.out), *set_flags(args.overrides)])  # fmt: skip
+                       "--out", shown_path(args.out), *set_flags(args.overrides)])  # fmt: skip
 
 
 def train(args: argparse.Namespace, command: str) -> int:

@@ -15,7 +15,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from ann.cli.args import set_flags
+from ann.cli.args import set_flags, shown_path
 from ann.training.config import ConfigError, config_path, list_configs, load_config
 
 
@@ -48,7 +48,7 @@ def reproduce(args: argparse.Namespace, overrides: list[str]) -> str:
 
     how = set(RESUMABLE_CHANGES) - {"data.root"}  # where the data is stays in the command
     kept = [o for o in overrides if o.partition("=")[0].strip() not in how]
-    return shlex.join([*launcher(), args.config, "--out", str(args.out), *set_flags(kept)])
+    return shlex.join([*launcher(), args.config, "--out", shown_path(args.out), *set_flags(kept)])
 
 
 def launcher() -> list[str]:
