@@ -63,8 +63,9 @@ def cache(args: argparse.Namespace) -> int:
 
 def reproduce(args: argparse.Namespace) -> str:
     """The command that recomputes this head from its cache, however many times it was resumed."""
-    return shlex.join(["python", "-m", "ann.heads", "train", args.config, "--features", str(args.features),
-                       "--out", shown_path(args.out), *set_flags(args.overrides)])  # fmt: skip
+    folders = ["--features", shown_path(args.features), "--out", shown_path(args.out)]
+    return shlex.join(["python", "-m", "ann.heads", "train", args.config, *folders,
+                       *set_flags(args.overrides)])  # fmt: skip
 
 
 def train(args: argparse.Namespace, command: str) -> int:
