@@ -136,7 +136,7 @@ def shown_path(path: Path) -> str:
     """A path as a command to reproduce a run should give it: relative to the working directory
     when it lies there (runs/NAME works on any checkout; /home/me/ann/runs/NAME only on this one)."""
     try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
 
